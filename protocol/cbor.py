@@ -1,0 +1,235 @@
+# The wire subset of CBOR (RFC 8949), small enough for the reader and strict enough for a gateway.
+#
+# Subset: unsigned and negative integers (64-bit), byte strings, text strings, arrays, maps with
+# integer or text keys, false, true, null. Everything else that is well-formed (floats, tags,
+# undefined, other simple values, indefinite lengths) is refused as UNSUPPORTED; everything that is
+# not well-formed is refused as MALFORMED. No other exception ever leaves `loads`.
+#
+# Encoding is deterministic (RFC 8949 section 4.2.1): shortest heads, definite lengths, map keys in
+# the bytewise order of their encodings. That makes a message's bytes a function of its content,
+# which the tests check against cbor2.
+#
+# Portable: this file runs unchanged on CPython and MicroPython (no struct formats beyond bytes, no
+# typing at run time, no dataclasses).
+
+from .errors import (
+    INVALID,
+    MALFORMED,
+    TOO_DEEP,
+    TOO_LARGE,
+    TRAILING,
+    UNSUPPORTED,
+    ProtocolError,
+)
+
+MAX_SIZE = 4096  # bytes in one message; a gate tap is under 100
+MAX_DEPTH = 8  # nested arrays/maps; our deepest message nests 3
+
+_UINT, _NINT, _BYTES, _TEXT, _ARRAY, _MAP, _TAG, _SIMPLE = 0, 1, 2, 3, 4, 5, 6, 7
+_FALSE, _TRUE, _NULL = 20, 21, 22
+_U64_LIMIT = 1 << 64
+
+
+# -- encoding ---------------------------------------------------------------------------------
+
+
+class _Writer:
+    # Writes into a caller's buffer so a reader can encode every tap into one preallocated
+    # bytearray; `dumps` simply lends it a fresh one.
+    def __init__(self, buf) -> None:
+        self.buf = buf
+        self.pos = 0
+
+    def byte(self, value: int) -> None:
+        if self.pos >= len(self.buf):
+            raise ProtocolError(TOO_LARGE, "encoded message exceeds %d bytes" % len(self.buf))
+        self.buf[self.pos] = value
+        self.pos += 1
+
+    def raw(self, data) -> None:
+        end = self.pos + len(data)
+        if end > len(self.buf):
+            raise ProtocolError(TOO_LARGE, "encoded message exceeds %d bytes" % len(self.buf))
+        self.buf[self.pos : end] = data
+        self.pos = end
+
+    def head(self, major: int, n: int) -> None:
+        if n < 24:
+            self.byte(major << 5 | n)
+            return
+        if n < 0x100:
+            ai, size = 24, 1
+        elif n < 0x10000:
+            ai, size = 25, 2
+        elif n < 0x100000000:
+            ai, size = 26, 4
+        else:
+            ai, size = 27, 8
+        self.byte(major << 5 | ai)
+        for shift in range(8 * (size - 1), -1, -8):
+            self.byte(n >> shift & 0xFF)
+
+
+def _key_order(key):
+    # The bytewise order of encoded keys, without encoding them: the major type decides first,
+    # then the head (value for integers, length for strings), then the string's bytes.
+    if isinstance(key, bool) or not isinstance(key, (int, str)):
+        raise ProtocolError(UNSUPPORTED, "map keys must be int or str, not %s" % type(key).__name__)
+    if isinstance(key, int):
+        return (_UINT, key, b"") if key >= 0 else (_NINT, -1 - key, b"")
+    data = key.encode()
+    return (_TEXT, len(data), data)
+
+
+def _encode(w: _Writer, obj, depth: int) -> None:
+    if obj is False or obj is True or obj is None:
+        w.byte(0xE0 | (_NULL if obj is None else _TRUE if obj else _FALSE))
+    elif isinstance(obj, int):
+        if not -_U64_LIMIT <= obj < _U64_LIMIT:
+            raise ProtocolError(UNSUPPORTED, "integer outside 64 bits")
+        w.head(*((_UINT, obj) if obj >= 0 else (_NINT, -1 - obj)))
+    elif isinstance(obj, (bytes, bytearray, memoryview)):
+        w.head(_BYTES, len(obj))
+        w.raw(obj)
+    elif isinstance(obj, str):
+        data = obj.encode()
+        w.head(_TEXT, len(data))
+        w.raw(data)
+    elif isinstance(obj, (list, tuple)):
+        _check_depth(depth)
+        w.head(_ARRAY, len(obj))
+        for item in obj:
+            _encode(w, item, depth + 1)
+    elif isinstance(obj, dict):
+        _check_depth(depth)
+        w.head(_MAP, len(obj))
+        for key in sorted(obj, key=_key_order):
+            _encode(w, key, depth + 1)
+            _encode(w, obj[key], depth + 1)
+    else:
+        raise ProtocolError(UNSUPPORTED, "cannot encode %s" % type(obj).__name__)
+
+
+def _check_depth(depth: int) -> None:
+    if depth >= MAX_DEPTH:
+        raise ProtocolError(TOO_DEEP, "nesting deeper than %d" % MAX_DEPTH)
+
+
+def dump_into(buf, obj) -> int:
+    """Encode obj into the start of buf (a bytearray); return the number of bytes written."""
+    w = _Writer(buf)
+    _encode(w, obj, 0)
+    return w.pos
+
+
+def dumps(obj, max_size: int = MAX_SIZE) -> bytes:
+    """Encode obj deterministically; ProtocolError if it is outside the subset or too large."""
+    buf = bytearray(max_size)
+    return bytes(memoryview(buf)[: dump_into(buf, obj)])
+
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+class _Reader:
+    def __init__(self, data) -> None:
+        self.data = memoryview(data)
+        self.pos = 0
+
+    def take(self, n: int):
+        end = self.pos + n
+        if end > len(self.data):
+            raise ProtocolError(MALFORMED, "truncated at byte %d" % self.pos)
+        chunk = self.data[self.pos : end]
+        self.pos = end
+        return chunk
+
+    def head(self):
+        initial = self.take(1)[0]
+        major, ai = initial >> 5, initial & 0x1F
+        if ai < 24:
+            return major, ai
+        if ai < 28:
+            n = 0
+            for b in self.take(1 << (ai - 24)):
+                n = n << 8 | b
+            return major, n
+        if ai < 31:
+            raise ProtocolError(MALFORMED, "reserved additional information %d" % ai)
+        if major == _SIMPLE:
+            raise ProtocolError(MALFORMED, "break outside an indefinite-length item")
+        if major in (_UINT, _NINT, _TAG):
+            raise ProtocolError(MALFORMED, "indefinite length on major type %d" % major)
+        raise ProtocolError(UNSUPPORTED, "indefinite-length items are not in the wire subset")
+
+
+def _decode(r: _Reader, depth: int):
+    start = r.pos
+    major, n = r.head()
+    if major == _UINT:
+        return n
+    if major == _NINT:
+        return -1 - n
+    if major == _BYTES:
+        return bytes(r.take(n))
+    if major == _TEXT:
+        return _text(r.take(n))
+    if major == _ARRAY or major == _MAP:
+        if depth >= MAX_DEPTH:
+            raise ProtocolError(TOO_DEEP, "nesting deeper than %d" % MAX_DEPTH)
+        # Every item takes at least one byte: refuse impossible counts before allocating.
+        if n > len(r.data) - r.pos:
+            raise ProtocolError(MALFORMED, "count %d exceeds the bytes left" % n)
+        if major == _ARRAY:
+            return [_decode(r, depth + 1) for _ in range(n)]
+        return _decode_map(r, n, depth)
+    if major == _TAG:
+        raise ProtocolError(UNSUPPORTED, "tag %d is not in the wire subset" % n)
+    return _simple(r, start, n)
+
+
+def _decode_map(r: _Reader, n: int, depth: int) -> dict:
+    result = {}
+    for _ in range(n):
+        key = _decode(r, depth + 1)
+        if isinstance(key, bool) or not isinstance(key, (int, str)):
+            raise ProtocolError(UNSUPPORTED, "map key of type %s" % type(key).__name__)
+        if key in result:
+            raise ProtocolError(INVALID, "map key %r repeated" % (key,))
+        result[key] = _decode(r, depth + 1)
+    return result
+
+
+def _text(chunk) -> str:
+    try:
+        return str(chunk, "utf-8")
+    except Exception:  # UnicodeError on CPython, ValueError on some MicroPython builds
+        raise ProtocolError(MALFORMED, "text string is not valid UTF-8") from None
+
+
+def _simple(r: _Reader, start: int, n: int):
+    ai = r.data[start] & 0x1F
+    if ai == 24 and n < 32:
+        raise ProtocolError(MALFORMED, "two-byte simple value %d below 32" % n)
+    if ai < 24 and n == _FALSE:
+        return False
+    if ai < 24 and n == _TRUE:
+        return True
+    if ai < 24 and n == _NULL:
+        return None
+    if ai > 24:
+        raise ProtocolError(UNSUPPORTED, "floating-point values are not in the wire subset")
+    raise ProtocolError(UNSUPPORTED, "simple value %d is not in the wire subset" % n)
+
+
+def loads(data, max_size: int = MAX_SIZE):
+    """Decode exactly one item from data; ProtocolError (with a stable code) on anything else."""
+    if len(data) > max_size:
+        raise ProtocolError(TOO_LARGE, "%d bytes, limit %d" % (len(data), max_size))
+    if not len(data):
+        raise ProtocolError(MALFORMED, "empty message")
+    r = _Reader(data)
+    obj = _decode(r, 0)
+    if r.pos != len(r.data):
+        raise ProtocolError(TRAILING, "%d bytes after the item" % (len(r.data) - r.pos))
+    return obj
