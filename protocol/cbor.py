@@ -174,7 +174,7 @@ def _decode(r: _Reader, depth: int):
         return bytes(r.take(n))
     if major == _TEXT:
         return _text(r.take(n))
-    if major == _ARRAY or major == _MAP:
+    if major in (_ARRAY, _MAP):
         if depth >= MAX_DEPTH:
             raise ProtocolError(TOO_DEEP, "nesting deeper than %d" % MAX_DEPTH)
         # Every item takes at least one byte: refuse impossible counts before allocating.
@@ -203,7 +203,7 @@ def _decode_map(r: _Reader, n: int, depth: int) -> dict:
 def _text(chunk) -> str:
     try:
         return str(chunk, "utf-8")
-    except Exception:  # UnicodeError on CPython, ValueError on some MicroPython builds
+    except Exception:  # noqa: BLE001 - UnicodeError on CPython, ValueError on MicroPython
         raise ProtocolError(MALFORMED, "text string is not valid UTF-8") from None
 
 

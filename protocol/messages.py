@@ -124,7 +124,7 @@ class Message:
         return wire
 
     @classmethod
-    def from_wire(cls, wire: dict, body: dict):
+    def from_wire(cls, wire: dict, body: dict) -> "Message":
         fields = {
             "reader": wire.get(READER),
             "ts": wire.get(TS),
@@ -210,7 +210,8 @@ def decode(data) -> Message:
     version = wire.get(V)
     if version != VERSION:
         raise ProtocolError(BAD_VERSION, "version %r, this side speaks %d" % (version, VERSION))
-    cls = _CLASSES.get(wire.get(TYPE))
+    kind = wire.get(TYPE)
+    cls = _CLASSES.get(kind) if isinstance(kind, int) else None
     if cls is None:
         raise ProtocolError(UNKNOWN_TYPE, "message type %r" % (wire.get(TYPE),))
     body = wire.get(BODY, {})

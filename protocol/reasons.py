@@ -8,12 +8,9 @@ BAND_BLOCKED = 2
 NO_VALID_TICKET = 3
 ALREADY_INSIDE = 4
 NOT_INSIDE = 5  # an exit with no entry on record: granted, because exits are never blocked
-REGRANT = 6  # the same entry shown again: the first green never reached the reader
-UNKNOWN_READER = 7
-WRONG_ROLE = 8
-NO_REPLY = 9  # reader-local: no answer before the deadline, the guest is asked to tap again
-BAD_REQUEST = 10
-INTERNAL_ERROR = 11
+UNKNOWN_READER = 6
+WRONG_ROLE = 7
+NO_REPLY = 8  # reader-local: no answer before the deadline, the guest is asked to tap again
 
 NAMES = {
     OK: "ok",
@@ -22,12 +19,9 @@ NAMES = {
     NO_VALID_TICKET: "no_valid_ticket",
     ALREADY_INSIDE: "already_inside",
     NOT_INSIDE: "not_inside",
-    REGRANT: "regrant",
     UNKNOWN_READER: "unknown_reader",
     WRONG_ROLE: "wrong_role",
     NO_REPLY: "no_reply",
-    BAD_REQUEST: "bad_request",
-    INTERNAL_ERROR: "internal_error",
 }
 CODES = {name: code for code, name in NAMES.items()}
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
 
 SCRIPTS = sorted(

@@ -7,11 +7,10 @@ from typing import Any
 
 import cbor2
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-
 from bandlink.protocol import MAX_DEPTH, ProtocolError, dumps, loads
 from bandlink.protocol.tests.vectors import appendix_a, in_wire_subset
+from hypothesis import given
+from hypothesis import strategies as st
 
 SUBSET = [e for e in appendix_a() if in_wire_subset(e)]
 OUTSIDE = [e for e in appendix_a() if not in_wire_subset(e)]
@@ -43,8 +42,10 @@ leaves = (
 )
 values = st.recursive(
     leaves,
-    lambda inner: st.lists(inner, max_size=5)
-    | st.dictionaries(st.integers(min_value=0, max_value=23), inner, max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.integers(min_value=0, max_value=23), inner, max_size=5)
+    ),
     max_leaves=20,
 )
 
@@ -57,7 +58,9 @@ def test_identical_bytes_to_cbor2_and_each_reads_the_other(value: Any) -> None:
     assert cbor2.loads(ours) == value
 
 
-@given(st.dictionaries(st.integers(-1000, 1000) | st.text(max_size=6), st.integers(0, 9), max_size=8))
+@given(
+    st.dictionaries(st.integers(-1000, 1000) | st.text(max_size=6), st.integers(0, 9), max_size=8)
+)
 def test_map_keys_in_bytewise_order_of_their_encodings(value: dict[Any, int]) -> None:
     encoded = dumps(value)
     decoded_keys = list(cbor2.loads(encoded).keys())

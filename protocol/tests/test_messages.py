@@ -4,10 +4,9 @@ a round trip unchanged."""
 from __future__ import annotations
 
 import pytest
+from bandlink.protocol import IN, OUT, ProtocolError, Result, Tap, decode, dumps, encode, loads
 from hypothesis import given
 from hypothesis import strategies as st
-
-from bandlink.protocol import IN, OUT, ProtocolError, Result, Tap, decode, dumps, encode, loads
 
 reader_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=32)
 common = {
@@ -50,7 +49,7 @@ def gate_tap(**changes: object) -> Tap:
         "gate": "north",
     }
     fields.update(changes)
-    return Tap(**fields)  # type: ignore[arg-type]
+    return Tap(**fields)
 
 
 def test_a_gate_tap_fits_in_one_small_packet() -> None:

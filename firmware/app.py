@@ -1,0 +1,153 @@
+# The reader application: one board, one link to the broker, one role.
+#
+# Tasks (asyncio): the MQTT client's own reader and keep-connected tasks, the signal task that
+# returns the lights to idle, and the role's loop. A role asks the gateway through `request`:
+# the message is encoded into one preallocated buffer, published at QoS 1 without waiting for
+# the PUBACK (the reply is the acknowledgement), and the reply is matched by its `corr`.
+# What the guest sees is decided by the role; the app never shows green on its own.
+import asyncio
+import gc
+import time
+
+import feedback
+import mqtt
+from board import open_board
+from micropython import const
+
+from protocol import ProtocolError, Result, decode, encode_into, topics
+
+_TX_SIZE = const(512)  # largest message a reader sends; a gate tap is ~64 bytes
+
+
+class Signal:
+    """What the guest sees: a pattern held for a while, then idle again."""
+
+    def __init__(self, board, hold_ms):
+        self._board = board
+        self._hold_ms = hold_ms
+        self._changed = asyncio.Event()
+
+    def show(self, pattern, text=""):
+        self._board.show(pattern, text)
+        self._changed.set()
+
+    async def run(self):
+        while True:
+            await self._changed.wait()
+            self._changed.clear()
+            try:
+                # A new pattern inside the hold time restarts it: only the last one times out.
+                await asyncio.wait_for_ms(self._changed.wait(), self._hold_ms)
+            except asyncio.TimeoutError:
+                self._board.show(feedback.IDLE, "")
+            else:
+                self._changed.set()
+
+
+class Reader:
+    def __init__(self, config, board):
+        self.config = config
+        self.id = config["reader"]
+        self.board = board
+        self.signal = Signal(board, config["hold_ms"])
+        broker = config["broker"]
+        self.link = mqtt.ResilientClient(
+            self.id,
+            broker["host"],
+            broker["port"],
+            user=broker.get("user"),
+            password=broker.get("password"),
+            keepalive=config["keepalive_s"],
+        )
+        self.link.on_message = self._on_message
+        self.link.on_up = self._on_up
+        self.link.on_down = self._on_down
+        self._evt_topic = topics.reader_topic(self.id, topics.EVT)
+        self._res_topic = topics.reader_topic(self.id, topics.RES)
+        self._tx = bytearray(_TX_SIZE)
+        self._awaited = None  # mid of the request whose reply we wait for
+        self._reply = None
+        self._replied = asyncio.Event()
+        self._seq = 0
+        self.late_replies = 0  # replies that came after their deadline
+        self.bad_frames = 0  # frames on our reply topic that were not valid messages
+
+    def next_seq(self):
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    def tidy(self):
+        """Collect garbage now, after the guest saw the light, so no collection lands inside
+        the next tap; then report the heap (a simulated board prints it, a real one may not)."""
+        gc.collect()
+        self.board.heap(gc.mem_alloc(), gc.mem_free())
+
+    @staticmethod
+    def wall_ms():
+        return time.time_ns() // 1_000_000
+
+    async def request(self, message, timeout_ms):
+        """Send a request; its Result, or None if no reply came within timeout_ms."""
+        started = time.ticks_ms()
+        length = encode_into(self._tx, message)
+        self._awaited = message.mid
+        self._reply = None
+        self._replied.clear()
+        try:
+            await self.link.publish(self._evt_topic, memoryview(self._tx)[:length], 1)
+            left = timeout_ms - time.ticks_diff(time.ticks_ms(), started)
+            await asyncio.wait_for_ms(self._replied.wait(), max(left, 0))
+        except (asyncio.TimeoutError, OSError):
+            pass  # the link is down or the gateway silent: the role decides what the guest sees
+        self._awaited = None
+        return self._reply
+
+    def _on_message(self, topic, payload, retained):
+        if topic != self._res_topic:
+            return
+        try:
+            reply = decode(payload)
+        except ProtocolError as err:
+            self.bad_frames += 1
+            print("reply dropped:", err.code, err.detail)
+            return
+        if isinstance(reply, Result) and reply.corr == self._awaited and self._awaited:
+            self._reply = reply
+            self._replied.set()
+        else:
+            self.late_replies += 1
+
+    async def _on_up(self):
+        await self.link.subscribe(self._res_topic, 1)
+        self.board.link(True)
+
+    async def _on_down(self):
+        self.board.link(False)
+
+
+def _role(name):
+    if name == "gate":
+        import gate
+
+        return gate
+    raise ValueError("unknown role %r" % name)
+
+
+async def _main(config):
+    role = _role(config["role"])
+    board = open_board(config)
+    await board.start()
+    reader = Reader(config, board)
+    # Held for the reader's life: asyncio keeps only weak references to running tasks.
+    tasks = (
+        asyncio.create_task(reader.link.keep_connected()),
+        asyncio.create_task(reader.signal.run()),
+    )
+    gc.collect()  # start the role with a tidy heap; taps then allocate little
+    await role.run(reader)
+    for task in tasks:
+        task.cancel()
+
+
+def run(config):
+    asyncio.run(_main(config))

@@ -1,0 +1,42 @@
+"""Board support: the only package that touches ``machine`` and ``network``.
+
+``open_board(config)`` returns the board named by ``config["board"]``; each board module is
+imported only when chosen, so the unix port (``sim``) never imports ``machine``.
+
+A board is duck-typed; ``Board`` below states the contract for mypy only (MicroPython has no
+``typing``, and annotations are not evaluated there):
+
+- ``start()``: bring up the hardware and the network; returns once the link is usable, or raises
+  OSError.
+- ``network_ok()``: the network link is still up (Wi-Fi associated).
+- ``wait_tag(uid)``: wait for the next band entering the field, write its UID into ``uid``
+  (capacity >= 10) and return its length (4, 7 or 10). A band staying in the field is reported
+  once. Yields to the asyncio loop between polls.
+- ``show(pattern, text)``: guest feedback, ``pattern`` from ``feedback`` (IDLE, GREEN, RED,
+  RETRY); lights, beeps (never blocking the caller) and display text, whichever the site has.
+- ``link(up)``: link status indication, or nothing.
+"""
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Protocol
+
+    class Board(Protocol):
+        async def start(self) -> None: ...
+        def network_ok(self) -> bool: ...
+        async def wait_tag(self, uid: bytearray) -> int: ...
+        def show(self, pattern: int, text: str) -> None: ...
+        def link(self, up: bool) -> None: ...
+
+
+def open_board(config: dict) -> "Board":
+    kind = config.get("board")
+    if kind == "sim":
+        from board import sim
+
+        return sim.Board(config)
+    if kind == "esp32":
+        from board import esp32
+
+        return esp32.Board(config)
+    raise ValueError("unknown board %r" % (kind,))

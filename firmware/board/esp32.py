@@ -1,0 +1,220 @@
+"""ESP32 reader: PN532 over SPI or I2C, green/red LEDs, PWM buzzer, Wi-Fi station.
+
+Site settings (config.json), every pin optional except the NFC bus:
+
+    {"board": "esp32",
+     "nfc": {"bus": "spi", "sck": 18, "mosi": 23, "miso": 19, "cs": 5, "irq": 4}
+         or {"bus": "i2c", "scl": 22, "sda": 21, "irq": 4},
+         (optional: "id" bus number, "baudrate"/"freq", "addr", "absent_polls")
+     "led_green": 2, "led_red": 4, "led_status": 16, "led_active_low": false, "buzzer": 5,
+     "wifi": {"ssid": "...", "password": "..."}}
+
+Tap-to-light budget (DESIGN.md, firmware): Wi-Fi power save is turned off, because modem sleep
+costs 100-300 ms per round trip; the PN532 is polled without sleeps between ready checks (IRQ
+line when wired); beeps run in their own task so ``show`` returns at once.
+"""
+
+import asyncio
+import errno
+
+import network
+from feedback import GREEN, RED, RETRY
+from machine import I2C, PWM, SPI, Pin
+from micropython import const
+from pn532 import PN532, PN532I2C, PN532SPI, PN532Bus, PN532Error
+from presence import TagPresence
+
+_WIFI_ATTEMPTS = const(3)
+_WIFI_CONNECT_MS = const(15_000)  # per attempt: association, WPA2 handshake and DHCP
+_WIFI_CHECK_MS = const(100)
+_WIFI_BACKOFF_MS = const(2_000)
+_NFC_ATTEMPTS = const(3)
+_POLL_GAP_MS = const(2)  # between polls: lets other tasks run; a poll itself is a few ms
+_NFC_ERROR_MS = const(20)  # pause after a failed poll (noise, chip reset)
+_NFC_RESET_ERRORS = const(10)  # consecutive failed polls before configuring the chip again
+_BEEP_DUTY = const(32_768)  # 50 %: loudest square wave
+
+# Beeps per feedback pattern: frequency (Hz, 0 = silence) and duration (ms), alternating.
+_BEEPS: tuple[tuple[int, ...], ...] = (
+    (),  # IDLE: silent
+    (2_700, 80),  # GREEN: one short high beep
+    (700, 150, 0, 80, 700, 150),  # RED: two low beeps
+    (2_000, 60, 0, 60, 2_000, 60, 0, 60, 2_000, 60),  # RETRY: three quick beeps
+)
+
+
+class Board:
+    def __init__(self, config: dict) -> None:
+        self._config = config
+        on = 0 if config.get("led_active_low") else 1
+        self._on = on
+        self._green = _out_pin(config.get("led_green"), 1 - on)
+        self._red = _out_pin(config.get("led_red"), 1 - on)
+        self._status = _out_pin(config.get("led_status"), 1 - on)
+        buzzer = config.get("buzzer")
+        self._pwm = None if buzzer is None else PWM(Pin(buzzer), freq=2_000, duty_u16=0)
+        self._beep = 0
+        self._beep_due = asyncio.Event()
+        self._beeper_task: asyncio.Task | None = None
+        nfc = config["nfc"]
+        self._cs: Pin | None = None
+        self._nfc = PN532(self._open_bus(nfc))
+        self._presence = TagPresence(nfc.get("absent_polls", 5))
+        self.nfc_errors = 0  # failed polls since boot (heartbeat material)
+        self.nfc_version = b""
+        self._wlan: network.WLAN | None = None
+
+    async def start(self) -> None:
+        await self._start_nfc()
+        await self._connect_wifi()
+        if self._pwm is not None and self._beeper_task is None:
+            self._beeper_task = asyncio.create_task(self._beeper())
+
+    def network_ok(self) -> bool:
+        return self._wlan is not None and self._wlan.isconnected()
+
+    async def wait_tag(self, uid: bytearray) -> int:
+        nfc = self._nfc
+        errors = 0
+        while True:
+            try:
+                n = await nfc.poll_uid(uid)
+            except (PN532Error, OSError):  # a bad frame or a NACK: noise, brown-out, reset
+                self.nfc_errors += 1
+                errors += 1
+                if errors >= _NFC_RESET_ERRORS:
+                    errors = 0
+                    self._configure_nfc_quietly()
+                await asyncio.sleep_ms(_NFC_ERROR_MS)
+                continue
+            errors = 0
+            if self._presence.update(uid, n):
+                return n
+            await asyncio.sleep_ms(_POLL_GAP_MS)
+
+    def show(self, pattern: int, text: str) -> None:
+        # No display on this board yet: ``text`` is for boards that have one.
+        both = pattern == RETRY  # two LEDs together read as amber
+        self._light(self._green, both or pattern == GREEN)
+        self._light(self._red, both or pattern == RED)
+        if self._pwm is not None and 0 < pattern < len(_BEEPS):
+            self._beep = pattern
+            self._beep_due.set()  # the beeper task plays it; a newer pattern cuts it short
+
+    def link(self, up: bool) -> None:
+        self._light(self._status, up)
+
+    # --- NFC ---
+
+    def _open_bus(self, nfc: dict) -> PN532Bus:
+        irq = None if nfc.get("irq") is None else Pin(nfc["irq"], Pin.IN, Pin.PULL_UP)
+        kind = nfc.get("bus", "spi")
+        if kind == "spi":
+            # The PN532 is LSB first; the ESP32's SPI peripheral does the bit order itself.
+            spi = SPI(
+                nfc.get("id", 1),
+                baudrate=nfc.get("baudrate", 1_000_000),  # the PN532 takes up to 5 MHz
+                polarity=0,
+                phase=0,
+                firstbit=SPI.LSB,
+                sck=Pin(nfc["sck"]),
+                mosi=Pin(nfc["mosi"]),
+                miso=Pin(nfc["miso"]),
+            )
+            self._cs = Pin(nfc["cs"], Pin.OUT, value=1)
+            return PN532SPI(spi, self._cs, irq)
+        if kind == "i2c":
+            i2c = I2C(
+                nfc.get("id", 0),
+                scl=Pin(nfc["scl"]),
+                sda=Pin(nfc["sda"]),
+                freq=nfc.get("freq", 400_000),  # the PN532's maximum
+            )
+            return PN532I2C(i2c, nfc.get("addr", 0x24), irq)
+        raise ValueError("nfc bus must be spi or i2c, not %r" % (kind,))
+
+    async def _start_nfc(self) -> None:
+        if self._cs is not None:  # SPI: a falling NSS wakes the chip from power-down
+            self._cs.value(0)
+            await asyncio.sleep_ms(2)
+            self._cs.value(1)
+        problem: Exception = OSError(errno.ENODEV)
+        for _ in range(_NFC_ATTEMPTS):  # on I2C the first frames may be NACKed while it wakes
+            try:
+                self.nfc_version = self._nfc.firmware_version()
+                self._configure_nfc()
+                return
+            except (PN532Error, OSError) as exc:
+                problem = exc
+                await asyncio.sleep_ms(10)
+        print("pn532: not answering:", repr(problem))
+        raise OSError(errno.ENODEV)
+
+    def _configure_nfc(self) -> None:
+        self._nfc.sam_configuration()
+        self._nfc.set_retries()
+
+    def _configure_nfc_quietly(self) -> None:
+        try:
+            self._configure_nfc()
+        except (PN532Error, OSError):
+            pass  # counted in nfc_errors by the failing polls; retried after the next run
+
+    # --- Wi-Fi ---
+
+    async def _connect_wifi(self) -> None:
+        wifi = self._config["wifi"]
+        wlan = network.WLAN(network.STA_IF)
+        self._wlan = wlan
+        wlan.active(True)
+        # ESP-IDF's default modem sleep wakes the radio only at beacons: 100-300 ms per tap.
+        wlan.config(pm=network.WLAN.PM_NONE)
+        for attempt in range(_WIFI_ATTEMPTS):
+            if not wlan.isconnected():
+                wlan.connect(wifi["ssid"], wifi.get("password"))
+            if await _associated(wlan):
+                self.link(True)
+                return
+            wlan.disconnect()
+            await asyncio.sleep_ms(_WIFI_BACKOFF_MS * (attempt + 1))
+        raise OSError(errno.ETIMEDOUT)
+
+    # --- lights and sound ---
+
+    def _light(self, pin: Pin | None, lit: bool) -> None:
+        if pin is not None:
+            pin.value(self._on if lit else 1 - self._on)
+
+    async def _beeper(self) -> None:
+        pwm = self._pwm
+        if pwm is None:
+            return
+        due = self._beep_due
+        while True:
+            await due.wait()
+            due.clear()
+            steps = _BEEPS[self._beep]
+            for i in range(0, len(steps), 2):
+                if due.is_set():
+                    break  # a newer pattern arrived: play that one instead
+                if steps[i]:
+                    pwm.freq(steps[i])
+                    pwm.duty_u16(_BEEP_DUTY)
+                else:
+                    pwm.duty_u16(0)
+                await asyncio.sleep_ms(steps[i + 1])
+            pwm.duty_u16(0)
+
+
+def _out_pin(number: int | None, off: int) -> Pin | None:
+    return None if number is None else Pin(number, Pin.OUT, value=off)
+
+
+async def _associated(wlan: network.WLAN) -> bool:
+    waited = 0
+    while not wlan.isconnected():
+        if waited >= _WIFI_CONNECT_MS:
+            return False
+        await asyncio.sleep_ms(_WIFI_CHECK_MS)
+        waited += _WIFI_CHECK_MS
+    return True

@@ -1,0 +1,77 @@
+# The simulated board for the unix port: the same interface as board/esp32.py, with a virtual
+# antenna instead of an NFC front end and text lines instead of LEDs.
+#
+# The board connects to a controller (a test, the demo) at config["antenna"] = "host:port" and
+# speaks lines over TCP:
+#   controller -> reader   "place <uid hex>"    a band enters the field
+#                          "remove"             it leaves
+#   reader -> controller   "hello <reader id>"  once, on start
+#                          "show <pattern> <text>"  green | red | retry | idle, and display text
+#                          "link up" / "link down"
+#                          "mem <allocated> <free>"  live heap after each tap, collected
+# A band that stays in the field is reported once, as a real reader debounces it.
+import asyncio
+import socket
+
+import feedback
+
+_PATTERN_NAMES = {
+    feedback.IDLE: "idle",
+    feedback.GREEN: "green",
+    feedback.RED: "red",
+    feedback.RETRY: "retry",
+}
+
+
+class Board:
+    def __init__(self, config):
+        host, port = config["antenna"].rsplit(":", 1)
+        self._address = socket.getaddrinfo(host, int(port))[0][-1]
+        self._reader_id = config["reader"]
+        self._sock = None
+        self._lines = None
+        self._present = False
+
+    async def start(self):
+        sock = socket.socket()
+        sock.connect(self._address)  # loopback: connects at once
+        sock.setblocking(False)
+        self._sock = sock
+        self._lines = asyncio.StreamReader(sock)
+        self._send("hello " + self._reader_id)
+
+    def network_ok(self):
+        return True
+
+    async def wait_tag(self, uid):
+        """The next band placed on the antenna: its UID into uid, its length; 0 when closed."""
+        while True:
+            line = await self._lines.readline()
+            if not line:
+                return 0
+            words = line.split()
+            if not words:
+                continue
+            if words[0] == b"remove":
+                self._present = False
+            elif words[0] == b"place" and len(words) == 2 and not self._present:
+                band = bytes.fromhex(words[1].decode())
+                if 4 <= len(band) <= len(uid):
+                    self._present = True
+                    uid[: len(band)] = band
+                    return len(band)
+
+    def show(self, pattern, text):
+        self._send("show %s %s" % (_PATTERN_NAMES.get(pattern, "idle"), text))
+
+    def heap(self, allocated, free):
+        self._send("mem %d %d" % (allocated, free))
+
+    def link(self, up):
+        self._send("link up" if up else "link down")
+
+    def _send(self, line):
+        try:
+            self._sock.send(line.encode() + b"\n")
+        except OSError:
+            pass  # the controller went away; the next wait_tag sees the closed antenna

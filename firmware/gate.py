@@ -1,0 +1,75 @@
+# The gate role: a band taps, the gateway decides, the guest sees green or red.
+#
+# The reader never grants entry by itself here: no reply before the deadline shows RETRY ("tap
+# again"), never green. Offline decisions from a band list on flash come with the offline journal.
+#
+# A RETRY may hide a decision the gateway did make (its reply was lost). When the same band taps
+# again soon after, the reader resends the *same* operation (same mid and timestamp), so the
+# gateway answers with the decision it stored instead of deciding anew: the guest is not refused
+# as "already inside" because of a lost green, and no entry is ever counted twice. Any other band
+# gets a fresh mid, so this never lets a second person through on the first one's decision.
+import os
+import time
+
+from micropython import const
+
+import feedback
+from protocol import IN, MID_SIZE, OUT, Tap, reasons
+
+_UID_MAX = const(10)
+_RESEND_WINDOW_MS = const(30_000)  # how long an unanswered tap may be resent as the same one
+
+
+class Gate:
+    def __init__(self, reader):
+        settings = reader.config["gate"]
+        self._reader = reader
+        self._direction = OUT if settings["direction"] == "out" else IN
+        self._gate = settings.get("gate") or None
+        self._uid = bytearray(_UID_MAX)
+        # The last tap that got no reply: (uid, mid, ts, ticks when shown), or None.
+        self._unanswered = None
+
+    async def run(self):
+        while True:
+            length = await self._reader.board.wait_tag(self._uid)
+            if not length:
+                return  # the board has no more taps (a simulated antenna that closed)
+            await self._tap(bytes(self._uid[:length]))
+            self._reader.tidy()
+
+    async def _tap(self, uid):
+        reader = self._reader
+        deadline_ms = reader.config["deadline_ms"]
+        mid, ts = self._operation(uid)
+        tap = Tap(
+            reader=reader.id,
+            ts=ts,
+            mid=mid,
+            seq=reader.next_seq(),
+            deadline=reader.wall_ms() + deadline_ms,
+            uid=uid,
+            direction=self._direction,
+            gate=self._gate,
+        )
+        result = await reader.request(tap, deadline_ms)
+        if result is None:
+            self._unanswered = (uid, mid, ts, time.ticks_ms())
+            reader.signal.show(feedback.RETRY, "Please tap again")
+            return
+        self._unanswered = None
+        if result.granted:
+            reader.signal.show(feedback.GREEN, result.text or "Welcome")
+        else:
+            reader.signal.show(feedback.RED, result.text or reasons.name(result.reason))
+
+    def _operation(self, uid):
+        """(mid, ts) for this tap: the unanswered one's when the same band taps again soon."""
+        last = self._unanswered
+        if last and last[0] == uid and time.ticks_diff(time.ticks_ms(), last[3]) < _RESEND_WINDOW_MS:
+            return last[1], last[2]
+        return os.urandom(MID_SIZE), self._reader.wall_ms()
+
+
+async def run(reader):
+    await Gate(reader).run()

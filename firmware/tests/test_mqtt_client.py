@@ -1,0 +1,112 @@
+"""firmware/mqtt.py on the real MicroPython (64 KiB heap) against a private Mosquitto.
+
+Each ``test_*`` of ``broker_mqtt.py`` runs in its own micropython process with a fresh broker.
+A paho client stands in for the outside world: it listens on ``bltest/ctl/#`` and restarts or
+freezes the broker, or publishes to the reader, when the MicroPython side asks.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import paho.mqtt.client as paho
+import pytest
+from bandlink.tools.broker import MosquittoBroker
+from bandlink.tools.micropython import REPO_ROOT, run_micropython
+
+SCRIPT = Path(__file__).with_name("broker_mqtt.py")
+NAMES = re.findall(r"^(?:async )?def (test_\w+)", SCRIPT.read_text(), re.MULTILINE)
+HEAP = "64k"
+
+
+class Controller:
+    """paho on the CPython side, acting on the broker when the reader publishes to bltest/ctl/."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.broker = broker
+        self.threads: list[threading.Thread] = []
+        self.subscribed = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bltest-ctl")
+        self.client.on_connect = lambda c, *_: c.subscribe("bltest/ctl/#", qos=1)
+        self.client.on_subscribe = lambda *_: self.subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert self.subscribed.wait(5), "paho did not subscribe"
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        action = msg.topic.rsplit("/", 1)[-1]
+        if action == "paho":
+            client.publish(msg.payload.decode(), b"from paho", qos=1)
+        elif action == "restart":  # not on paho's thread: it is the one the restart cuts off
+            self._spawn(self.broker.restart)
+        elif action == "freeze":
+            self._spawn(self._freeze, int(msg.payload) / 1000)
+
+    def _freeze(self, seconds: float) -> None:
+        pid = self.broker.pid
+        assert pid is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            threading.Event().wait(seconds)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+    def _spawn(self, target: object, *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+        self.threads.append(thread)
+        thread.start()
+
+    def close(self) -> None:
+        for thread in self.threads:
+            thread.join(10)
+        self.client.disconnect()  # first: then loop_stop() need not wait out its select()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def controller(broker: MosquittoBroker) -> Iterator[Controller]:
+    ctl = Controller(broker)
+    yield ctl
+    ctl.close()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_on_micropython(name: str, broker: MosquittoBroker, controller: Controller) -> None:
+    done = run_micropython(
+        str(SCRIPT.relative_to(REPO_ROOT)),
+        name,
+        heap=HEAP,
+        env={"BANDLINK_TEST_BROKER_PORT": str(broker.port)},
+        timeout=60,
+    )
+    output = (done.stdout + done.stderr).decode(errors="replace")
+    assert done.returncode == 0, output + "\n--- mosquitto log ---\n" + broker.log()
+    assert "1 passed, 0 failed" in output, output
+
+
+def test_script_has_tests() -> None:
+    assert len(NAMES) >= 8, NAMES
+
+
+def test_broker_stop_frees_port_and_process(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path)
+    broker.start()
+    pid, port = broker.pid, broker.port
+    assert pid is not None and "set_tcp_nodelay true" in broker.config_path.read_text()
+    with socket.create_connection((broker.host, port), timeout=1):
+        pass
+    broker.restart()
+    assert broker.port == port and broker.pid != pid
+    broker.stop()
+    assert broker.pid is None
+    with pytest.raises(OSError):
+        socket.create_connection((broker.host, port), timeout=1)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -1,0 +1,164 @@
+"""Entry decisions at a gate: pure logic, no I/O, no clock, no SQL.
+
+Theory of operation
+-------------------
+
+Each guest is, per site, in one of two states: OUTSIDE or INSIDE. A guest the store has no
+presence row for is OUTSIDE. A tap at a gate reader is an input "in" or "out"; the reader's site
+picks which state machine the tap drives.
+
+Before the state machine is consulted, an *entry* must pass the admission checks, in this order
+(the first failure is the answer, nothing changes):
+
+    band unknown, or linked to no guest   -> refused  "unknown_band"
+    band blocked                          -> refused  "band_blocked"
+    no ticket for this site valid today   -> refused  "no_valid_ticket"
+
+An *exit* skips them: exits are never blocked, for safety (a guest must always be able to leave,
+even with a lost-and-blocked band or an expired ticket). Then:
+
+    state     input  granted  reason            next state
+    OUTSIDE   in     yes      "ok"              INSIDE  (gate, time recorded)
+    INSIDE    in     no       "already_inside"  INSIDE  (anti-passback)
+    INSIDE    out    yes      "ok"              OUTSIDE (gate, time recorded)
+    OUTSIDE   out    yes      "not_inside"      OUTSIDE (unchanged)
+
+A guest whose green light was lost (the reply never reached the reader, which showed "try
+again") is not this module's business: the reader resends that tap with the same ``mid`` and the
+store answers it with the decision already made (firmware/gate.py). A rule here ("same gate, a
+few seconds later, let them in again") would let a band passed back over the barrier in twice.
+
+Invariants (tested with hypothesis in tests/test_entry.py):
+- the state changes only on a granted "ok" tap; "not_inside" changes nothing;
+- two granted entries that count ("ok") always have a granted exit between them;
+- an entry with an unknown, blocked or ticketless band is never granted;
+- an exit is always granted.
+
+Duplicate taps (same ``mid``) never reach this module: the store answers them with the stored
+decision. Reasons are stable strings; the wire registry maps them to codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date
+from typing import Final
+
+OK: Final = "ok"
+NOT_INSIDE: Final = "not_inside"
+UNKNOWN_BAND: Final = "unknown_band"
+BAND_BLOCKED: Final = "band_blocked"
+NO_VALID_TICKET: Final = "no_valid_ticket"
+ALREADY_INSIDE: Final = "already_inside"
+REASONS: Final = (
+    OK,
+    NOT_INSIDE,
+    UNKNOWN_BAND,
+    BAND_BLOCKED,
+    NO_VALID_TICKET,
+    ALREADY_INSIDE,
+)
+
+DIRECTIONS: Final = ("in", "out")
+
+# (inside now, direction) -> (granted, reason, inside next): the whole state machine.
+_TRANSITIONS: Final[dict[tuple[bool, str], tuple[bool, str, bool]]] = {
+    (False, "in"): (True, OK, True),
+    (True, "in"): (False, ALREADY_INSIDE, True),
+    (True, "out"): (True, OK, False),
+    (False, "out"): (True, NOT_INSIDE, False),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Reader:
+    id: str
+    site: str
+    role: str
+    gate: str
+
+
+@dataclass(frozen=True, slots=True)
+class Band:
+    uid: bytes
+    guest_id: str | None
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ticket:
+    """A ticket for one site, valid from ``valid_from`` to ``valid_until``, both inclusive."""
+
+    id: str
+    guest_id: str
+    site: str
+    valid_from: date
+    valid_until: date
+
+    def valid_at(self, *, site: str, today: date) -> bool:
+        return self.site == site and self.valid_from <= today <= self.valid_until
+
+
+@dataclass(frozen=True, slots=True)
+class Presence:
+    """Whether a guest is inside a site, and the gate and time of the last change."""
+
+    guest_id: str
+    site: str
+    inside: bool
+    gate: str
+    changed_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class EntryDecision:
+    """The answer to a tap; ``presence`` is the new state to store, or None for no change."""
+
+    granted: bool
+    reason: str
+    presence: Presence | None
+
+
+def decide_entry(
+    *,
+    reader: Reader,
+    band: Band | None,
+    tickets: Iterable[Ticket],
+    presence: Presence | None,
+    direction: str,
+    today: date,
+    now_ms: int,
+) -> EntryDecision:
+    """Decide one gate tap. ``presence`` is the guest's presence at ``reader.site`` (or None)."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
+    guest_id = band.guest_id if band is not None else None
+    if presence is not None and (presence.site != reader.site or presence.guest_id != guest_id):
+        # A presence for another guest or site is a caller bug, not a guest's problem.
+        raise ValueError("presence does not belong to this band's guest at this reader's site")
+    if direction == "in":
+        refusal = _admission_refusal(reader, band, tickets, today)
+        if refusal is not None:
+            return EntryDecision(granted=False, reason=refusal, presence=None)
+    inside = presence is not None and presence.inside
+    granted, reason, inside_next = _TRANSITIONS[(inside, direction)]
+    if guest_id is None or inside_next == inside:
+        return EntryDecision(granted=granted, reason=reason, presence=None)
+    new = Presence(guest_id, reader.site, inside_next, reader.gate, now_ms)
+    return EntryDecision(granted=granted, reason=reason, presence=new)
+
+
+def _admission_refusal(
+    reader: Reader, band: Band | None, tickets: Iterable[Ticket], today: date
+) -> str | None:
+    if band is None or band.guest_id is None:
+        return UNKNOWN_BAND
+    if band.blocked:
+        return BAND_BLOCKED
+    # Tickets of another guest are ignored rather than trusted: they cannot admit this one.
+    if not any(
+        t.guest_id == band.guest_id and t.valid_at(site=reader.site, today=today) for t in tickets
+    ):
+        return NO_VALID_TICKET
+    return None

@@ -1,0 +1,151 @@
+"""The gateway's core handler: frames in, replies out, no MQTT and no clock of its own.
+
+``Gateway.handle(topic, payload, now_ms)`` is what the bus calls for every message on a reader's
+event topic; it returns the frames to publish. Everything a peer can get wrong (garbage bytes,
+an oversize frame, a message claiming another reader's id) is logged with the reader, counted
+and dropped here, at the single receive entry point; the gateway keeps running.
+
+A tap's effect is keyed by its ``mid``: a duplicate (QoS 1 redelivery, a reader's resend) is
+answered with the stored decision and recorded once, because the store's primary key decides.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from bandlink.protocol import (
+    IN,
+    Message,
+    ProtocolError,
+    Result,
+    Tap,
+    decode,
+    encode,
+    reasons,
+    topics,
+)
+
+from .entry import Presence, decide_entry
+from .store import Store, TapRecord
+
+log = logging.getLogger("bandlink.gateway")
+
+DIRECTION_NAMES = {IN: "in", 1: "out"}
+
+# What the reader's display says; the reason code travels beside it for logs and tests.
+_REFUSAL_TEXT = {
+    "unknown_band": "Band not recognised",
+    "band_blocked": "Band blocked - see staff",
+    "no_valid_ticket": "No valid ticket",
+    "already_inside": "Already inside",
+    "unknown_reader": "Reader not set up",
+    "wrong_role": "Reader not a gate",
+}
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    payload: bytes
+
+
+class Gateway:
+    def __init__(self, store: Store, *, today: date | None = None) -> None:
+        self._store = store
+        self._fixed_today = today  # tests pin the day; a running gateway follows its clock
+        self.counts: Counter[str] = Counter()
+
+    def handle(self, topic: str, payload: bytes | bytearray, now_ms: int) -> list[Outgoing]:
+        parsed = topics.parse(topic)
+        if parsed is None or parsed[1] != topics.EVT:
+            self.counts["foreign_topic"] += 1
+            return []
+        reader_id = parsed[0]
+        try:
+            message = decode(payload)
+        except ProtocolError as err:
+            self.counts["dropped_" + err.code] += 1
+            log.warning("dropped frame from %s: %s (%d bytes)", reader_id, err, len(payload))
+            return []
+        if message.reader != reader_id:
+            # The broker's ACL ties a reader to its own topics; a body naming another reader is
+            # a misconfigured or hostile device.
+            self.counts["dropped_reader_mismatch"] += 1
+            log.warning("dropped frame on %s claiming reader %s", topic, message.reader)
+            return []
+        return self._dispatch(message, now_ms)
+
+    def _dispatch(self, message: Message, now_ms: int) -> list[Outgoing]:
+        if isinstance(message, Tap):
+            result = self.on_tap(message, now_ms)
+            return [Outgoing(topics.reader_topic(message.reader, topics.RES), encode(result))]
+        self.counts["ignored_" + type(message).__name__.lower()] += 1
+        return []
+
+    def on_tap(self, tap: Tap, now_ms: int) -> Result:
+        stored = self._store.tap_by_mid(tap.mid)
+        if stored is not None:
+            self.counts["duplicate"] += 1
+            return self._result(tap, stored, now_ms)
+        record, presence = self._decide(tap, now_ms)
+        stored = self._store.record_tap(record, presence)
+        self.counts["granted" if stored.granted else "refused"] += 1
+        return self._result(tap, stored, now_ms)
+
+    def _decide(self, tap: Tap, now_ms: int) -> tuple[TapRecord, Presence | None]:
+        direction = DIRECTION_NAMES[tap.direction]
+        reader = self._store.reader(tap.reader)
+        band = self._store.band(tap.uid)
+        guest_id = band.guest_id if band is not None else None
+        presence: Presence | None = None
+        if reader is None or reader.role != "gate":
+            granted, reason = False, "unknown_reader" if reader is None else "wrong_role"
+        else:
+            tickets = self._store.tickets_for(guest_id) if guest_id else []
+            current = self._store.presence(guest_id, reader.site) if guest_id else None
+            decision = decide_entry(
+                reader=reader,
+                band=band,
+                tickets=tickets,
+                presence=current,
+                direction=direction,
+                today=self._today(),
+                now_ms=now_ms,
+            )
+            granted, reason, presence = decision.granted, decision.reason, decision.presence
+        record = TapRecord(
+            mid=tap.mid,
+            reader_id=tap.reader,
+            uid=tap.uid,
+            direction=direction,
+            reader_ts_ms=tap.ts,
+            received_ms=now_ms,
+            granted=granted,
+            reason=reason,
+            guest_id=guest_id,
+            seq=tap.seq,
+        )
+        return record, presence
+
+    def _result(self, tap: Tap, record: TapRecord, now_ms: int) -> Result:
+        name = self._store.guest_name(record.guest_id) if record.guest_id else None
+        if record.granted:
+            text = ("Goodbye " if record.direction == "out" else "Welcome ") + (name or "")
+        else:
+            text = _REFUSAL_TEXT.get(record.reason, "Please see staff")
+        return Result(
+            reader=tap.reader,
+            ts=now_ms,
+            seq=tap.seq,
+            corr=tap.mid,
+            granted=record.granted,
+            reason=reasons.CODES[record.reason],
+            text=text.strip()[:32],
+            name=name[:24] if name else None,
+        )
+
+    def _today(self) -> date:
+        return self._fixed_today or datetime.now().date()

@@ -1,0 +1,151 @@
+"""A guest taps at the gate: every layer real (Mosquitto, gateway process, SQLite, firmware on
+MicroPython), only the NFC front end simulated."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import paho.mqtt.client as paho
+
+from bandlink.gateway.store import Store
+from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
+from bandlink.protocol import IN, Result, Tap, decode, encode, topics
+from bandlink.tools.broker import MosquittoBroker
+from bandlink.tools.gatewayproc import GatewayProcess
+from bandlink.tools.simreader import SimReader
+
+ADA = bytes.fromhex(DEMO_VENUE["guests"][0]["bands"][0])
+BO = bytes.fromhex(DEMO_VENUE["guests"][1]["bands"][0])  # ticket expired yesterday
+DEADLINE_MS = 800  # the simulated reader's default
+
+
+def reasons_recorded(store: Store) -> list[str]:
+    return [tap.reason for tap in reversed(store.recent_taps(100))]
+
+
+def test_valid_ticket_turns_the_light_green(
+    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+) -> None:
+    seen = entry_reader.tap(ADA)
+    assert (seen.pattern, seen.text) == ("green", "Welcome Ada")
+    assert reasons_recorded(store) == ["ok"]
+
+
+def test_unknown_band_is_refused(
+    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+) -> None:
+    seen = entry_reader.tap(UNKNOWN_BAND_UID)
+    assert seen.pattern == "red"
+    assert reasons_recorded(store) == ["unknown_band"]
+
+
+def test_expired_ticket_is_refused(
+    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+) -> None:
+    assert entry_reader.tap(BO).pattern == "red"
+    assert reasons_recorded(store) == ["no_valid_ticket"]
+
+
+def test_second_entry_without_exit_is_refused(
+    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+) -> None:
+    assert entry_reader.tap(ADA).pattern == "green"
+    seen = entry_reader.tap(ADA)
+    assert (seen.pattern, seen.text) == ("red", "Already inside")
+    assert reasons_recorded(store) == ["ok", "already_inside"]
+
+
+def test_exit_then_entry_is_green(
+    gateway: GatewayProcess, store: Store, entry_reader: SimReader, exit_reader: SimReader
+) -> None:
+    assert entry_reader.tap(ADA).pattern == "green"
+    seen = exit_reader.tap(ADA)
+    assert (seen.pattern, seen.text) == ("green", "Goodbye Ada")
+    assert entry_reader.tap(ADA).pattern == "green"
+    assert reasons_recorded(store) == ["ok", "ok", "ok"]
+
+
+class RawClient:
+    """A paho client posing as reader gate-1 on the wire, to send frames no firmware would."""
+
+    def __init__(self, broker: MosquittoBroker) -> None:
+        self.replies: list[Result] = []
+        self.got_reply = threading.Semaphore(0)
+        subscribed = threading.Event()
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw-gate-1")
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.subscribe(topics.reader_topic("gate-1", topics.RES), qos=1)
+        self.client.loop_start()
+        assert subscribed.wait(5)
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        reply = decode(msg.payload)
+        assert isinstance(reply, Result)
+        self.replies.append(reply)
+        self.got_reply.release()
+
+    def publish(self, payload: bytes) -> None:
+        self.client.publish(topics.reader_topic("gate-1", topics.EVT), payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
+    broker: MosquittoBroker, gateway: GatewayProcess, store: Store
+) -> None:
+    raw = RawClient(broker)
+    tap = Tap(reader="gate-1", ts=1, mid=os.urandom(16), uid=ADA, direction=IN, gate="north")
+    for _ in range(2):
+        raw.publish(encode(tap))
+        assert raw.got_reply.acquire(timeout=5)
+    raw.close()
+    first, second = raw.replies
+    assert first.granted and first.corr == tap.mid
+    assert (second.granted, second.reason, second.text) == (True, first.reason, first.text)
+    assert reasons_recorded(store) == ["ok"]
+
+
+def test_garbage_on_the_event_topic_leaves_the_gateway_deciding(
+    broker: MosquittoBroker, gateway: GatewayProcess, store: Store, entry_reader: SimReader
+) -> None:
+    raw = RawClient(broker)
+    for frame in (b"\xff\x00garbage", b"\x9a\xff\xff\xff\xff", b"\xa1" * 40, bytes(6000)):
+        raw.publish(frame)
+    raw.close()
+    assert entry_reader.tap(ADA).pattern == "green"
+    assert reasons_recorded(store) == ["ok"]
+    log = gateway.log()
+    for code in ("malformed", "too_large"):
+        assert f"dropped frame from gate-1: {code}" in log
+
+
+def test_gateway_gone_shows_try_again_within_the_deadline_never_green(
+    gateway: GatewayProcess, entry_reader: SimReader
+) -> None:
+    gateway.stop()
+    seen = entry_reader.tap(ADA)
+    assert seen.pattern == "retry"
+    assert DEADLINE_MS <= seen.ms < DEADLINE_MS + 500
+
+
+def test_a_lost_green_is_shown_again_on_the_next_tap_and_counted_once(
+    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+) -> None:
+    """The gateway freezes mid-tap: the reader shows "try again"; the gateway wakes, records
+    the entry and answers too late. The guest taps again: the reader resends the same operation
+    and shows the stored green, not "already inside", and only one entry is counted."""
+    assert gateway.pid is not None
+    os.kill(gateway.pid, signal.SIGSTOP)
+    try:
+        assert entry_reader.tap(ADA).pattern == "retry"
+    finally:
+        os.kill(gateway.pid, signal.SIGCONT)
+    seen = entry_reader.tap(ADA)
+    assert (seen.pattern, seen.text) == ("green", "Welcome Ada")
+    assert reasons_recorded(store) == ["ok"]

@@ -1,0 +1,59 @@
+"""The gateway as a separate process, as it runs in the field: for the demo and end-to-end tests,
+which must be able to stop it mid-traffic."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .processes import stop_process
+
+READY_LINE = "gateway ready"
+
+
+class GatewayProcess:
+    def __init__(
+        self, broker_url: str, db_url: str, workdir: Path, *, venue: str | None = "demo"
+    ) -> None:
+        self.command = [sys.executable, "-m", "bandlink.tools.cli", "gateway"]
+        self.command += ["--broker", broker_url, "--db", db_url]
+        if venue:
+            self.command += ["--venue", venue]
+        self.log_path = workdir / "gateway.log"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout: float = 20) -> GatewayProcess:
+        with open(self.log_path, "ab") as log:
+            self._process = subprocess.Popen(
+                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+            )
+        deadline = time.monotonic() + timeout
+        while READY_LINE not in self.log():
+            if self._process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"gateway did not start:\n{self.log()}")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process, grace=3)
+            self._process = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

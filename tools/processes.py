@@ -1,0 +1,20 @@
+"""Child processes the tools start (broker, gateway, simulated readers), stopped the same way."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+
+
+def stop_process(process: subprocess.Popen[bytes], grace: float = 1.0) -> None:
+    """SIGTERM, wait, SIGTERM again (one was once lost right after a cold start), then SIGKILL.
+    Returns once the process is reaped, so it holds no port afterwards."""
+    for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
+        if process.poll() is not None:
+            return
+        process.send_signal(sig)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            continue
+    process.wait()

@@ -1,0 +1,169 @@
+"""A simulated reader: the real firmware on the MicroPython unix port, with a virtual antenna.
+
+``SimReader`` writes the reader's config.json, starts ``micropython firmware/main.py`` under the
+reader's heap limit, and plays the controller of the simulated board (firmware/board/sim.py):
+it places bands on the antenna and reads back what the guest would see. Tests, the demo and
+``bandlink sim-reader`` all drive readers through it.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .micropython import DEFAULT_HEAP, micropython_command, micropython_env
+from .processes import stop_process
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """What the guest saw after a tap, and how long after the band entered the field."""
+
+    pattern: str  # green | red | retry
+    text: str
+    ms: float
+
+
+class ReaderError(RuntimeError):
+    """The simulated reader did not start, or did not answer in time."""
+
+
+class SimReader:
+    def __init__(
+        self,
+        reader_id: str,
+        broker_url: str,
+        workdir: Path,
+        *,
+        direction: str = "in",
+        gate: str = "",
+        deadline_ms: int = 800,
+        heap: str = DEFAULT_HEAP,
+    ) -> None:
+        host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+        self.reader_id = reader_id
+        self.heap = heap
+        self.workdir = workdir
+        self.log_path = workdir / f"{reader_id}.log"
+        self._settings = {
+            "reader": reader_id,
+            "role": "gate",
+            "board": "sim",
+            "broker": {"host": host, "port": int(port)},
+            "deadline_ms": deadline_ms,
+            "gate": {"direction": direction, "gate": gate},
+        }
+        self._process: subprocess.Popen[bytes] | None = None
+        self._conn: socket.socket | None = None
+        self._lines: queue.Queue[str] = queue.Queue()
+        self.link_up = threading.Event()
+        self.heap_used_max = 0  # bytes allocated after a tap, the most seen
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def start(self, timeout: float = 10) -> SimReader:
+        with socket.create_server(("127.0.0.1", 0)) as antenna:
+            antenna.settimeout(timeout)
+            self._settings["antenna"] = f"127.0.0.1:{antenna.getsockname()[1]}"
+            config_path = self.workdir / f"{self.reader_id}.json"
+            config_path.write_text(json.dumps(self._settings))
+            with open(self.log_path, "ab") as log:
+                self._process = subprocess.Popen(
+                    micropython_command("-m", "main", str(config_path), heap=self.heap),
+                    env=micropython_env(),
+                    # Not the repository: `-m` puts the working folder first on the path, and
+                    # there `import protocol` would find the source instead of the build.
+                    cwd=self.workdir,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            try:
+                self._conn, _ = antenna.accept()
+            except TimeoutError:
+                self.stop()
+                raise ReaderError(f"{self.reader_id} did not start:\n{self.log()}") from None
+        self._conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=self._read_lines, daemon=True).start()
+        return self
+
+    def wait_online(self, timeout: float = 10) -> None:
+        if not self.link_up.wait(timeout):
+            raise ReaderError(f"{self.reader_id} did not reach the broker:\n{self.log()}")
+
+    def tap(self, uid: bytes, timeout: float = 5) -> Feedback:
+        """Place a band, wait for the light the guest sees, take the band away."""
+        self._drain()
+        started = time.perf_counter()
+        self._send(f"place {uid.hex()}")
+        try:
+            while True:
+                line = self._lines.get(timeout=max(0.0, started + timeout - time.perf_counter()))
+                words = line.split(" ", 2)
+                if words[0] == "show" and words[1] != "idle":
+                    ms = (time.perf_counter() - started) * 1000
+                    return Feedback(words[1], words[2] if len(words) > 2 else "", ms)
+        except queue.Empty:
+            raise ReaderError(f"{self.reader_id} showed nothing for {timeout} s") from None
+        finally:
+            self._send("remove")
+
+    def stop(self) -> None:
+        if self._conn is not None:
+            self._conn.close()  # the firmware's antenna closes and its role loop ends
+            self._conn = None
+        if self._process is not None:
+            try:
+                self._process.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                stop_process(self._process)
+            self._process = None
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _send(self, line: str) -> None:
+        if self._conn is None:
+            raise ReaderError(f"{self.reader_id} is not running")
+        self._conn.sendall(line.encode() + b"\n")
+
+    def _drain(self) -> None:
+        while not self._lines.empty():
+            self._lines.get_nowait()
+
+    def _read_lines(self) -> None:
+        conn = self._conn
+        assert conn is not None
+        with conn.makefile("r", encoding="utf-8", errors="replace") as stream:
+            try:
+                for raw in stream:
+                    self._on_line(raw.rstrip("\n"))
+            except (OSError, ValueError):
+                pass  # closed by stop()
+
+    def _on_line(self, line: str) -> None:
+        words = line.split()
+        if words[:2] == ["link", "up"]:
+            self.link_up.set()
+        elif words[:2] == ["link", "down"]:
+            self.link_up.clear()
+        elif words and words[0] == "mem":
+            self.heap_used_max = max(self.heap_used_max, int(words[1]))
+        self._lines.put(line)
+
+    def __enter__(self) -> SimReader:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
