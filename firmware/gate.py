@@ -11,9 +11,9 @@
 import os
 import time
 
+import feedback
 from micropython import const
 
-import feedback
 from protocol import IN, MID_SIZE, OUT, Tap, reasons
 
 _UID_MAX = const(10)
@@ -27,8 +27,11 @@ class Gate:
         self._direction = OUT if settings["direction"] == "out" else IN
         self._gate = settings.get("gate") or None
         self._uid = bytearray(_UID_MAX)
-        # The last tap that got no reply: (uid, mid, ts, ticks when shown), or None.
-        self._unanswered = None
+        # The last tap that got no reply, to resend as the same operation (uid None: none).
+        self._unanswered_uid = None
+        self._unanswered_mid = b""
+        self._unanswered_ts = 0
+        self._unanswered_at = time.ticks_ms()  # when its RETRY was shown
 
     async def run(self):
         while True:
@@ -54,10 +57,11 @@ class Gate:
         )
         result = await reader.request(tap, deadline_ms)
         if result is None:
-            self._unanswered = (uid, mid, ts, time.ticks_ms())
+            self._unanswered_uid, self._unanswered_mid, self._unanswered_ts = uid, mid, ts
+            self._unanswered_at = time.ticks_ms()
             reader.signal.show(feedback.RETRY, "Please tap again")
             return
-        self._unanswered = None
+        self._unanswered_uid = None
         if result.granted:
             reader.signal.show(feedback.GREEN, result.text or "Welcome")
         else:
@@ -65,9 +69,9 @@ class Gate:
 
     def _operation(self, uid):
         """(mid, ts) for this tap: the unanswered one's when the same band taps again soon."""
-        last = self._unanswered
-        if last and last[0] == uid and time.ticks_diff(time.ticks_ms(), last[3]) < _RESEND_WINDOW_MS:
-            return last[1], last[2]
+        age = time.ticks_diff(time.ticks_ms(), self._unanswered_at)
+        if uid == self._unanswered_uid and age < _RESEND_WINDOW_MS:
+            return self._unanswered_mid, self._unanswered_ts
         return os.urandom(MID_SIZE), self._reader.wall_ms()
 
 

@@ -10,7 +10,9 @@
 #   acknowledgement; the broker's PUBACK only decrements `unacked`. No QoS 2: subscriptions
 #   are capped at QoS 1.
 # - RAM: one transmit and one receive buffer of `bufsize` bytes, allocated once. A packet is
-#   built in the transmit buffer only while holding the write lock, so tasks never share it.
+#   built in the transmit buffer and handed to the socket with no await in between, so tasks
+#   never share it; only a packet the socket took in part keeps it (`_rest`) until sent.
+#   A QoS 0 or 1 publish with a bytes topic allocates nothing but its own coroutine.
 # - on_message(topic: str, payload: memoryview, retained: bool) is called by the reader task.
 #   `payload` points into the receive buffer: it is valid only during the call (copy it with
 #   bytes(payload) to keep it). Incoming packets larger than bufsize are read, thrown away
@@ -70,21 +72,20 @@ class MQTTClient:
         self.dropped = 0  # incoming packets thrown away: larger than bufsize, or malformed
         self.unacked = 0  # our QoS 1 publishes not PUBACKed yet
         self._tx = bytearray(max(bufsize, 64))
-        self._txv = memoryview(self._tx)
         self._rx = bytearray(max(bufsize, 64))
         self._rxv = memoryview(self._rx)
-        self._sock = None  # the raw socket: we write to it directly (see _write)
+        self._sock = None  # the raw socket: we write to it directly (see _drain)
         self._stream = None  # the asyncio stream over it, on which the reader waits
         self._up = False
         self._tasks = []  # reader and pinger of the current link
-        self._lock = asyncio.Lock()  # one packet at a time in _tx and onto the socket
+        self._rest = None  # the unsent end of a packet the socket took only in part
         self._sub_lock = asyncio.Lock()  # one SUBSCRIBE waiting for its SUBACK at a time
         self._answer = asyncio.Event()  # CONNACK or SUBACK arrived, or the link closed
         self._down = asyncio.Event()
         self._down.set()
         self._pid = 0
         self._connack = self._sub_pid = self._granted = -1
-        self._last_rx = self._last_tx = 0
+        self._last_rx = self._last_tx = ticks_ms()
 
     @property
     def connected(self):
@@ -110,16 +111,18 @@ class MQTTClient:
         if isinstance(topic, str):
             topic = topic.encode()  # pass a bytes topic to avoid even this allocation
         pid = self._next_pid() if qos else 0
-        async with self._lock:
-            at = self._put_str(_HEAD, topic)
-            if pid:
-                at = self._put_u16(at, pid)
-            end = at + len(payload)
-            if end > len(self._tx):
-                raise ValueError("publish larger than bufsize")
-            self._tx[at:end] = payload
-            self.unacked += bool(pid)  # before the write: the PUBACK may beat us back here
-            await self._write(self._frame(_PUBLISH | bool(pid) << 1 | bool(retain), end))
+        if self._rest is not None:
+            await self._turn()
+        at = self._put_str(_HEAD, topic)
+        if pid:
+            at = self._put_u16(at, pid)
+        end = at + len(payload)
+        if end > len(self._tx):
+            raise ValueError("publish larger than bufsize")
+        self._tx[at:end] = payload
+        self.unacked += bool(pid)  # before the write: the PUBACK may beat us back here
+        if not self._write(self._frame(_PUBLISH | bool(pid) << 1 | bool(retain), end), end):
+            await self._drain()
         return pid
 
     async def subscribe(self, topic, qos=1):
@@ -127,10 +130,10 @@ class MQTTClient:
         async with self._sub_lock:
             self._sub_pid, self._granted = self._next_pid(), -1
             self._answer.clear()
-            async with self._lock:
-                at = self._put_str(self._put_u16(_HEAD, self._sub_pid), topic)
-                self._tx[at] = min(qos, 1)
-                await self._write(self._frame(_SUBSCRIBE, at + 1))
+            await self._turn()
+            at = self._put_str(self._put_u16(_HEAD, self._sub_pid), topic)
+            self._tx[at] = min(qos, 1)
+            await self._send(self._frame(_SUBSCRIBE, at + 1), at + 1)
             await self._within(self._answer.wait())
         if self._granted < 0:
             raise OSError(ENOTCONN)  # the link closed before the SUBACK came
@@ -142,8 +145,8 @@ class MQTTClient:
         # Say goodbye, so the broker discards the will, and close the link.
         if self._up:
             try:
-                async with self._lock:
-                    await self._write(_DISCONNECT)
+                await self._turn()
+                await self._send(0, 2, _DISCONNECT)
             except OSError:
                 pass
         self._close()
@@ -152,7 +155,7 @@ class MQTTClient:
 
     async def _handshake(self, clean):
         self._stream, writer = await asyncio.open_connection(self.server, self.port)
-        self._sock = getattr(writer, "s")  # MicroPython's Stream keeps its socket as .s
+        self._sock = writer.s  # type: ignore[attr-defined]  # the Stream keeps its socket as .s
         try:  # else lwIP and Linux hold small packets back (Nagle) for up to ~40 ms
             self._sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         except (OSError, AttributeError, TypeError):  # not every port, nor a TLS socket, has it
@@ -163,8 +166,8 @@ class MQTTClient:
         if clean:
             self.unacked = 0  # a clean session: the broker has forgotten them
         self._tasks.append(asyncio.create_task(self._reader()))
-        async with self._lock:
-            await self._write(self._connect_packet(clean))
+        end = self._connect_packet(clean)
+        await self._send(self._frame(_CONNECT, end), end)
         await self._answer.wait()
         if self._connack < 0:
             raise OSError(ECONNRESET)  # closed before the CONNACK came
@@ -185,7 +188,7 @@ class MQTTClient:
         self._tasks.clear()
         if self._sock is not None:
             self._sock.close()
-        self._sock = self._stream = None
+        self._sock = self._stream = self._rest = None
         self._answer.set()
         self._down.set()
 
@@ -196,25 +199,49 @@ class MQTTClient:
         except asyncio.TimeoutError:
             raise OSError(ETIMEDOUT) from None
 
-    async def _write(self, packet):
-        # Straight to the non-blocking socket: one write, one TCP segment (NODELAY). Not through
-        # Stream.drain(): a task parked in the poller on a socket that another task closes is
-        # never woken (measured on the unix port). A full send buffer is polled instead.
+    def _write(self, start, end, buf=None):
+        # Hand buf[start:end] (default: _tx) to the non-blocking socket in one write: with
+        # TCP_NODELAY, one TCP segment. False if the socket took only part: then _drain().
         sock = self._sock
-        while True:
-            if sock is None or sock is not self._sock:
+        if sock is None:
+            raise OSError(ENOTCONN)
+        buf = self._tx if buf is None else buf
+        try:
+            n = sock.write(buf, start, end - start) or 0  # (buf, offset, length): no slicing
+        except OSError:
+            self._close()
+            raise
+        self._last_tx = ticks_ms()
+        if n < end - start:
+            self._rest = memoryview(buf)[start + n : end]
+            return False
+        return True
+
+    async def _drain(self):
+        # Rare: the send buffer is full. We poll it rather than park in Stream.drain(): a task
+        # parked in the poller on a socket that another task closes is never woken (measured on
+        # the unix port), and _close() must release every waiter.
+        sock = self._sock
+        while self._rest:
+            await asyncio.sleep_ms(_WRITE_POLL_MS)
+            if sock is not self._sock or sock is None:
                 raise OSError(ENOTCONN)
             try:
-                n = sock.write(packet)
+                n = sock.write(self._rest) or 0
             except OSError:
                 self._close()
                 raise
-            if n == len(packet):
-                self._last_tx = ticks_ms()
-                return
-            if n:
-                packet = packet[n:]
+            self._rest = self._rest[n:] if n < len(self._rest) else None
+
+    async def _turn(self):
+        # Wait until no packet is half-written: only then may the caller build in _tx.
+        while self._rest is not None:
             await asyncio.sleep_ms(_WRITE_POLL_MS)
+
+    async def _send(self, start, end, buf=None):
+        # For the rare packets (callers have awaited _turn and built the packet).
+        if not self._write(start, end, buf):
+            await self._drain()
 
     async def _pinger(self):
         # PINGREQ when we have sent nothing for keepalive/2 (the broker allows 1.5 x keepalive),
@@ -229,8 +256,8 @@ class MQTTClient:
                 return
             if ticks_diff(now, self._last_tx) >= half or ticks_diff(now, self._last_rx) >= half:
                 try:
-                    async with self._lock:
-                        await self._write(_PINGREQ)
+                    await self._turn()
+                    await self._send(0, 2, _PINGREQ)
                 except OSError:
                     return  # _write has closed the link
 
@@ -256,14 +283,16 @@ class MQTTClient:
                     self._granted = self._rx[2]
                     self._answer.set()
                 # PINGRESP and the rest: arriving at all has refreshed _last_rx.
-        except Exception:  # OSError, MQTTError: either way the link is gone
+        except Exception:  # noqa: BLE001 - OSError, MQTTError...: either way the link is gone
             self._close()
 
     async def _read_into(self, buf):
         # Fill buf completely. Stream.readinto waits on the socket: no polling timer.
-        got = 0
+        got, stream = 0, self._stream
         while got < len(buf):
-            n = await self._stream.readinto(buf[got:] if got else buf)
+            if stream is None:
+                raise OSError(ENOTCONN)
+            n = await stream.readinto(buf[got:] if got else buf)
             if n == 0:
                 raise OSError(ECONNRESET)  # the broker closed the connection
             got += n or 0  # None: woken without data
@@ -311,27 +340,27 @@ class MQTTClient:
         at = 2 + (self._rx[0] << 8 | self._rx[1])
         qos = kind >> 1 & 3
         pid = self._publish_pid(kind, n)
-        if at > n or qos > 1 or qos and not pid:
+        if at > n or qos > 1 or (qos and not pid):
             self.dropped += 1  # malformed, or QoS 2 (never asked for)
             return
         topic = str(self._rxv[2:at], "utf-8")
         try:
             self.on_message(topic, self._rxv[at + 2 * qos : n], bool(kind & 1))
-        except Exception as exc:  # an application bug must not take the link down
+        except Exception as exc:  # noqa: BLE001 - an application bug must not take the link down
             sys.print_exception(exc)
         if pid:
             await self._send_puback(pid)  # after the callback: at least once, never zero times
 
     async def _send_puback(self, pid):
         try:
-            async with self._lock:
-                self._tx[0], self._tx[1] = _PUBACK, 2
-                self._put_u16(2, pid)
-                await self._write(self._txv[:4])
+            await self._turn()
+            self._tx[0], self._tx[1] = _PUBACK, 2
+            self._put_u16(2, pid)
+            await self._send(0, 4)
         except OSError:
             pass  # the link is gone; the broker redelivers in the next session
 
-    # ---- building packets in _tx; callers hold _lock ----
+    # ---- building packets in _tx; callers have awaited _turn() ----
 
     def _connect_packet(self, clean):
         will = self.will
@@ -347,7 +376,7 @@ class MQTTClient:
         for field in (self.user, self.password):
             if field is not None:
                 at = self._put_str(at, field)
-        return self._frame(_CONNECT, at)
+        return at
 
     def _put_u16(self, at, value):
         self._tx[at], self._tx[at + 1] = value >> 8, value & 0xFF
@@ -364,7 +393,7 @@ class MQTTClient:
         return end
 
     def _frame(self, first, end):
-        # Put the fixed header just before the body (_HEAD..end); return the whole packet.
+        # Put the fixed header just before the body (_HEAD..end); return where the packet starts.
         n = end - _HEAD
         start = _HEAD - 2 - (n > 0x7F) - (n > 0x3FFF) - (n > 0x1FFFFF)
         self._tx[start] = first
@@ -373,7 +402,7 @@ class MQTTClient:
             self._tx[at] = n & 0x7F | (0x80 if at < _HEAD - 1 else 0)
             n >>= 7
             at += 1
-        return self._txv[start:end]
+        return start
 
 
 class ResilientClient(MQTTClient):
@@ -418,13 +447,13 @@ class ResilientClient(MQTTClient):
         # One connection's life; returns how long it was up in ms (0: it never came up).
         try:
             await self.connect(clean)
-        except Exception:  # OSError, MQTTError: the broker is away or refusing; retry later
+        except Exception:  # noqa: BLE001 - broker away or refusing: retry later, never raise
             return 0
         since = ticks_ms()
         try:
             await self.on_up()
             self._ready.set()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the application's, reported, then reconnect
             if not isinstance(exc, OSError):  # an OSError: the link dropped during on_up
                 sys.print_exception(exc)
             self._close()
@@ -432,6 +461,6 @@ class ResilientClient(MQTTClient):
         self._ready.clear()
         try:
             await self.on_down()
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - the application's: report, keep going
             sys.print_exception(exc)
         return max(1, ticks_diff(ticks_ms(), since))

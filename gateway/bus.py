@@ -17,10 +17,11 @@ from typing import Any
 from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
-from bandlink.protocol import topics
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
+
+from bandlink.protocol import topics
 
 from .service import Gateway
 

@@ -89,7 +89,8 @@ class RawClient:
         self.got_reply.release()
 
     def publish(self, payload: bytes) -> None:
-        self.client.publish(topics.reader_topic("gate-1", topics.EVT), payload, qos=1).wait_for_publish(5)
+        topic = topics.reader_topic("gate-1", topics.EVT)
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
 
     def close(self) -> None:
         self.client.loop_stop()

@@ -28,16 +28,13 @@ class Board:
         host, port = config["antenna"].rsplit(":", 1)
         self._address = socket.getaddrinfo(host, int(port))[0][-1]
         self._reader_id = config["reader"]
-        self._sock = None
-        self._lines = None
+        self._sock = socket.socket()
+        self._lines = asyncio.StreamReader(self._sock)
         self._present = False
 
     async def start(self):
-        sock = socket.socket()
-        sock.connect(self._address)  # loopback: connects at once
-        sock.setblocking(False)
-        self._sock = sock
-        self._lines = asyncio.StreamReader(sock)
+        self._sock.connect(self._address)  # loopback: connects at once
+        self._sock.setblocking(False)
         self._send("hello " + self._reader_id)
 
     def network_ok(self):

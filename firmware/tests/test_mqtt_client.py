@@ -12,13 +12,14 @@ import re
 import signal
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
+from paho.mqtt.enums import CallbackAPIVersion
 
 SCRIPT = Path(__file__).with_name("broker_mqtt.py")
 NAMES = re.findall(r"^(?:async )?def (test_\w+)", SCRIPT.read_text(), re.MULTILINE)
@@ -32,7 +33,7 @@ class Controller:
         self.broker = broker
         self.threads: list[threading.Thread] = []
         self.subscribed = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="bltest-ctl")
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bltest-ctl")
         self.client.on_connect = lambda c, *_: c.subscribe("bltest/ctl/#", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -58,8 +59,8 @@ class Controller:
         finally:
             os.kill(pid, signal.SIGCONT)
 
-    def _spawn(self, target: object, *args: object) -> None:
-        thread = threading.Thread(target=target, args=args, daemon=True)  # type: ignore[arg-type]
+    def _spawn(self, target: Callable[..., None], *args: object) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
         self.threads.append(thread)
         thread.start()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
 
 SCRIPTS = sorted(

@@ -8,8 +8,9 @@ connects to ``sqlalchemy.url`` itself.
 from __future__ import annotations
 
 from alembic import context
-from bandlink.gateway.store import metadata
 from sqlalchemy import Connection, create_engine, pool
+
+from bandlink.gateway.store import metadata
 
 config = context.config
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bandlink.gateway.entry import (
     REASONS,
     Band,
@@ -14,8 +17,6 @@ from bandlink.gateway.entry import (
     Ticket,
     decide_entry,
 )
-from hypothesis import given
-from hypothesis import strategies as st
 
 TODAY = date(2026, 7, 1)
 SITE = "parkside"

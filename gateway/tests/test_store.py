@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from bandlink.gateway.entry import Presence, Ticket, decide_entry
-from bandlink.gateway.store import Store, TapRecord, metadata
-from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE, UNKNOWN_BAND_UID, resolve_date
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
+
+from bandlink.gateway.entry import Presence, Ticket, decide_entry
+from bandlink.gateway.store import Store, TapRecord, metadata
+from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE, UNKNOWN_BAND_UID, resolve_date
 
 TODAY = date(2026, 7, 1)
 ADA = DEMO_BANDS["Ada"]

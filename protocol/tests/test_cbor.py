@@ -7,10 +7,11 @@ from typing import Any
 
 import cbor2
 import pytest
-from bandlink.protocol import MAX_DEPTH, ProtocolError, dumps, loads
-from bandlink.protocol.tests.vectors import appendix_a, in_wire_subset
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bandlink.protocol import MAX_DEPTH, ProtocolError, dumps, loads
+from bandlink.protocol.tests.vectors import appendix_a, in_wire_subset
 
 SUBSET = [e for e in appendix_a() if in_wire_subset(e)]
 OUTSIDE = [e for e in appendix_a() if not in_wire_subset(e)]

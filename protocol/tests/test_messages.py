@@ -4,9 +4,10 @@ a round trip unchanged."""
 from __future__ import annotations
 
 import pytest
-from bandlink.protocol import IN, OUT, ProtocolError, Result, Tap, decode, dumps, encode, loads
 from hypothesis import given
 from hypothesis import strategies as st
+
+from bandlink.protocol import IN, OUT, ProtocolError, Result, Tap, decode, dumps, encode, loads
 
 reader_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=32)
 common = {

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
 from bandlink.protocol import ProtocolError, decode, dumps, encode, loads
 from bandlink.protocol.tests.test_cbor import values
 from bandlink.protocol.tests.test_messages import results, taps
 from bandlink.protocol.tests.vectors import appendix_a
 from bandlink.tools.micropython import run_micropython
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 
 def cpython_answer(kind: str, frame: bytes) -> str:
