@@ -89,6 +89,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(taps=args.taps)
 
 
+def cmd_bench_taps(args: argparse.Namespace) -> int:
+    from .bench import bench_taps
+
+    return bench_taps(args.count)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bandlink", description="Open firmware and gateway for NFC wristbands and readers."
@@ -113,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--gate", default="", help="gate name reported with each tap")
     sim.add_argument("--heap", default="64k", help="MicroPython heap size")
     sim.set_defaults(run=cmd_sim_reader)
+
+    bench = commands.add_parser("bench", help="measure: print numbers for docs/BENCHMARKS.md")
+    benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
+    taps = benches.add_parser("taps", help="tap-to-light round trips on the demo rig")
+    taps.add_argument("--count", type=int, default=500, help="number of taps")
+    taps.set_defaults(run=cmd_bench_taps)
     return parser
 
 

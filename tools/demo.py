@@ -9,20 +9,17 @@ what the gateway recorded. Ctrl-C (or the --taps count) stops every process the 
 from __future__ import annotations
 
 import itertools
-import shutil
 import signal
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
 
-from .broker import MosquittoBroker
-from .gatewayproc import GatewayProcess
 from .micropython import REPO_ROOT
-from .simreader import Feedback, SimReader
+from .rig import Rig, venue_rig
+from .simreader import Feedback
 
 VAR = REPO_ROOT / "var"
 PAUSE_S = 0.25  # between taps, so a person can read along
@@ -53,15 +50,9 @@ SCRIPT = [
 ]
 
 
-def _script() -> Iterator[tuple[str, bytes]]:
+def script() -> Iterator[tuple[str, bytes]]:
     for reader, name in itertools.cycle(SCRIPT):
         yield reader, (_band(name) if name else UNKNOWN_BAND_UID)
-
-
-def _fresh_db() -> str:
-    for suffix in ("", "-wal", "-shm"):
-        (VAR / f"demo.db{suffix}").unlink(missing_ok=True)
-    return f"sqlite:///{VAR / 'demo.db'}"
 
 
 def _line(reader: str, uid: bytes, feedback: Feedback, store: Store) -> str:
@@ -77,7 +68,7 @@ def _line(reader: str, uid: bytes, feedback: Feedback, store: Store) -> str:
     )
 
 
-def _summary(results: list[Feedback]) -> str:
+def summary(results: list[Feedback]) -> str:
     times = [f.ms for f in results]
     counts = {p: sum(f.pattern == p for f in results) for p in ("green", "red", "retry")}
     return (
@@ -90,48 +81,27 @@ def _summary(results: list[Feedback]) -> str:
 def run_demo(taps: int = 0) -> int:
     # SIGTERM (from a supervisor, or `timeout`) stops the demo as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    workdir = VAR / "demo"
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    db_url = _fresh_db()
     results: list[Feedback] = []
-    readers: dict[str, SimReader] = {}
+    heap = 0
     try:
-        with MosquittoBroker(workdir / "mosquitto") as broker:
-            print(f"broker   {broker.url} (pid {broker.pid})")
-            with GatewayProcess(broker.url, db_url, workdir) as gateway:
-                print(f"gateway  pid {gateway.pid}, store {db_url}")
-                try:
-                    _start_readers(readers, broker.url, workdir)
-                    _play(readers, Store(db_url), taps, results)
-                finally:
-                    for reader in readers.values():
-                        reader.stop()
+        with venue_rig(VAR / "demo") as rig:
+            _play(rig, taps, results)
+            heap = rig.heap_used_max()
     except KeyboardInterrupt:
         print()
     if results:
-        print(_summary(results))
-        heap = max(r.heap_used_max for r in readers.values())
+        print(summary(results))
         print(f"firmware heap in use after a tap, at most {heap} bytes")
     print("stopped: broker, gateway and readers")
     return 0
 
 
-def _start_readers(readers: dict[str, SimReader], broker_url: str, workdir: Path) -> None:
-    for name, direction in (("gate-1", "in"), ("gate-2", "out")):
-        reader = SimReader(name, broker_url, workdir, direction=direction, gate="north")
-        readers[name] = reader.start()
-    for reader in readers.values():
-        reader.wait_online()
-        print(f"reader   {reader.reader_id} (micropython pid {reader.pid}, heap {reader.heap})")
-
-
-def _play(readers: dict[str, SimReader], store: Store, taps: int, results: list[Feedback]) -> None:
+def _play(rig: Rig, taps: int, results: list[Feedback]) -> None:
     print(f"{'reader':7} {'band':15} {'guest':8} {'light':6} {'reason':16} round trip")
-    for reader_id, uid in _script():
-        feedback = readers[reader_id].tap(uid)
+    for reader_id, uid in script():
+        feedback = rig.readers[reader_id].tap(uid)
         results.append(feedback)
-        print(_line(reader_id, uid, feedback, store), flush=True)
+        print(_line(reader_id, uid, feedback, rig.store), flush=True)
         if taps and len(results) >= taps:
             return
         time.sleep(PAUSE_S)

@@ -80,6 +80,38 @@ async def test_roundtrip_qos0_and_qos1():
     assert not c.connected
 
 
+class Trickle:
+    """Stands in for the socket: takes at most 7 bytes per write, like a full send buffer."""
+
+    def __init__(self, sock):
+        self.sock = sock
+
+    def write(self, buf, start=0, length=None):
+        if length is None:
+            length = len(buf) - start
+        return self.sock.write(buf, start, min(length, 7))
+
+    def close(self):
+        self.sock.close()
+
+
+async def test_partial_writes_complete_in_order():
+    c = await connected_client("trickle")
+    await c.subscribe("trickle/#", 1)
+    c._sock = Trickle(c._sock)
+
+    async def sender(name):
+        for i in range(5):
+            await c.publish("trickle/" + name, ("%s-%d" % (name, i)).encode(), qos=i % 2)
+
+    await asyncio.gather(sender("a"), sender("b"), sender("c"))
+    got = await c.on_message.wait(15)
+    for name in ("a", "b", "c"):
+        mine = [payload for topic, payload, _ in got if topic == "trickle/" + name]
+        assert mine == [("%s-%d" % (name, i)).encode() for i in range(5)], got
+    await c.disconnect()
+
+
 async def test_publish_while_down_raises_at_once():
     c = MQTTClient("down", HOST, PORT)
     start = ticks_ms()
