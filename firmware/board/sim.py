@@ -13,9 +13,8 @@
 import asyncio
 import socket
 
-from micropython import const
-
 import feedback
+from micropython import const
 
 _IPPROTO_TCP = const(6)
 _TCP_NODELAY = const(1)

@@ -17,9 +17,10 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
-from paho.mqtt.enums import CallbackAPIVersion
 
 SCRIPT = Path(__file__).with_name("broker_mqtt.py")
 NAMES = re.findall(r"^(?:async )?def (test_\w+)", SCRIPT.read_text(), re.MULTILINE)
