@@ -74,7 +74,7 @@ class MQTTClient:
         self._tx = bytearray(max(bufsize, 64))
         self._rx = bytearray(max(bufsize, 64))
         self._rxv = memoryview(self._rx)
-        self._sock = None  # the raw socket: we write to it directly (see _drain)
+        self._sock = None  # the raw socket: we write to it directly (see _write)
         self._stream = None  # the asyncio stream over it, on which the reader waits
         self._up = False
         self._tasks = []  # reader and pinger of the current link

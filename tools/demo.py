@@ -19,7 +19,7 @@ from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
 
 from .micropython import REPO_ROOT
 from .rig import Rig, venue_rig
-from .simreader import Feedback
+from .simreader import Feedback, ReaderError
 
 VAR = REPO_ROOT / "var"
 PAUSE_S = 0.25  # between taps, so a person can read along
@@ -85,10 +85,15 @@ def run_demo(taps: int = 0) -> int:
     heap = 0
     try:
         with venue_rig(VAR / "demo") as rig:
-            _play(rig, taps, results)
-            heap = rig.heap_used_max()
+            try:
+                _play(rig, taps, results)
+            finally:
+                heap = rig.heap_used_max()
     except KeyboardInterrupt:
         print()
+    except ReaderError as err:
+        print(f"a reader failed: {err}")
+        return 1
     if results:
         print(summary(results))
         print(f"firmware heap in use after a tap, at most {heap} bytes")

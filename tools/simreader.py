@@ -8,6 +8,7 @@ it places bands on the antenna and reads back what the guest would see. Tests, t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import queue
 import socket
@@ -114,7 +115,9 @@ class SimReader:
         except queue.Empty:
             raise ReaderError(f"{self.reader_id} showed nothing for {timeout} s") from None
         finally:
-            self._send("remove")
+            # The reader may be gone already (Ctrl-C reaches it too): nothing left to remove.
+            with contextlib.suppress(OSError):
+                self._send("remove")
 
     def stop(self) -> None:
         if self._conn is not None:
