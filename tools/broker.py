@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
+
+from .processes import read_log, stop_process
 
 HOST = "127.0.0.1"
 
@@ -80,10 +81,7 @@ class MosquittoBroker:
         return self._process.pid if self._process is not None else None
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def _write_config(self) -> None:
         # Started as root, Mosquitto drops to user `mosquitto` unless told to stay who we are
@@ -127,20 +125,10 @@ class MosquittoBroker:
             time.sleep(0.005)
 
     def stop(self) -> None:
-        """SIGTERM, wait, SIGTERM again (a first one was once lost right after a cold start),
-        then SIGKILL. Returns once the process is reaped and the port is closed."""
+        """Stop the broker; returns once the process is reaped and the port is closed."""
         process, self._process = self._process, None
-        if process is None:
-            return
-        for sig in (signal.SIGTERM, signal.SIGTERM, signal.SIGKILL):
-            if process.poll() is not None:
-                break
-            process.send_signal(sig)
-            try:
-                process.wait(timeout=1)
-            except subprocess.TimeoutExpired:
-                continue
-        process.wait()
+        if process is not None:
+            stop_process(process)
 
     def restart(self) -> None:
         """Stop and start again on the same port (clients see the link drop, then come back)."""

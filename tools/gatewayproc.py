@@ -8,7 +8,7 @@ import sys
 import time
 from pathlib import Path
 
-from .processes import stop_process
+from .processes import read_log, stop_process
 
 READY_LINE = "gateway ready"
 
@@ -47,10 +47,7 @@ class GatewayProcess:
             self._process = None
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def __enter__(self) -> GatewayProcess:
         return self.start()

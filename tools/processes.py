@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import signal
 import subprocess
+from pathlib import Path
+
+
+def read_log(path: Path) -> str:
+    """A child's log so far ("" before it wrote one): for error messages and tests."""
+    try:
+        return path.read_text(errors="replace")
+    except FileNotFoundError:
+        return ""
 
 
 def stop_process(process: subprocess.Popen[bytes], grace: float = 1.0) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .micropython import DEFAULT_HEAP, micropython_command, micropython_env
-from .processes import stop_process
+from .processes import read_log, stop_process
 
 
 @dataclass(frozen=True)
@@ -131,10 +131,7 @@ class SimReader:
             self._process = None
 
     def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
+        return read_log(self.log_path)
 
     def _send(self, line: str) -> None:
         if self._conn is None:
