@@ -36,12 +36,11 @@ class Signal:
             await self._changed.wait()
             self._changed.clear()
             try:
-                # A new pattern inside the hold time restarts it: only the last one times out.
+                # A new pattern inside the hold time leaves the event set, so the loop comes
+                # round at once and holds that one instead: only the last pattern times out.
                 await asyncio.wait_for_ms(self._changed.wait(), self._hold_ms)
             except asyncio.TimeoutError:
                 self._board.show(feedback.IDLE, "")
-            else:
-                self._changed.set()
 
 
 class Reader:
@@ -62,7 +61,8 @@ class Reader:
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up
         self.link.on_down = self._on_down
-        self._evt_topic = topics.reader_topic(self.id, topics.EVT)
+        # Encoded once: a str topic would cost an encode() on every tap.
+        self._evt_topic = topics.reader_topic(self.id, topics.EVT).encode()
         self._res_topic = topics.reader_topic(self.id, topics.RES)
         self._tx = bytearray(_TX_SIZE)
         self._awaited = None  # mid of the request whose reply we wait for
@@ -111,7 +111,8 @@ class Reader:
             self.bad_frames += 1
             print("reply dropped:", err.code, err.detail)
             return
-        if isinstance(reply, Result) and reply.corr == self._awaited and self._awaited:
+        awaited = self._awaited
+        if awaited is not None and isinstance(reply, Result) and reply.corr == awaited:
             self._reply = reply
             self._replied.set()
         else:

@@ -121,7 +121,11 @@ class SimReader:
 
     def stop(self) -> None:
         if self._conn is not None:
-            self._conn.close()  # the firmware's antenna closes and its role loop ends
+            # shutdown, not just close: the line-reading thread's file keeps the socket open,
+            # and the firmware ends its role loop only when it sees the antenna close.
+            with contextlib.suppress(OSError):
+                self._conn.shutdown(socket.SHUT_RDWR)
+            self._conn.close()
             self._conn = None
         if self._process is not None:
             try:
