@@ -14,7 +14,7 @@ import time
 import feedback
 from micropython import const
 
-from protocol import IN, MID_SIZE, OUT, Tap, reasons
+from protocol import GATE, IN, MID_SIZE, OUT, Tap, reasons
 
 _UID_MAX = const(10)
 _RESEND_WINDOW_MS = const(30_000)  # how long an unanswered tap may be resent as the same one
@@ -52,6 +52,7 @@ class Gate:
             seq=reader.next_seq(),
             deadline=reader.wall_ms() + deadline_ms,
             uid=uid,
+            role=GATE,
             direction=self._direction,
             gate=self._gate,
         )

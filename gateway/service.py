@@ -17,7 +17,9 @@ from dataclasses import dataclass
 from datetime import date, datetime
 
 from bandlink.protocol import (
+    GATE,
     IN,
+    OUT,
     Message,
     ProtocolError,
     Result,
@@ -33,7 +35,8 @@ from .store import Store, TapRecord
 
 log = logging.getLogger("bandlink.gateway")
 
-DIRECTION_NAMES = {IN: "in", 1: "out"}
+# How the store names a tap's direction; "-" for taps of roles that have none.
+DIRECTION_NAMES = {IN: "in", OUT: "out"}
 
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
@@ -96,13 +99,16 @@ class Gateway:
         return self._result(tap, stored, now_ms)
 
     def _decide(self, tap: Tap, now_ms: int) -> tuple[TapRecord, Presence | None]:
-        direction = DIRECTION_NAMES[tap.direction]
+        direction = "-" if tap.direction is None else DIRECTION_NAMES[tap.direction]
         reader = self._store.reader(tap.reader)
         band = self._store.band(tap.uid)
         guest_id = band.guest_id if band is not None else None
         presence: Presence | None = None
-        if reader is None or reader.role != "gate":
-            granted, reason = False, "unknown_reader" if reader is None else "wrong_role"
+        if reader is None:
+            granted, reason = False, "unknown_reader"
+        elif reader.role != "gate" or tap.role != GATE:
+            # Payments and photos arrive with their issues; until then such a tap is refused.
+            granted, reason = False, "wrong_role"
         else:
             tickets = self._store.tickets_for(guest_id) if guest_id else []
             current = self._store.presence(guest_id, reader.site) if guest_id else None

@@ -11,7 +11,7 @@ import paho.mqtt.client as paho
 
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
-from bandlink.protocol import IN, Result, Tap, decode, encode, topics
+from bandlink.protocol import GATE, IN, Result, Tap, decode, encode, topics
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.gatewayproc import GatewayProcess
 from bandlink.tools.simreader import SimReader
@@ -101,7 +101,9 @@ def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
     broker: MosquittoBroker, gateway: GatewayProcess, store: Store
 ) -> None:
     raw = RawClient(broker)
-    tap = Tap(reader="gate-1", ts=1, mid=os.urandom(16), uid=ADA, direction=IN, gate="north")
+    tap = Tap(
+        reader="gate-1", ts=1, mid=os.urandom(16), uid=ADA, role=GATE, direction=IN, gate="north"
+    )
     for _ in range(2):
         raw.publish(encode(tap))
         assert raw.got_reply.acquire(timeout=5)

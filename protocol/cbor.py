@@ -34,24 +34,35 @@ _U64_LIMIT = 1 << 64
 
 
 class _Writer:
-    # Writes into a caller's buffer so a reader can encode every tap into one preallocated
-    # bytearray; `dumps` simply lends it a fresh one.
-    def __init__(self, buf) -> None:
+    # Writes into a caller's fixed buffer (a reader encodes every tap into one preallocated
+    # bytearray), or into one that grows as needed up to the limit (`dumps`): allocating the
+    # whole limit for every message would fragment a small heap.
+    def __init__(self, buf, limit: int, grow: bool) -> None:
         self.buf = buf
         self.pos = 0
+        self.limit = limit
+        self.grow = grow
+
+    def _room(self, n: int) -> None:
+        if self.pos + n > self.limit:
+            raise ProtocolError(TOO_LARGE, "encoded message exceeds %d bytes" % self.limit)
 
     def byte(self, value: int) -> None:
-        if self.pos >= len(self.buf):
-            raise ProtocolError(TOO_LARGE, "encoded message exceeds %d bytes" % len(self.buf))
-        self.buf[self.pos] = value
+        self._room(1)
+        if self.grow:
+            self.buf.append(value)
+        else:
+            self.buf[self.pos] = value
         self.pos += 1
 
     def raw(self, data) -> None:
-        end = self.pos + len(data)
-        if end > len(self.buf):
-            raise ProtocolError(TOO_LARGE, "encoded message exceeds %d bytes" % len(self.buf))
-        self.buf[self.pos : end] = data
-        self.pos = end
+        n = len(data)
+        self._room(n)
+        if self.grow:
+            self.buf.extend(data)
+        else:
+            self.buf[self.pos : self.pos + n] = data
+        self.pos += n
 
     def head(self, major: int, n: int) -> None:
         if n < 24:
@@ -117,15 +128,16 @@ def _check_depth(depth: int) -> None:
 
 def dump_into(buf, obj) -> int:
     """Encode obj into the start of buf (a bytearray); return the number of bytes written."""
-    w = _Writer(buf)
+    w = _Writer(buf, len(buf), False)
     _encode(w, obj, 0)
     return w.pos
 
 
 def dumps(obj, max_size: int = MAX_SIZE) -> bytes:
     """Encode obj deterministically; ProtocolError if it is outside the subset or too large."""
-    buf = bytearray(max_size)
-    return bytes(memoryview(buf)[: dump_into(buf, obj)])
+    w = _Writer(bytearray(), max_size, True)
+    _encode(w, obj, 0)
+    return bytes(w.buf)
 
 
 # -- decoding ---------------------------------------------------------------------------------

@@ -1,196 +1,301 @@
-# Messages: the envelope every message shares, and one validated class per message type.
+# Every message of protocol version 1, one validated class each (SPEC.md is their reference).
 #
-# On the wire a message is a CBOR map with small integer keys (the envelope), whose BODY entry is
-# a map with small integer keys of its own. Keys 0..23 encode in one byte and sort the same in
-# every deterministic CBOR order. A receiver ignores keys it does not know (a v1 gateway reading a
-# v1.x reader's tap), and refuses a major version it does not speak.
+#   type  class    topic              direction          what it says
+#   1     Tap      bl/1/<r>/evt       reader -> gateway  a band entered the field
+#   2     Result   bl/1/<r>/res       gateway -> reader  the decision on one tap
+#   3     Birth    bl/1/<r>/birth     reader -> gateway  online, with its session bdSeq
+#   4     Death    bl/1/<r>/death     broker (will)      offline; ignored unless bdSeq matches
+#   5     Status   bl/1/<r>/evt       reader -> gateway  heartbeat
+#   6     Config   bl/1/<r>/cfg       gateway -> reader  retained configuration
+#   7     Command  bl/1/<r>/cmd       gateway -> reader  rebirth, reboot, charge, lists, time
+#   8     Journal  bl/1/<r>/evt       reader -> gateway  offline decisions, uploaded on reconnect
+#   9     GatewayState  bl/1/$gw/state  gateway (retained, and its will)  online or offline
 #
-# Classes validate on construction, so a message object is always legal: building a bad one is a
-# bug that fails fast, and decoding a peer's bad one raises ProtocolError(BAD_FIELD) at the single
-# receive entry point, `decode`. Do not subclass these outside this module.
+# Constructors take keywords only; body keys are small integers, listed in each class's BODY.
 
+from . import fields
 from .cbor import dump_into, dumps, loads
+from .envelope import VERSION, Message
 from .errors import BAD_FIELD, BAD_VERSION, UNKNOWN_TYPE, ProtocolError
 
-VERSION = 1
+TAP, RESULT, BIRTH, DEATH, STATUS, CONFIG, COMMAND, JOURNAL, GATEWAY_STATE = range(1, 10)
 
-# Envelope keys.
-V, TYPE, READER, BDSEQ, SEQ, MID, TS, DEADLINE, CORR, BODY = range(10)
-
-# Message types.
-TAP = 1
-RESULT = 2
-
+# Roles of a reader.
+GATE, POS, PHOTO = 0, 1, 2
 # Gate directions.
-IN = 0
-OUT = 1
+IN, OUT = 0, 1
+# Feedback patterns a result may ask for (the reader picks one from `granted` otherwise).
+IDLE, GREEN, RED, RETRY, PIN = 0, 1, 2, 3, 4
+# Command operations.
+REBIRTH, REBOOT, CHARGE, CANCEL, LIST_SNAPSHOT, LIST_DELTA, TIME_SYNC = range(7)
 
-MID_SIZE = 16
-READER_ID_MAX = 32
+JOURNAL_MAX = 8  # taps in one upload: a journal fits the reader's 1 KiB buffer
+LIST_CHUNK_MAX = 96  # bands in one list chunk, for the same reason
 
-
-# -- field validators: (field name, value) -> value, or ProtocolError(BAD_FIELD) ---------------
-
-
-def _bad(name: str, why: str):
-    return ProtocolError(BAD_FIELD, "%s %s" % (name, why))
-
-
-def _uint(limit: int):
-    def check(name: str, value):
-        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < limit:
-            raise _bad(name, "must be an integer in 0..%d" % (limit - 1))
-        return value
-
-    return check
-
-
-def _byte_string(shortest: int, longest: int):
-    def check(name: str, value):
-        if not isinstance(value, (bytes, bytearray, memoryview)):
-            raise _bad(name, "must be a byte string")
-        if not shortest <= len(value) <= longest:
-            raise _bad(name, "must be %d..%d bytes" % (shortest, longest))
-        return bytes(value)
-
-    return check
-
-
-def _text(longest: int):
-    def check(name: str, value):
-        if not isinstance(value, str) or len(value) > longest:
-            raise _bad(name, "must be text of at most %d characters" % longest)
-        return value
-
-    return check
-
-
-def _flag(name: str, value):
-    if value is not True and value is not False:
-        raise _bad(name, "must be true or false")
-    return value
-
-
-def _reader_id(name: str, value):
-    # A reader id is an MQTT topic level and a broker username: no wildcards, separators or '$'.
-    if not isinstance(value, str) or not 0 < len(value) <= READER_ID_MAX:
-        raise _bad(name, "must be text of 1..%d characters" % READER_ID_MAX)
-    for ch in value:
-        if not (ch.isalpha() or ch.isdigit() or ch in "-_.") or ord(ch) > 127:
-            raise _bad(name, "may hold only ASCII letters, digits, '-', '_' and '.'")
-    return value
-
-
-_u8 = _uint(1 << 8)
-_u32 = _uint(1 << 32)
-_u64 = _uint(1 << 64)
-_mid = _byte_string(MID_SIZE, MID_SIZE)
-
-
-# -- messages -----------------------------------------------------------------------------------
-
-
-class Message:
-    """Envelope fields shared by every message; subclasses add a BODY table."""
-
-    TYPE = 0
-    # (attribute, body key, validator, required)
-    BODY: tuple = ()
-    MID_REQUIRED = True  # operations carry their idempotency key; replies may omit theirs
-
-    def __init__(self, *, reader, ts, mid=None, seq=0, corr=None, deadline=None, **body) -> None:
-        self.reader = _reader_id("reader", reader)
-        self.ts = _u64("ts", ts)
-        self.seq = _u8("seq", seq)
-        self.mid = _optional("mid", mid, _mid, self.MID_REQUIRED)
-        self.corr = _optional("corr", corr, _mid, False)
-        self.deadline = _optional("deadline", deadline, _u64, False)
-        for attr, _key, check, required in self.BODY:
-            setattr(self, attr, _optional(attr, body.pop(attr, None), check, required))
-        if body:
-            raise _bad(", ".join(sorted(body)), "is not a field of %s" % type(self).__name__)
-
-    def to_wire(self) -> dict:
-        body = {}
-        for attr, key, _check, _required in self.BODY:
-            value = getattr(self, attr)
-            if value is not None:
-                body[key] = value
-        wire = {V: VERSION, TYPE: self.TYPE, READER: self.reader, SEQ: self.seq, TS: self.ts}
-        for key, value in ((MID, self.mid), (CORR, self.corr), (DEADLINE, self.deadline)):
-            if value is not None:
-                wire[key] = value
-        wire[BODY] = body
-        return wire
-
-    @classmethod
-    def from_wire(cls, wire: dict, body: dict) -> "Message":
-        fields = {
-            "reader": wire.get(READER),
-            "ts": wire.get(TS),
-            "seq": wire.get(SEQ, 0),
-            "mid": wire.get(MID),
-            "corr": wire.get(CORR),
-            "deadline": wire.get(DEADLINE),
-        }
-        for attr, key, _check, _required in cls.BODY:
-            fields[attr] = body.get(key)
-        return cls(**fields)
-
-    def fields(self) -> tuple:
-        names = ("reader", "ts", "seq", "mid", "corr", "deadline")
-        return tuple(getattr(self, n) for n in names) + tuple(
-            getattr(self, row[0]) for row in self.BODY
-        )
-
-    def __eq__(self, other) -> bool:
-        return type(self) is type(other) and self.fields() == other.fields()
-
-    def __repr__(self) -> str:
-        return "%s%r" % (type(self).__name__, self.fields())
-
-
-def _optional(name: str, value, check, required: bool):
-    if value is None:
-        if required:
-            raise _bad(name, "is required")
-        return None
-    return check(name, value)
+_role = fields.one_of(GATE, POS, PHOTO)
+_name = fields.text(24)
+_display = fields.text(32)
+_minor_units = fields.s64  # money in integer minor units (cents); may be negative (refunds)
 
 
 class Tap(Message):
-    """A band entered a reader's field (reader -> gateway, on evt). ``mid`` is the operation id:
-    made and stored by the reader before sending, the same on every resend."""
+    """A band entered a reader's field. ``mid`` is the operation id: made and stored by the
+    reader before sending, the same on every resend. The body depends on the role."""
 
     TYPE = TAP
     BODY = (
-        ("uid", 0, _byte_string(4, 10), True),  # ISO 14443-A UID: 4, 7 or 10 bytes
-        ("direction", 1, _uint(2), True),  # IN or OUT, from the gate's configuration
-        ("gate", 2, _text(24), False),
+        ("uid", 0, fields.uid, True),
+        ("role", 1, _role, True),
+        ("direction", 2, fields.one_of(IN, OUT), False),  # gate
+        ("gate", 3, _name, False),  # gate
+        ("charge", 4, fields.mid, False),  # pos: the charge request this tap answers
+        ("pin", 5, fields.byte_string(8, 16), False),  # pos: ISO 9564 PIN block, when entered
+        ("ride", 6, _name, False),  # photo
+        ("seat", 7, fields.text(16), False),  # photo: vehicle/seat
+        ("point", 8, _name, False),  # photo: the photo point
+        ("picc", 9, fields.byte_string(16, 16), False),  # SUN: encrypted PICC data
+        ("file", 10, fields.byte_string(16, 48), False),  # SUN: encrypted file data
+        ("cmac", 11, fields.byte_string(8, 8), False),  # SUN: truncated CMAC
+        ("offline", 12, fields.flag, False),  # decided by the reader alone, replayed later
+        ("local_granted", 13, fields.flag, False),  # offline: what the guest was shown
+        ("local_reason", 14, fields.u32, False),
     )
+    reader: str
+    mid: bytes
     uid: bytes
-    direction: int
+    role: int
+    direction: int | None
     gate: str | None
+    charge: bytes | None
+    pin: bytes | None
+    ride: str | None
+    seat: str | None
+    point: str | None
+    picc: bytes | None
+    file: bytes | None
+    cmac: bytes | None
+    offline: bool | None
+    local_granted: bool | None
+    local_reason: int | None
+
+    def check(self) -> None:
+        if self.role == GATE and self.direction is None:
+            raise fields.bad("direction", "is required on a gate tap")
+        if self.role == POS and self.charge is None:
+            raise fields.bad("charge", "is required on a pos tap")
+        if self.role == PHOTO and self.point is None:
+            raise fields.bad("point", "is required on a photo tap")
+        if (self.picc is None) != (self.cmac is None) or (self.file and self.picc is None):
+            raise fields.bad("picc, cmac", "come together (file only with them)")
+        if bool(self.offline) != (self.local_granted is not None):
+            raise fields.bad("local_granted", "is required exactly on offline taps")
 
 
 class Result(Message):
-    """The gateway's decision on one tap (gateway -> reader, on res); ``corr`` is the tap's mid."""
+    """The gateway's decision on one tap; ``corr`` is the tap's mid."""
 
     TYPE = RESULT
-    MID_REQUIRED = False
+    NEEDS = ("reader", "corr")
     BODY = (
-        ("granted", 0, _flag, True),
-        ("reason", 1, _u32, True),  # protocol/reasons.py
-        ("text", 2, _text(32), False),  # for the reader's display
-        ("name", 3, _text(24), False),  # guest's first name, when they consented to it
+        ("granted", 0, fields.flag, True),
+        ("reason", 1, fields.u32, True),  # protocol/reasons.py
+        ("text", 2, _display, False),  # for the reader's display
+        ("name", 3, _name, False),  # guest's first name, only with their consent
+        ("balance", 4, _minor_units, False),  # after a charge
+        ("pattern", 5, fields.u8, False),  # IDLE..PIN; a reader maps unknown ones by `granted`
     )
     granted: bool
     reason: int
     text: str | None
     name: str | None
+    balance: int | None
+    pattern: int | None
 
 
-_CLASSES = {cls.TYPE: cls for cls in (Tap, Result)}
+class Birth(Message):
+    """The reader is online. ``bdseq`` counts its sessions (Sparkplug B): the death it leaves
+    as its will carries the same number, so a late death of an older session is ignored."""
+
+    TYPE = BIRTH
+    NEEDS = ("reader", "bdseq")
+    BODY = (
+        ("firmware", 0, fields.text(32), True),
+        ("role", 1, _role, True),
+        ("config_version", 2, fields.u32, False),
+        ("list_version", 3, fields.u32, False),
+    )
+    firmware: str
+    role: int
+    config_version: int | None
+    list_version: int | None
+
+
+class Death(Message):
+    """The reader is gone: published by the broker as the reader's will (or by the reader on a
+    clean shutdown). Applies only if ``bdseq`` matches the reader's current birth."""
+
+    TYPE = DEATH
+    NEEDS = ("reader", "bdseq")
+
+
+class Status(Message):
+    """Heartbeat, every config interval."""
+
+    TYPE = STATUS
+    NEEDS = ("reader",)
+    BODY = (
+        ("uptime_s", 0, fields.u32, True),
+        ("heap_free", 1, fields.u32, True),
+        ("rssi", 2, fields.sint(16), False),  # dBm
+        ("journal", 3, fields.u16, False),  # offline decisions not yet uploaded
+        ("list_version", 4, fields.u32, False),
+        ("clock_offset_ms", 5, fields.s64, False),  # reader clock minus gateway clock
+    )
+    uptime_s: int
+    heap_free: int
+    rssi: int | None
+    journal: int | None
+    list_version: int | None
+    clock_offset_ms: int | None
+
+
+class Config(Message):
+    """A reader's configuration, retained on its cfg topic; ``version`` increases with every
+    change so a reader (and its birth) can say which one it runs."""
+
+    TYPE = CONFIG
+    NEEDS = ("reader",)
+    BODY = (
+        ("version", 0, fields.u32, True),
+        ("role", 1, _role, True),
+        ("gate", 2, _name, False),
+        ("direction", 3, fields.one_of(IN, OUT), False),
+        ("ride", 4, _name, False),
+        ("point", 5, _name, False),
+        ("deadline_ms", 6, fields.u32, False),  # how long a guest waits for the gateway
+        ("hold_ms", 7, fields.u32, False),  # how long a light stays on
+        ("offline_floor", 8, _minor_units, False),  # pos: largest sale decided offline
+        ("offline_cap", 9, _minor_units, False),  # pos: offline total per band
+        ("list_version", 10, fields.u32, False),  # the band list the reader should hold
+        ("currency", 11, fields.text(3), False),  # ISO 4217
+        ("status_s", 12, fields.u32, False),  # heartbeat interval
+    )
+    version: int
+    role: int
+    gate: str | None
+    direction: int | None
+    ride: str | None
+    point: str | None
+    deadline_ms: int | None
+    hold_ms: int | None
+    offline_floor: int | None
+    offline_cap: int | None
+    list_version: int | None
+    currency: str | None
+    status_s: int | None
+
+
+class Command(Message):
+    """An order to one reader. A reader ignores (and counts) an ``op`` it does not know."""
+
+    TYPE = COMMAND
+    BODY = (
+        ("op", 0, fields.u8, True),
+        ("charge", 1, fields.mid, False),  # CHARGE, CANCEL: the charge request's id
+        ("amount", 2, fields.u64, False),  # CHARGE: minor units
+        ("currency", 3, fields.text(3), False),  # CHARGE
+        ("pin_required", 4, fields.flag, False),  # CHARGE: above the PIN threshold
+        ("label", 5, _display, False),  # CHARGE: what the display shows
+        ("list_version", 6, fields.u32, False),  # LIST_*: the version these chunks build
+        ("base_version", 7, fields.u32, False),  # LIST_DELTA: the version it applies to
+        ("chunk", 8, fields.u16, False),  # LIST_*: this chunk's index
+        ("chunks", 9, fields.u16, False),  # LIST_*: how many chunks make the list
+        ("add", 10, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),
+        ("remove", 11, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),
+        ("time_ms", 12, fields.u64, False),  # TIME_SYNC: the gateway's clock
+    )
+    op: int
+    charge: bytes | None
+    amount: int | None
+    currency: str | None
+    pin_required: bool | None
+    label: str | None
+    list_version: int | None
+    base_version: int | None
+    chunk: int | None
+    chunks: int | None
+    add: list | None
+    remove: list | None
+    time_ms: int | None
+
+    def check(self) -> None:
+        for name in _COMMAND_NEEDS.get(self.op, ()):
+            if getattr(self, name) is None:
+                raise fields.bad(name, "is required by command op %d" % self.op)
+        if self.chunk is not None and self.chunks is not None and self.chunk >= self.chunks:
+            raise fields.bad("chunk", "must be below chunks")
+
+
+_COMMAND_NEEDS = {
+    CHARGE: ("charge", "amount", "currency"),
+    CANCEL: ("charge",),
+    LIST_SNAPSHOT: ("list_version", "chunk", "chunks", "add"),
+    LIST_DELTA: ("list_version", "base_version", "chunk", "chunks"),
+    TIME_SYNC: ("time_ms",),
+}
+
+
+def _journal_taps(name, value):
+    taps = fields.list_of(_journal_tap, JOURNAL_MAX)(name, value)
+    if not taps:
+        raise fields.bad(name, "must hold at least one tap")
+    return taps
+
+
+def _journal_tap(name, value):
+    tap = value if isinstance(value, Tap) else _from_map(Tap, value)
+    if not isinstance(tap, Tap) or not tap.offline:
+        raise fields.bad(name, "must be offline taps")
+    return tap
+
+
+class Journal(Message):
+    """Offline decisions, uploaded on reconnect, oldest first. Each tap keeps its own mid, so a
+    journal sent twice takes effect once; the journal's own mid identifies the upload."""
+
+    TYPE = JOURNAL
+    BODY = (("taps", 0, _journal_taps, True),)
+    taps: list
+
+
+class GatewayState(Message):
+    """Whether the gateway is online: retained, and its MQTT will says offline."""
+
+    TYPE = GATEWAY_STATE
+    NEEDS = ()
+    BODY = (("online", 0, fields.flag, True),)
+    online: bool
+
+
+CLASSES = (Tap, Result, Birth, Death, Status, Config, Command, Journal, GatewayState)
+_BY_TYPE = {cls.TYPE: cls for cls in CLASSES}
+
+
+def _from_map(cls, wire) -> Message:
+    if not isinstance(wire, dict):
+        raise ProtocolError(BAD_FIELD, "a message is a map")
+    version = wire.get(0)
+    if version != VERSION:
+        raise ProtocolError(BAD_VERSION, "version %r, this side speaks %d" % (version, VERSION))
+    if cls is None:
+        kind = wire.get(1)
+        cls = _BY_TYPE.get(kind) if isinstance(kind, int) else None
+        if cls is None:
+            raise ProtocolError(UNKNOWN_TYPE, "message type %r" % (kind,))
+    elif wire.get(1) != cls.TYPE:
+        raise ProtocolError(BAD_FIELD, "expected a %s" % cls.__name__)
+    message: Message = cls.from_wire(wire)
+    return message
 
 
 def encode(message: Message) -> bytes:
@@ -204,17 +309,4 @@ def encode_into(buf, message: Message) -> int:
 
 def decode(data) -> Message:
     """The single receive entry point: bytes in, a valid message out, or ProtocolError."""
-    wire = loads(data)
-    if not isinstance(wire, dict):
-        raise ProtocolError(BAD_FIELD, "a message is a map")
-    version = wire.get(V)
-    if version != VERSION:
-        raise ProtocolError(BAD_VERSION, "version %r, this side speaks %d" % (version, VERSION))
-    kind = wire.get(TYPE)
-    cls = _CLASSES.get(kind) if isinstance(kind, int) else None
-    if cls is None:
-        raise ProtocolError(UNKNOWN_TYPE, "message type %r" % (wire.get(TYPE),))
-    body = wire.get(BODY, {})
-    if not isinstance(body, dict):
-        raise ProtocolError(BAD_FIELD, "body is a map")
-    return cls.from_wire(wire, body)
+    return _from_map(None, loads(data))

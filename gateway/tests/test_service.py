@@ -12,7 +12,7 @@ import pytest
 from bandlink.gateway.service import Gateway
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
-from bandlink.protocol import IN, OUT, Result, Tap, decode, dumps, encode, reasons, topics
+from bandlink.protocol import GATE, IN, OUT, Result, Tap, decode, dumps, encode, reasons, topics
 
 TODAY = date(2026, 11, 22)
 ADA = bytes.fromhex(DEMO_VENUE["guests"][0]["bands"][0])
@@ -34,7 +34,7 @@ def gateway(store: Store) -> Gateway:
 
 
 def tap_frame(uid: bytes = ADA, direction: int = IN, reader: str = "gate-1") -> tuple[Tap, bytes]:
-    tap = Tap(reader=reader, ts=5, mid=os.urandom(16), uid=uid, direction=direction)
+    tap = Tap(reader=reader, ts=5, mid=os.urandom(16), uid=uid, role=GATE, direction=direction)
     return tap, encode(tap)
 
 

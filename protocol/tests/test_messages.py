@@ -1,60 +1,40 @@
-"""Messages: what each side builds is legal, what a peer sends is validated, and a frame survives
-a round trip unchanged."""
+"""Messages: what each side builds is legal, what a peer sends is validated like it, and every
+message survives a round trip unchanged."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
-from bandlink.protocol import IN, OUT, ProtocolError, Result, Tap, decode, dumps, encode, loads
-
-reader_ids = st.text(alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=1, max_size=32)
-common = {
-    "reader": reader_ids,
-    "ts": st.integers(0, 2**64 - 1),
-    "seq": st.integers(0, 255),
-}
-taps = st.builds(
-    Tap,
-    mid=st.binary(min_size=16, max_size=16),
-    uid=st.binary(min_size=4, max_size=10),
-    direction=st.sampled_from([IN, OUT]),
-    gate=st.none() | st.text(max_size=24),
-    deadline=st.none() | st.integers(0, 2**64 - 1),
-    **common,
-)
-results = st.builds(
-    Result,
-    corr=st.binary(min_size=16, max_size=16),
-    granted=st.booleans(),
-    reason=st.integers(0, 2**32 - 1),
-    text=st.none() | st.text(max_size=32),
-    name=st.none() | st.text(max_size=24),
-    **common,
-)
+from bandlink.protocol import Message, ProtocolError, decode, dumps, encode, loads
+from bandlink.protocol import messages as m
+from bandlink.protocol.examples import examples, gate_tap
+from bandlink.protocol.tests.strategies import any_message
 
 
-@given(taps | results)
-def test_every_message_survives_a_round_trip(message: Tap | Result) -> None:
+@given(any_message)
+def test_every_message_survives_a_round_trip(message: Message) -> None:
     assert decode(encode(message)) == message
 
 
-def gate_tap(**changes: object) -> Tap:
-    fields: dict[str, object] = {
-        "reader": "gate-1",
-        "ts": 1_700_000_000_000,
-        "mid": bytes(range(16)),
-        "uid": bytes.fromhex("04a1b2c3d4e5f6"),
-        "direction": IN,
-        "gate": "north",
-    }
-    fields.update(changes)
-    return Tap(**fields)
+@pytest.mark.parametrize(("name", "message"), examples(), ids=[n for n, _ in examples()])
+def test_every_example_round_trips_and_fits_the_readers_buffer(
+    name: str, message: Message
+) -> None:
+    frame = encode(message)
+    assert decode(frame) == message
+    assert len(frame) <= 1024 - 64  # the reader's MQTT buffer, less topic and header
 
 
-def test_a_gate_tap_fits_in_one_small_packet() -> None:
-    assert len(encode(gate_tap())) <= 64
+def test_every_message_type_has_an_example() -> None:
+    assert {type(msg) for _, msg in examples()} == set(m.CLASSES)
+
+
+def test_a_gate_tap_with_a_sun_band_fits_in_one_small_packet() -> None:
+    sun = {"picc": bytes(16), "cmac": bytes(8)}
+    assert len(encode(gate_tap(**sun))) <= 128
 
 
 @pytest.mark.parametrize(
@@ -64,6 +44,7 @@ def test_a_gate_tap_fits_in_one_small_packet() -> None:
         {"mid": None},
         {"uid": b"\x01\x02"},
         {"direction": 2},
+        {"direction": None},  # a gate tap needs its direction
         {"reader": "gate/1"},
         {"reader": "+"},
         {"reader": ""},
@@ -71,17 +52,67 @@ def test_a_gate_tap_fits_in_one_small_packet() -> None:
         {"ts": -1},
         {"ts": True},
         {"colour": "red"},
+        {"picc": bytes(16)},  # SUN fields come together
+        {"offline": True},  # an offline tap says what the guest was shown
+        {"local_granted": True},  # ... and only an offline tap does
+        {"role": m.POS},  # a pos tap names the charge it answers
     ],
 )
-def test_building_an_illegal_message_fails_fast(changes: dict[str, object]) -> None:
+def test_building_an_illegal_tap_fails_fast(changes: dict[str, Any]) -> None:
     with pytest.raises(ProtocolError) as caught:
         gate_tap(**changes)
+    assert caught.value.code == "bad_field"
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        lambda: m.Command(reader="r", ts=1, mid=bytes(16), op=m.CHARGE, amount=5),
+        lambda: m.Command(
+            reader="r",
+            ts=1,
+            mid=bytes(16),
+            op=m.LIST_SNAPSHOT,
+            list_version=1,
+            chunk=3,
+            chunks=3,
+            add=[],
+        ),
+        lambda: m.Command(
+            reader="r",
+            ts=1,
+            mid=bytes(16),
+            op=m.LIST_SNAPSHOT,
+            list_version=1,
+            chunk=0,
+            chunks=1,
+            add=[b"\x04"],
+        ),
+        lambda: m.Birth(reader="r", ts=1, firmware="x", role=m.GATE),  # no bdseq
+        lambda: m.Result(reader="r", ts=1, granted=True, reason=0),  # no corr
+        lambda: m.Journal(reader="r", ts=1, mid=bytes(16), taps=[]),
+        lambda: m.Journal(reader="r", ts=1, mid=bytes(16), taps=[gate_tap()]),  # not offline
+        lambda: m.GatewayState(ts=1, online="yes"),
+    ],
+)
+def test_other_illegal_messages_fail_fast(build: Any) -> None:
+    with pytest.raises(ProtocolError) as caught:
+        build()
     assert caught.value.code == "bad_field"
 
 
 def test_a_peer_frame_is_checked_like_a_built_one() -> None:
     wire = gate_tap().to_wire()
     wire[9][0] = "not bytes"
+    with pytest.raises(ProtocolError) as caught:
+        decode(dumps(wire))
+    assert caught.value.code == "bad_field"
+
+
+def test_a_journal_entry_is_checked_like_a_tap() -> None:
+    journal = dict(examples())["journal"]
+    wire = journal.to_wire()
+    wire[9][0][0][9][0] = b"\x01"  # first tap's uid too short
     with pytest.raises(ProtocolError) as caught:
         decode(dumps(wire))
     assert caught.value.code == "bad_field"
@@ -99,7 +130,9 @@ def test_unknown_keys_are_ignored_for_forward_compatibility() -> None:
     [
         ([1, 2], "bad_field"),
         ({0: 2, 1: 1}, "bad_version"),
+        ({1: 1}, "bad_version"),
         ({0: 1, 1: 99}, "unknown_type"),
+        ({0: 1, 1: "tap"}, "unknown_type"),
         ({0: 1, 1: 1, 9: 5}, "bad_field"),
     ],
 )
@@ -110,5 +143,7 @@ def test_frames_that_are_not_messages_get_a_stable_code(wire: object, code: str)
 
 
 def test_wire_form_uses_small_integer_keys() -> None:
-    wire = loads(encode(gate_tap()))
-    assert all(isinstance(key, int) and 0 <= key < 24 for key in wire)
+    for _, message in examples():
+        wire = loads(encode(message))
+        assert all(isinstance(key, int) and 0 <= key < 24 for key in wire)
+        assert all(isinstance(key, int) and 0 <= key < 24 for key in wire[9])

@@ -9,8 +9,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bandlink.protocol import ProtocolError, decode, dumps, encode, loads
+from bandlink.protocol.examples import examples
+from bandlink.protocol.tests.strategies import any_message
 from bandlink.protocol.tests.test_cbor import values
-from bandlink.protocol.tests.test_messages import results, taps
 from bandlink.protocol.tests.vectors import appendix_a
 from bandlink.tools.micropython import run_micropython
 
@@ -38,6 +39,12 @@ def test_appendix_a_answers_agree() -> None:
     assert_same_answers([("c", bytes.fromhex(e["hex"])) for e in appendix_a()])
 
 
+def test_every_example_message_gets_the_same_answer() -> None:
+    frames = [("m", encode(message)) for _, message in examples()]
+    assert all(answer.startswith("ok") for answer in [cpython_answer(*f) for f in frames])
+    assert_same_answers(frames)
+
+
 def mutate(frame: bytes, data: st.DataObject) -> bytes:
     mutated = bytearray(frame)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -45,10 +52,15 @@ def mutate(frame: bytes, data: st.DataObject) -> bytes:
     return bytes(mutated[: data.draw(st.integers(1, len(mutated)))])
 
 
-@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Large batches on purpose: one micropython process answers a whole batch.
+@settings(
+    max_examples=4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 @given(
     st.lists(values, min_size=50, max_size=100),
-    st.lists(taps | results, min_size=20, max_size=40),
+    st.lists(any_message, min_size=10, max_size=25),
     st.data(),
 )
 def test_random_and_mutated_frames_get_the_same_answers(
