@@ -20,9 +20,7 @@ def test_every_message_survives_a_round_trip(message: Message) -> None:
 
 
 @pytest.mark.parametrize(("name", "message"), examples(), ids=[n for n, _ in examples()])
-def test_every_example_round_trips_and_fits_the_readers_buffer(
-    name: str, message: Message
-) -> None:
+def test_every_example_round_trips_and_fits_the_readers_buffer(name: str, message: Message) -> None:
     frame = encode(message)
     assert decode(frame) == message
     assert len(frame) <= 1024 - 64  # the reader's MQTT buffer, less topic and header
