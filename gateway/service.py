@@ -148,7 +148,7 @@ class Gateway:
             seq=tap.seq,
             corr=tap.mid,
             granted=record.granted,
-            reason=reasons.CODES[record.reason],
+            reason=reasons.code(record.reason),
             text=text.strip()[:32],
             name=name[:24] if name else None,
         )
