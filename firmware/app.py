@@ -13,8 +13,18 @@ import feedback
 import mqtt
 from board import open_board
 from micropython import const
+from session import Session
 
-from protocol import ProtocolError, Result, decode, encode_into, topics
+from protocol import (
+    Command,
+    GatewayState,
+    ProtocolError,
+    Result,
+    decode,
+    encode_into,
+    messages,
+    topics,
+)
 
 _TX_SIZE = const(512)  # largest message a reader sends; a gate tap is ~64 bytes
 
@@ -44,11 +54,15 @@ class Signal:
 
 
 class Reader:
-    def __init__(self, config, board):
+    def __init__(self, config, board, role_code):
         self.config = config
         self.id = config["reader"]
         self.board = board
         self.signal = Signal(board, config["hold_ms"])
+        self.session = Session(self.id, role_code, config["state_file"])
+        self.gateway_online = None  # unknown until $gw/state arrives (it is retained)
+        self.clock_offset_ms = 0  # gateway clock minus ours, from the last time sync
+        self.ignored_commands = 0
         broker = config["broker"]
         self.link = mqtt.ResilientClient(
             self.id,
@@ -57,6 +71,7 @@ class Reader:
             user=broker.get("user"),
             password=broker.get("password"),
             keepalive=config["keepalive_s"],
+            will=self.session.will(self.wall_ms()),
         )
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up
@@ -64,6 +79,7 @@ class Reader:
         # Encoded once: a str topic would cost an encode() on every tap.
         self._evt_topic = topics.reader_topic(self.id, topics.EVT).encode()
         self._res_topic = topics.reader_topic(self.id, topics.RES)
+        self._cmd_topic = topics.reader_topic(self.id, topics.CMD)
         self._tx = bytearray(_TX_SIZE)
         self._awaited = None  # mid of the request whose reply we wait for
         self._reply = None
@@ -82,9 +98,9 @@ class Reader:
         gc.collect()
         self.board.heap(gc.mem_alloc(), gc.mem_free())
 
-    @staticmethod
-    def wall_ms():
-        return time.time_ns() // 1_000_000
+    def wall_ms(self):
+        """Milliseconds since 1970 on the gateway's clock, as far as we know it."""
+        return time.time_ns() // 1_000_000 + self.clock_offset_ms
 
     async def request(self, message, timeout_ms):
         """Send a request; its Result, or None if no reply came within timeout_ms."""
@@ -103,14 +119,20 @@ class Reader:
         return self._reply
 
     def _on_message(self, topic, payload, retained):
-        if topic != self._res_topic:
-            return
         try:
-            reply = decode(payload)
+            message = decode(payload)
         except ProtocolError as err:
             self.bad_frames += 1
-            print("reply dropped:", err.code, err.detail)
+            print("frame dropped on", topic, err.code, err.detail)
             return
+        if topic == self._res_topic:
+            self._on_result(message)
+        elif topic == self._cmd_topic and isinstance(message, Command):
+            self._on_command(message)
+        elif topic == topics.GATEWAY_STATE and isinstance(message, GatewayState):
+            self.gateway_online = message.online
+
+    def _on_result(self, reply):
         awaited = self._awaited
         if awaited is not None and isinstance(reply, Result) and reply.corr == awaited:
             self._reply = reply
@@ -118,27 +140,48 @@ class Reader:
         else:
             self.late_replies += 1
 
+    def _on_command(self, command):
+        if command.op == messages.REBIRTH:
+            self._birth_task = asyncio.create_task(self._publish_birth())
+        elif command.op == messages.TIME_SYNC:
+            self.clock_offset_ms = command.time_ms - time.time_ns() // 1_000_000
+        else:
+            self.ignored_commands += 1  # lists, charges, reboot: with the roles that use them
+
+    async def _publish_birth(self):
+        birth = self.session.birth(self.wall_ms())
+        try:
+            await self.link.publish(self.session.birth_topic, birth, 1)
+        except OSError:
+            pass  # the link dropped; the next connection publishes a new birth
+
     async def _on_up(self):
-        await self.link.subscribe(self._res_topic, 1)
+        for topic in (self._res_topic, self._cmd_topic, topics.GATEWAY_STATE):
+            await self.link.subscribe(topic, 1)
+        await self._publish_birth()
         self.board.link(True)
 
     async def _on_down(self):
         self.board.link(False)
+        self.gateway_online = None
+        self.session.next()
+        self.link.will = self.session.will(self.wall_ms())
 
 
 def _role(name):
+    """The role's module and its code on the wire."""
     if name == "gate":
         import gate
 
-        return gate
+        return gate, messages.GATE
     raise ValueError("unknown role %r" % name)
 
 
 async def _main(config):
-    role = _role(config["role"])
+    role, role_code = _role(config["role"])
     board = open_board(config)
     await board.start()
-    reader = Reader(config, board)
+    reader = Reader(config, board, role_code)
     # Held for the reader's life: asyncio keeps only weak references to running tasks.
     tasks = (
         asyncio.create_task(reader.link.keep_connected()),

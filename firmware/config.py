@@ -13,6 +13,8 @@ DEFAULTS = {
     # How long a green or red light stays on before the reader returns to idle.
     "hold_ms": 1500,
     "gate": {"direction": "in", "gate": ""},
+    # Where the reader keeps what must survive a reboot (its session counter).
+    "state_file": "bandlink.state",
 }
 
 

@@ -56,7 +56,9 @@ class Gate:
             direction=self._direction,
             gate=self._gate,
         )
-        result = await reader.request(tap, deadline_ms)
+        # The gateway said it is offline ($gw/state): ask for another tap now, not in a second.
+        offline = reader.gateway_online is False
+        result = None if offline else await reader.request(tap, deadline_ms)
         if result is None:
             self._unanswered_uid, self._unanswered_mid, self._unanswered_ts = uid, mid, ts
             self._unanswered_at = time.ticks_ms()

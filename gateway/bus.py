@@ -54,6 +54,9 @@ class Bus:
 
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself if the broker goes away."""
+        # Readers learn the gateway is gone from its will, retained on $gw/state.
+        gone = self._gateway.state_frame(online=False, now_ms=_now_ms())
+        self._client.will_set(gone.topic, gone.payload, qos=1, retain=True)
         self._client.connect_async(self._host, self._port, keepalive=30)
         self._client.loop_start()
 
@@ -61,6 +64,10 @@ class Bus:
         return self._connected.wait(timeout)
 
     def stop(self) -> None:
+        """Say offline (a clean disconnect discards the will), then disconnect."""
+        if self._connected.is_set():
+            gone = self._gateway.state_frame(online=False, now_ms=_now_ms())
+            self._client.publish(gone.topic, gone.payload, qos=1, retain=True).wait_for_publish(2)
         self._client.disconnect()
         self._client.loop_stop()
 
@@ -78,7 +85,10 @@ class Bus:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        client.subscribe(topics.EVENTS_SHARED, qos=1)
+        for topic in (topics.EVENTS_SHARED, topics.BIRTHS_SHARED, topics.DEATHS_SHARED):
+            client.subscribe(topic, qos=1)
+        here = self._gateway.state_frame(online=True, now_ms=_now_ms())
+        client.publish(here.topic, here.payload, qos=1, retain=True)
         self._connected.set()
         log.info("connected to mqtt://%s:%d", self._host, self._port)
 
@@ -94,9 +104,8 @@ class Bus:
         log.warning("broker connection lost (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        now_ms = time.time_ns() // 1_000_000
         try:
-            replies = self._gateway.handle(msg.topic, msg.payload, now_ms)
+            replies = self._gateway.handle(msg.topic, msg.payload, _now_ms())
         except Exception:
             # A bug or a store failure on one tap must not take the gateway down with it; the
             # reader gets no reply and shows "try again".
@@ -104,3 +113,7 @@ class Bus:
             return
         for reply in replies:
             client.publish(reply.topic, reply.payload, qos=1)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000

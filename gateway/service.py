@@ -20,9 +20,14 @@ from bandlink.protocol import (
     GATE,
     IN,
     OUT,
+    Birth,
+    Death,
+    GatewayState,
+    Journal,
     Message,
     ProtocolError,
     Result,
+    Status,
     Tap,
     decode,
     encode,
@@ -49,6 +54,14 @@ _REFUSAL_TEXT = {
 }
 
 
+# What may arrive on each of a reader's topics.
+_ACCEPTED: dict[str, tuple[type[Message], ...]] = {
+    topics.EVT: (Tap, Status, Journal),
+    topics.BIRTH: (Birth,),
+    topics.DEATH: (Death,),
+}
+
+
 @dataclass(frozen=True)
 class Outgoing:
     topic: str
@@ -60,13 +73,15 @@ class Gateway:
         self._store = store
         self._fixed_today = today  # tests pin the day; a running gateway follows its clock
         self.counts: Counter[str] = Counter()
+        # Reader -> bdSeq of its current session (births seen by this process).
+        self.sessions: dict[str, int] = {}
 
     def handle(self, topic: str, payload: bytes | bytearray, now_ms: int) -> list[Outgoing]:
         parsed = topics.parse(topic)
-        if parsed is None or parsed[1] != topics.EVT:
+        if parsed is None or parsed[1] not in _ACCEPTED:
             self.counts["foreign_topic"] += 1
             return []
-        reader_id = parsed[0]
+        reader_id, kind = parsed
         try:
             message = decode(payload)
         except ProtocolError as err:
@@ -79,14 +94,47 @@ class Gateway:
             self.counts["dropped_reader_mismatch"] += 1
             log.warning("dropped frame on %s claiming reader %s", topic, message.reader)
             return []
+        if not isinstance(message, _ACCEPTED[kind]):
+            self.counts["dropped_wrong_topic"] += 1
+            log.warning("dropped %s on %s", type(message).__name__, topic)
+            return []
         return self._dispatch(message, now_ms)
+
+    def state_frame(self, *, online: bool, now_ms: int) -> Outgoing:
+        """The retained $gw/state message (and, with online=False, the bus's MQTT will)."""
+        return Outgoing(topics.GATEWAY_STATE, encode(GatewayState(ts=now_ms, online=online)))
 
     def _dispatch(self, message: Message, now_ms: int) -> list[Outgoing]:
         if isinstance(message, Tap):
             result = self.on_tap(message, now_ms)
             return [Outgoing(topics.reader_topic(message.reader, topics.RES), encode(result))]
-        self.counts["ignored_" + type(message).__name__.lower()] += 1
+        if isinstance(message, Birth):
+            self._on_birth(message)
+        elif isinstance(message, Death):
+            self._on_death(message)
+        else:
+            # Status heartbeats and offline journals are counted; acting on them comes with
+            # the fleet view and offline decisions.
+            self.counts["ignored_" + type(message).__name__.lower()] += 1
         return []
+
+    def _on_birth(self, birth: Birth) -> None:
+        assert birth.reader is not None and birth.bdseq is not None  # Birth requires both
+        self.sessions[birth.reader] = birth.bdseq
+        self.counts["birth"] += 1
+        log.info("reader %s online: %s, session %d", birth.reader, birth.firmware, birth.bdseq)
+
+    def _on_death(self, death: Death) -> None:
+        # Sparkplug B: a death belongs to the session whose birth carried the same bdSeq. A late
+        # will of an earlier session must not mark a reader that is back online as gone.
+        assert death.reader is not None
+        if self.sessions.get(death.reader) != death.bdseq:
+            self.counts["stale_death"] += 1
+            log.info("ignored a death of %s for old session %s", death.reader, death.bdseq)
+            return
+        del self.sessions[death.reader]
+        self.counts["death"] += 1
+        log.warning("reader %s offline (session %s)", death.reader, death.bdseq)
 
     def on_tap(self, tap: Tap, now_ms: int) -> Result:
         stored = self._store.tap_by_mid(tap.mid)

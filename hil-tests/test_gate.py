@@ -6,8 +6,12 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import paho.mqtt.client as paho
+import pytest
 
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
@@ -19,6 +23,19 @@ from bandlink.tools.simreader import SimReader
 ADA = bytes.fromhex(DEMO_VENUE["guests"][0]["bands"][0])
 BO = bytes.fromhex(DEMO_VENUE["guests"][1]["bands"][0])  # ticket expired yesterday
 DEADLINE_MS = 800  # the simulated reader's default
+
+
+T = TypeVar("T")
+
+
+def wait_for(action: Callable[[], T], done: Callable[[T], bool], timeout: float = 5) -> T:
+    """Repeat action until done(result): for state that reaches the reader asynchronously."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = action()
+        if done(result) or time.monotonic() > deadline:
+            return result
+        time.sleep(0.05)
 
 
 def reasons_recorded(store: Store) -> list[str]:
@@ -128,11 +145,30 @@ def test_garbage_on_the_event_topic_leaves_the_gateway_deciding(
         assert f"dropped frame from gate-1: {code}" in log
 
 
-def test_gateway_gone_shows_try_again_within_the_deadline_never_green(
+@pytest.mark.parametrize("how", ["stopped", "killed"])
+def test_gateway_gone_readers_say_try_again_at_once(
+    how: str, gateway: GatewayProcess, entry_reader: SimReader
+) -> None:
+    """A stopped gateway says so on $gw/state; a killed one's will says it for it. Either way
+    the reader asks for another tap without making the guest wait out the deadline."""
+    assert gateway.pid is not None
+    if how == "stopped":
+        gateway.stop()
+    else:
+        os.kill(gateway.pid, signal.SIGKILL)
+    seen = wait_for(lambda: entry_reader.tap(ADA), lambda s: s.ms < DEADLINE_MS)
+    assert seen.pattern == "retry"
+
+
+def test_a_silent_gateway_gets_the_deadline_then_try_again_never_green(
     gateway: GatewayProcess, entry_reader: SimReader
 ) -> None:
-    gateway.stop()
-    seen = entry_reader.tap(ADA)
+    assert gateway.pid is not None
+    os.kill(gateway.pid, signal.SIGSTOP)  # alive to the broker, deciding nothing
+    try:
+        seen = entry_reader.tap(ADA)
+    finally:
+        os.kill(gateway.pid, signal.SIGCONT)
     assert seen.pattern == "retry"
     assert DEADLINE_MS <= seen.ms < DEADLINE_MS + 500
 

@@ -11,9 +11,11 @@ DEATH = "death"  # the reader's last will
 CFG = "cfg"  # retained configuration
 CMD = "cmd"  # commands to one reader
 
-EVENTS_ALL_READERS = PREFIX + "+/" + EVT
-# MQTT 5 shared subscription: gateway processes in group "gateway" split the readers' events.
-EVENTS_SHARED = "$share/gateway/" + EVENTS_ALL_READERS
+# MQTT 5 shared subscriptions: gateway processes in group "gateway" split the readers' traffic.
+_SHARED = "$share/gateway/" + PREFIX + "+/"
+EVENTS_SHARED = _SHARED + EVT
+BIRTHS_SHARED = _SHARED + BIRTH
+DEATHS_SHARED = _SHARED + DEATH
 GATEWAY_STATE = PREFIX + GATEWAY + "/state"
 
 

@@ -59,6 +59,7 @@ class SimReader:
             "broker": {"host": host, "port": int(port)},
             "deadline_ms": deadline_ms,
             "gate": {"direction": direction, "gate": gate},
+            "state_file": f"{reader_id}.state",
         }
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None

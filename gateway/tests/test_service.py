@@ -12,7 +12,21 @@ import pytest
 from bandlink.gateway.service import Gateway
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
-from bandlink.protocol import GATE, IN, OUT, Result, Tap, decode, dumps, encode, reasons, topics
+from bandlink.protocol import (
+    GATE,
+    IN,
+    OUT,
+    Birth,
+    Death,
+    GatewayState,
+    Result,
+    Tap,
+    decode,
+    dumps,
+    encode,
+    reasons,
+    topics,
+)
 
 TODAY = date(2026, 11, 22)
 ADA = bytes.fromhex(DEMO_VENUE["guests"][0]["bands"][0])
@@ -117,3 +131,46 @@ def test_frames_on_other_topics_are_ignored(gateway: Gateway) -> None:
     _, frame = tap_frame()
     assert gateway.handle(topics.reader_topic("gate-1", topics.RES), frame, 1000) == []
     assert gateway.handle("elsewhere/entirely", frame, 1000) == []
+
+
+def birth_frame(reader: str, bdseq: int) -> bytes:
+    return encode(Birth(reader=reader, ts=1, bdseq=bdseq, firmware="fw", role=GATE))
+
+
+def death_frame(reader: str, bdseq: int) -> bytes:
+    return encode(Death(reader=reader, ts=1, bdseq=bdseq))
+
+
+def test_a_death_ends_the_session_its_birth_began(gateway: Gateway) -> None:
+    assert (
+        gateway.handle(topics.reader_topic("gate-1", topics.BIRTH), birth_frame("gate-1", 7), 1)
+        == []
+    )
+    assert gateway.sessions == {"gate-1": 7}
+    gateway.handle(topics.reader_topic("gate-1", topics.DEATH), death_frame("gate-1", 7), 2)
+    assert gateway.sessions == {}
+    assert gateway.counts["death"] == 1
+
+
+def test_a_late_death_of_an_old_session_is_ignored(gateway: Gateway) -> None:
+    """Sparkplug B: the reader reconnected (birth 8) before the broker sent the will of 7."""
+    gateway.handle(topics.reader_topic("gate-1", topics.BIRTH), birth_frame("gate-1", 8), 1)
+    gateway.handle(topics.reader_topic("gate-1", topics.DEATH), death_frame("gate-1", 7), 2)
+    assert gateway.sessions == {"gate-1": 8}
+    assert gateway.counts["stale_death"] == 1
+
+
+def test_a_message_on_the_wrong_topic_is_dropped(gateway: Gateway, store: Store) -> None:
+    _, frame = tap_frame()
+    assert gateway.handle(topics.reader_topic("gate-1", topics.BIRTH), frame, 1) == []
+    assert gateway.handle(EVT, birth_frame("gate-1", 1), 1) == []
+    assert gateway.counts["dropped_wrong_topic"] == 2
+    assert store.count_taps() == 0 and gateway.sessions == {}
+
+
+def test_the_gateway_state_frame_says_online_or_offline(gateway: Gateway) -> None:
+    for online in (True, False):
+        frame = gateway.state_frame(online=online, now_ms=5)
+        assert frame.topic == "bl/1/$gw/state"
+        state = decode(frame.payload)
+        assert isinstance(state, GatewayState) and state.online is online
