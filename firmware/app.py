@@ -26,7 +26,7 @@ from protocol import (
     topics,
 )
 
-_TX_SIZE = const(512)  # largest message a reader sends; a gate tap is ~64 bytes
+_TX_SIZE = const(512)  # largest message a reader sends today; a gate tap is 75 bytes
 
 
 class Signal:

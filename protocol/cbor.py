@@ -22,8 +22,12 @@ from .errors import (
     ProtocolError,
 )
 
-MAX_SIZE = 4096  # bytes in one message; a gate tap is under 100
-MAX_DEPTH = 8  # nested arrays/maps; our deepest message nests 3
+MAX_SIZE = 4096  # bytes in one message; a gate tap is 75 (103 with SUN fields)
+MAX_DEPTH = 8  # nested arrays/maps; our deepest message (a journal) nests 5
+# Items in one array or map. The largest in any message is a list chunk's 80 bands. A bound
+# matters on the reader: a 1 KiB frame can claim a 1,000-item array, and growing a list that
+# long needs one contiguous block that a fragmented 100 KB heap may not have (MemoryError).
+MAX_ITEMS = 128
 
 _UINT, _NINT, _BYTES, _TEXT, _ARRAY, _MAP, _TAG, _SIMPLE = 0, 1, 2, 3, 4, 5, 6, 7
 _FALSE, _TRUE, _NULL = 20, 21, 22
@@ -108,17 +112,24 @@ def _encode(w: _Writer, obj, depth: int) -> None:
         w.raw(data)
     elif isinstance(obj, (list, tuple)):
         _check_depth(depth)
+        _check_items(len(obj))
         w.head(_ARRAY, len(obj))
         for item in obj:
             _encode(w, item, depth + 1)
     elif isinstance(obj, dict):
         _check_depth(depth)
+        _check_items(len(obj))
         w.head(_MAP, len(obj))
         for key in sorted(obj, key=_key_order):
             _encode(w, key, depth + 1)
             _encode(w, obj[key], depth + 1)
     else:
         raise ProtocolError(UNSUPPORTED, "cannot encode %s" % type(obj).__name__)
+
+
+def _check_items(n: int) -> None:
+    if n > MAX_ITEMS:
+        raise ProtocolError(TOO_LARGE, "%d items, limit %d" % (n, MAX_ITEMS))
 
 
 def _check_depth(depth: int) -> None:
@@ -192,6 +203,8 @@ def _decode(r: _Reader, depth: int):
         # Every item takes at least one byte: refuse impossible counts before allocating.
         if n > len(r.data) - r.pos:
             raise ProtocolError(MALFORMED, "count %d exceeds the bytes left" % n)
+        if n > MAX_ITEMS:
+            raise ProtocolError(TOO_LARGE, "%d items, limit %d" % (n, MAX_ITEMS))
         if major == _ARRAY:
             return [_decode(r, depth + 1) for _ in range(n)]
         return _decode_map(r, n, depth)

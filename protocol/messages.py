@@ -29,8 +29,9 @@ IDLE, GREEN, RED, RETRY, PIN = 0, 1, 2, 3, 4
 # Command operations.
 REBIRTH, REBOOT, CHARGE, CANCEL, LIST_SNAPSHOT, LIST_DELTA, TIME_SYNC = range(7)
 
-JOURNAL_MAX = 8  # taps in one upload: a journal fits the reader's 1 KiB buffer
-LIST_CHUNK_MAX = 96  # bands in one list chunk, for the same reason
+# Upper bounds; a sender also keeps each frame within its peer's buffer (a reader's is 1 KiB).
+JOURNAL_MAX = 8  # taps in one upload; a reader sends as many as fit its buffer
+LIST_CHUNK_MAX = 80  # bands in one list chunk: 80 ten-byte UIDs still fit a reader's 1 KiB
 
 _role = fields.one_of(GATE, POS, PHOTO)
 _name = fields.text(24)
@@ -89,6 +90,8 @@ class Tap(Message):
             raise fields.bad("picc, cmac", "come together (file only with them)")
         if bool(self.offline) != (self.local_granted is not None):
             raise fields.bad("local_granted", "is required exactly on offline taps")
+        if self.local_reason is not None and not self.offline:
+            raise fields.bad("local_reason", "is only for offline taps")
 
 
 class Result(Message):
@@ -267,6 +270,13 @@ class Journal(Message):
     BODY = (("taps", 0, _journal_taps, True),)
     taps: list
 
+    def check(self) -> None:
+        # The broker vouches only for the journal's reader (its topic); a tap inside claiming
+        # another reader would let one reader write into another's record.
+        for tap in self.taps:
+            if tap.reader != self.reader:
+                raise fields.bad("taps", "must all come from the journal's reader")
+
 
 class GatewayState(Message):
     """Whether the gateway is online: retained, and its MQTT will says offline."""
@@ -285,14 +295,15 @@ def _from_map(cls, wire) -> Message:
     if not isinstance(wire, dict):
         raise ProtocolError(BAD_FIELD, "a message is a map")
     version = wire.get(0)
-    if version != VERSION:
+    # `True == 1` in Python: a boolean must not pass for version 1 or message type 1.
+    if version != VERSION or isinstance(version, bool):
         raise ProtocolError(BAD_VERSION, "version %r, this side speaks %d" % (version, VERSION))
     if cls is None:
         kind = wire.get(1)
-        cls = _BY_TYPE.get(kind) if isinstance(kind, int) else None
+        cls = _BY_TYPE.get(kind) if isinstance(kind, int) and not isinstance(kind, bool) else None
         if cls is None:
             raise ProtocolError(UNKNOWN_TYPE, "message type %r" % (kind,))
-    elif wire.get(1) != cls.TYPE:
+    elif wire.get(1) != cls.TYPE or isinstance(wire.get(1), bool):
         raise ProtocolError(BAD_FIELD, "expected a %s" % cls.__name__)
     message: Message = cls.from_wire(wire)
     return message

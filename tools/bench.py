@@ -4,13 +4,25 @@ The time is taken from the moment the band is placed on the simulated antenna to
 reader reports its light: the firmware's whole tap path (poll, encode, MQTT publish, wait for
 the reply, decode, show) plus the broker and the gateway's decision and durable write. Taps are
 sequential (one guest at a gate at a time), so there is no queueing to hide.
+
+``bandlink bench codec``: encode+decode round trips per second of the portable codec
+(``protocol/``) on CPython and on the MicroPython unix port (``protocol/tests/bench_peer.py``,
+the reader's compiled ``.mpy`` at its heap ceiling), and of cbor2's C codec on the same wire
+dicts: over all the examples (``protocol/examples.py``, one pass = one of each) and over the gate
+tap alone, the message a reader sends most.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
+import platform
 import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from .demo import VAR, script
+from .micropython import DEFAULT_HEAP, run_micropython
 from .rig import venue_rig
 
 
@@ -36,3 +48,107 @@ def bench_taps(count: int) -> int:
     )
     print(f"firmware heap in use after a tap, at most {heap} bytes")
     return 0
+
+
+# -- bench codec --------------------------------------------------------------------------------
+
+BENCH_PEER = "protocol/tests/bench_peer.py"
+CODEC_ROUNDS = 3
+
+
+def _rate(work: Callable[[Any], object], items: Sequence[Any], seconds: float) -> float:
+    """Items per second through ``work``: whole passes over ``items`` until ``seconds`` pass;
+    the median of CODEC_ROUNDS such runs."""
+    rates = []
+    for _ in range(CODEC_ROUNDS):
+        done = 0
+        start = time.perf_counter()
+        elapsed = 0.0
+        while elapsed < seconds / CODEC_ROUNDS:
+            for item in items:
+                work(item)
+            done += len(items)
+            elapsed = time.perf_counter() - start
+        rates.append(done / elapsed)
+    return statistics.median(rates)
+
+
+def _micropython_rates(
+    frames: list[bytes], tap: int, seconds: float
+) -> tuple[str, dict[str, float]]:
+    """MicroPython's version and {"<case> <set>": round trips/s} from
+    protocol/tests/bench_peer.py on the unix port."""
+    lines = [f"{seconds} {tap} {CODEC_ROUNDS}"] + [frame.hex() for frame in frames]
+    done = run_micropython(
+        BENCH_PEER, input="\n".join(lines).encode() + b"\n", timeout=60 + 8 * seconds
+    )
+    output = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(f"{BENCH_PEER} failed: {output}{done.stderr.decode(errors='replace')}")
+    rates = {}
+    version = "?"
+    for line in output.splitlines():
+        word, *rest = line.split()
+        if word == "rate":
+            case, subset, value = rest
+            rates[f"{case} {subset}"] = float(value)
+        elif word == "version":
+            version = rest[0]
+    return version, rates
+
+
+def bench_codec(seconds: float = 2.0, micropython: bool = True) -> int:
+    """Encode+decode round trips per second over the examples and over the gate tap alone."""
+    import cbor2
+
+    from bandlink.protocol import Message, decode, dumps, encode, loads
+    from bandlink.protocol.examples import examples
+
+    # protocol/ is portable, so lightly annotated: a typed view of its examples.
+    typed_examples: Callable[[], list[tuple[str, Message]]] = examples
+    named = typed_examples()
+    messages = [message for _, message in named]
+    tap = next(i for i, (name, _) in enumerate(named) if name == "tap gate")
+    frames = [encode(message) for message in messages]
+    wires = [message.to_wire() for message in messages]
+    same = all(cbor2.dumps(w, canonical=True) == f for w, f in zip(wires, frames, strict=True))
+
+    # Every round trip starts from the frame: decode, then encode what came out (the same work
+    # as encode then decode, with only the frames alive between round trips, as on a reader).
+    def cbor2_round_trip(frame: bytes) -> object:
+        return cbor2.dumps(cbor2.loads(frame), canonical=True)
+
+    def measure(work: Callable[[Any], object], items: list[Any]) -> tuple[float, float]:
+        return _rate(work, items, seconds), _rate(work, [items[tap]], seconds)
+
+    python = f"CPython {platform.python_version()}"
+    rows = [
+        (f"portable, {python}: decode+encode", measure(lambda f: encode(decode(f)), frames)),
+        (f"portable, {python}: loads+dumps", measure(lambda f: dumps(loads(f)), frames)),
+    ]
+    if micropython:
+        heap = DEFAULT_HEAP
+        version, rates = _micropython_rates(frames, tap, seconds)
+        for case, what in (("messages", "decode+encode"), ("wire", "loads+dumps")):
+            label = f"portable, MicroPython {version} ({heap}): {what}"
+            rows.append((label, (rates[f"{case} all"], rates[f"{case} tap"])))
+    rows.append(
+        (
+            f"cbor2 {importlib.metadata.version('cbor2')} (C), canonical: loads+dumps",
+            measure(cbor2_round_trip, frames),
+        )
+    )
+    print(
+        f"codec round trips (decode a frame, encode the result) per second; median of "
+        f"{CODEC_ROUNDS} runs "
+        f"of {seconds / CODEC_ROUNDS:.2f} s each"
+    )
+    print(
+        f"{len(messages)} examples, {sum(map(len, frames)):,} bytes in all; gate tap "
+        f"{len(frames[tap])} bytes; cbor2 canonical bytes identical: {'yes' if same else 'NO'}"
+    )
+    all_label, tap_label = f"all {len(messages)} examples", "gate tap"
+    print(f"{'':<52}{all_label:>16}{tap_label:>12}")
+    for label, (all_rate, tap_rate) in rows:
+        print(f"{label:<52}{all_rate:>16,.0f}{tap_rate:>12,.0f}")
+    return 0 if same else 1

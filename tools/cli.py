@@ -95,6 +95,18 @@ def cmd_bench_taps(args: argparse.Namespace) -> int:
     return bench_taps(args.count)
 
 
+def cmd_bench_codec(args: argparse.Namespace) -> int:
+    from .bench import bench_codec
+
+    return bench_codec(args.seconds, micropython=not args.no_micropython)
+
+
+def cmd_fuzz(args: argparse.Namespace) -> int:
+    from .fuzz import run_fuzz
+
+    return run_fuzz(args.frames, args.seed, micropython=args.micropython)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bandlink", description="Open firmware and gateway for NFC wristbands and readers."
@@ -125,6 +137,20 @@ def build_parser() -> argparse.ArgumentParser:
     taps = benches.add_parser("taps", help="tap-to-light round trips on the demo rig")
     taps.add_argument("--count", type=int, default=500, help="number of taps")
     taps.set_defaults(run=cmd_bench_taps)
+    codec = benches.add_parser("codec", help="encode+decode messages/s: portable codec, cbor2")
+    codec.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
+    codec.add_argument(
+        "--no-micropython", action="store_true", help="skip the MicroPython measurements"
+    )
+    codec.set_defaults(run=cmd_bench_codec)
+
+    fuzz = commands.add_parser("fuzz", help="mutated and random frames at the decode path")
+    fuzz.add_argument("--frames", type=int, default=100_000, help="frames per interpreter")
+    fuzz.add_argument("--seed", type=int, default=1, help="PRNG seed (same seed, same frames)")
+    fuzz.add_argument(
+        "--micropython", action="store_true", help="also fuzz the reader's decode on MicroPython"
+    )
+    fuzz.set_defaults(run=cmd_fuzz)
     return parser
 
 

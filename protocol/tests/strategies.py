@@ -140,14 +140,19 @@ commands = st.one_of(
         time_ms=u64,
     ),
 )
-journals = st.builds(
-    lambda env, **body: m.Journal(**env, **body),
-    envelope,
-    mid=mids,
-    taps=st.lists(taps(offline_only=True), min_size=1, max_size=m.JOURNAL_MAX),
-)
+
+
+@st.composite
+def journals(draw: st.DrawFn) -> m.Journal:
+    env = draw(envelope)
+    entries = draw(st.lists(taps(offline_only=True), min_size=1, max_size=m.JOURNAL_MAX))
+    # A journal carries only its own reader's taps.
+    same_reader = [m.Tap.from_wire({**t.to_wire(), 2: env["reader"]}) for t in entries]
+    return m.Journal(**env, mid=draw(mids), taps=same_reader)
+
+
 gateway_states = st.builds(m.GatewayState, ts=u64, online=st.booleans())
 
 any_message = st.one_of(
-    taps(), results, births, deaths, statuses, configs, commands, journals, gateway_states
+    taps(), results, births, deaths, statuses, configs, commands, journals(), gateway_states
 )

@@ -131,3 +131,16 @@ def test_refuses_to_encode_what_the_wire_cannot_carry() -> None:
     for value in (1.5, 2**64, {(1, 2): 3}, object()):
         with pytest.raises(ProtocolError):
             dumps(value)
+
+
+def test_containers_past_the_item_limit_are_refused_before_allocating() -> None:
+    from bandlink.protocol.cbor import MAX_ITEMS
+
+    loads(dumps(list(range(MAX_ITEMS))))
+    for head in (b"\x99", b"\xb9"):  # array, map: a 2-byte count
+        frame = head + (MAX_ITEMS + 1).to_bytes(2, "big") + b"\x00" * 2 * (MAX_ITEMS + 1)
+        with pytest.raises(ProtocolError) as caught:
+            loads(frame)
+        assert caught.value.code == "too_large"
+    with pytest.raises(ProtocolError):
+        dumps([0] * (MAX_ITEMS + 1))

@@ -145,3 +145,24 @@ def test_wire_form_uses_small_integer_keys() -> None:
         wire = loads(encode(message))
         assert all(isinstance(key, int) and 0 <= key < 24 for key in wire)
         assert all(isinstance(key, int) and 0 <= key < 24 for key in wire[9])
+
+
+@pytest.mark.parametrize(("version", "kind"), [(True, 1), (1, True)])
+def test_a_boolean_is_not_a_version_or_a_type(version: object, kind: object) -> None:
+    wire = gate_tap().to_wire()
+    wire[0], wire[1] = version, kind
+    with pytest.raises(ProtocolError) as caught:
+        decode(dumps(wire))
+    assert caught.value.code in {"bad_version", "unknown_type"}
+
+
+def test_a_journal_may_not_carry_another_readers_taps() -> None:
+    other = gate_tap(reader="gate-2", offline=True, local_granted=True)
+    with pytest.raises(ProtocolError) as caught:
+        m.Journal(reader="gate-1", ts=1, mid=bytes(16), taps=[other])
+    assert caught.value.code == "bad_field"
+
+
+def test_local_reason_only_on_an_offline_tap() -> None:
+    with pytest.raises(ProtocolError):
+        gate_tap(local_reason=1)
