@@ -226,10 +226,66 @@ def _decode_map(r: _Reader, n: int, depth: int) -> dict:
 
 
 def _text(chunk) -> str:
+    if _LAX_UTF8 and not _utf8_well_formed(chunk):
+        raise ProtocolError(MALFORMED, "text string is not valid UTF-8")
     try:
         return str(chunk, "utf-8")
-    except Exception:  # noqa: BLE001 - UnicodeError on CPython, ValueError on MicroPython
+    except Exception:  # noqa: BLE001 - UnicodeError on CPython
         raise ProtocolError(MALFORMED, "text string is not valid UTF-8") from None
+
+
+def _lax_utf8() -> bool:
+    # MicroPython's str() checks UTF-8's structure but takes overlong forms, surrogates and code
+    # points above U+10FFFF; CPython's refuses them. Both sides must refuse the same frames, so
+    # where str() is lax the decoder checks by itself.
+    try:
+        str(b"\xc0\x80", "utf-8")  # an overlong NUL
+    except Exception:  # noqa: BLE001 - any refusal means str() checks
+        return False
+    return True
+
+
+_LAX_UTF8 = _lax_utf8()
+
+# Well-formed UTF-8 (RFC 3629, table 3-7 of Unicode): for each range of lead bytes, how many
+# continuation bytes follow and the range the first of them must fall in.
+_UTF8_LEADS = (
+    (0xC2, 0xDF, 1, 0x80, 0xBF),
+    (0xE0, 0xE0, 2, 0xA0, 0xBF),  # no overlong 3-byte forms
+    (0xE1, 0xEC, 2, 0x80, 0xBF),
+    (0xED, 0xED, 2, 0x80, 0x9F),  # no surrogates
+    (0xEE, 0xEF, 2, 0x80, 0xBF),
+    (0xF0, 0xF0, 3, 0x90, 0xBF),  # no overlong 4-byte forms
+    (0xF1, 0xF3, 3, 0x80, 0xBF),
+    (0xF4, 0xF4, 3, 0x80, 0x8F),  # nothing above U+10FFFF
+)
+
+
+def _utf8_lead(lead: int):
+    for row in _UTF8_LEADS:
+        if row[0] <= lead <= row[1]:
+            return row
+    return None
+
+
+def _utf8_well_formed(data) -> bool:
+    i, n = 0, len(data)
+    while i < n:
+        lead = data[i]
+        if lead < 0x80:
+            i += 1
+            continue
+        row = _utf8_lead(lead)
+        if row is None:
+            return False
+        more, low, high = row[2], row[3], row[4]
+        if i + more >= n or not low <= data[i + 1] <= high:
+            return False  # truncated, or a bad first continuation byte
+        for k in range(i + 2, i + 1 + more):
+            if not 0x80 <= data[k] <= 0xBF:
+                return False
+        i += 1 + more
+    return True
 
 
 def _simple(r: _Reader, start: int, n: int):

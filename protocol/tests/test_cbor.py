@@ -144,3 +144,28 @@ def test_containers_past_the_item_limit_are_refused_before_allocating() -> None:
         assert caught.value.code == "too_large"
     with pytest.raises(ProtocolError):
         dumps([0] * (MAX_ITEMS + 1))
+
+
+utf8ish = st.binary(max_size=12) | st.text(max_size=6).map(
+    lambda s: s.encode("utf-8", "surrogatepass")
+)
+
+
+@given(utf8ish, st.data())
+def test_the_readers_utf8_check_agrees_with_cpythons_codec(
+    data: bytes, more: st.DataObject
+) -> None:
+    """MicroPython's str() accepts malformed UTF-8, so the codec checks it there by itself;
+    this proves that check against CPython's codec (run here, where the check is not needed)."""
+    from bandlink.protocol.cbor import _utf8_well_formed
+
+    if data and more.draw(st.booleans()):
+        mutated = bytearray(data)
+        mutated[more.draw(st.integers(0, len(data) - 1))] = more.draw(st.integers(0x80, 0xFF))
+        data = bytes(mutated)
+    try:
+        data.decode("utf-8")
+        strict = True
+    except UnicodeDecodeError:
+        strict = False
+    assert _utf8_well_formed(data) == strict

@@ -39,6 +39,16 @@ def test_appendix_a_answers_agree() -> None:
     assert_same_answers([("c", bytes.fromhex(e["hex"])) for e in appendix_a()])
 
 
+BAD_UTF8 = ["ff", "c080", "c1bf", "e08080", "eda080", "f4908080", "f5808080", "e282", "80", "c3"]
+
+
+def test_malformed_utf8_is_refused_on_both() -> None:
+    # MicroPython's str() would take these; the codec must refuse them there as CPython does.
+    frames = [("c", bytes([0x60 + len(b) // 2]) + bytes.fromhex(b)) for b in BAD_UTF8]
+    assert all(cpython_answer(*f) == "err malformed" for f in frames)
+    assert_same_answers(frames)
+
+
 def test_every_example_message_gets_the_same_answer() -> None:
     frames = [("m", encode(message)) for _, message in examples()]
     assert all(answer.startswith("ok") for answer in [cpython_answer(*f) for f in frames])
