@@ -26,6 +26,10 @@ from protocol import (
     topics,
 )
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from board import Board
+
 _TX_SIZE = const(512)  # largest message a reader sends today; a gate tap is 75 bytes
 
 
@@ -54,13 +58,13 @@ class Signal:
 
 
 class Reader:
-    def __init__(self, config, board, role_code):
+    def __init__(self, config, board: "Board", role_code):
         self.config = config
         self.id = config["reader"]
         self.board = board
         self.signal = Signal(board, config["hold_ms"])
         self.session = Session(self.id, role_code, config["state_file"])
-        self.gateway_online = None  # unknown until $gw/state arrives (it is retained)
+        self.gateway_online: bool | None = None  # unknown until $gw/state (retained) arrives
         self.clock_offset_ms = 0  # gateway clock minus ours, from the last time sync
         self.ignored_commands = 0
         broker = config["broker"]
@@ -81,12 +85,14 @@ class Reader:
         self._res_topic = topics.reader_topic(self.id, topics.RES)
         self._cmd_topic = topics.reader_topic(self.id, topics.CMD)
         self._tx = bytearray(_TX_SIZE)
+        self._txv = memoryview(self._tx)
         self._awaited = None  # mid of the request whose reply we wait for
         self._reply = None
         self._replied = asyncio.Event()
         self._seq = 0
         self.late_replies = 0  # replies that came after their deadline
-        self.bad_frames = 0  # frames on our reply topic that were not valid messages
+        self.bad_frames = 0  # frames on our topics that were not valid messages
+        self._birth_task: asyncio.Task | None = None  # a REBIRTH's birth, held while sent
 
     def next_seq(self):
         self._seq = (self._seq + 1) & 0xFF
@@ -100,7 +106,7 @@ class Reader:
 
     def wall_ms(self):
         """Milliseconds since 1970 on the gateway's clock, as far as we know it."""
-        return time.time_ns() // 1_000_000 + self.clock_offset_ms
+        return _local_ms() + self.clock_offset_ms
 
     async def request(self, message, timeout_ms):
         """Send a request; its Result, or None if no reply came within timeout_ms."""
@@ -110,7 +116,7 @@ class Reader:
         self._reply = None
         self._replied.clear()
         try:
-            await self.link.publish(self._evt_topic, memoryview(self._tx)[:length], 1)
+            await self.link.publish(self._evt_topic, self._txv[:length], 1)
             left = timeout_ms - time.ticks_diff(time.ticks_ms(), started)
             await asyncio.wait_for_ms(self._replied.wait(), max(left, 0))
         except (asyncio.TimeoutError, OSError):
@@ -144,7 +150,7 @@ class Reader:
         if command.op == messages.REBIRTH:
             self._birth_task = asyncio.create_task(self._publish_birth())
         elif command.op == messages.TIME_SYNC:
-            self.clock_offset_ms = command.time_ms - time.time_ns() // 1_000_000
+            self.clock_offset_ms = command.time_ms - _local_ms()
         else:
             self.ignored_commands += 1  # lists, charges, reboot: with the roles that use them
 
@@ -166,6 +172,10 @@ class Reader:
         self.gateway_online = None
         self.session.next()
         self.link.will = self.session.will(self.wall_ms())
+
+
+def _local_ms():
+    return time.time_ns() // 1_000_000
 
 
 def _role(name):

@@ -74,6 +74,8 @@ class MQTTClient:
         self._tx = bytearray(max(bufsize, 64))
         self._rx = bytearray(max(bufsize, 64))
         self._rxv = memoryview(self._rx)
+        self._rx1 = self._rxv[:1]  # views made once: slicing per packet would allocate
+        self._rx2 = self._rxv[:2]
         self._sock = None  # the raw socket: we write to it directly (see _write)
         self._stream = None  # the asyncio stream over it, on which the reader waits
         self._up = False
@@ -302,13 +304,13 @@ class MQTTClient:
         # Read one packet; its body lands in _rx. Returns (first byte, body length); a packet
         # larger than _rx is read and thrown away, and comes back as length -1.
         rx = self._rxv
-        await self._read_into(rx[:2])  # every packet has a type byte and a length byte
+        await self._read_into(self._rx2)  # every packet has a type byte and a length byte
         kind, b = rx[0], rx[1]
         n, shift = b & 0x7F, 7
         while b & 0x80:
             if shift > 21:
                 raise MQTTError("bad length")  # framing lost: nothing after this can be trusted
-            await self._read_into(rx[:1])
+            await self._read_into(self._rx1)
             b = rx[0]
             n |= (b & 0x7F) << shift
             shift += 7

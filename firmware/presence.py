@@ -15,11 +15,12 @@ Board-independent and allocation-free per poll: the UID is copied into a preallo
 from micropython import const
 
 _UID_MAX = const(10)  # ISO 14443-A: 4, 7 or 10 bytes
-_ABSENT_POLLS = const(3)
+# Empty polls that end a visit; at the ESP32 board's poll cadence, a few tens of ms of absence.
+ABSENT_POLLS = const(5)
 
 
 class TagPresence:
-    def __init__(self, absent_polls: int = _ABSENT_POLLS) -> None:
+    def __init__(self, absent_polls: int = ABSENT_POLLS) -> None:
         self.absent_polls = absent_polls
         self._uid = bytearray(_UID_MAX)
         self._len = 0  # length of the UID in the field; 0 when the field is empty

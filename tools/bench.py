@@ -10,15 +10,27 @@ sequential (one guest at a gate at a time), so there is no queueing to hide.
 the reader's compiled ``.mpy`` at its heap ceiling), and of cbor2's C codec on the same wire
 dicts: over all the examples (``protocol/examples.py``, one pass = one of each) and over the gate
 tap alone, the message a reader sends most.
+
+``bandlink bench heap``: the reader's live heap, module by module, on the MicroPython unix port
+(``firmware/tests/heap_peer.py``); the live heap after a tap is printed by ``bench taps``.
+
+``bandlink bench store``: taps through the gateway's handler (decode, decide from the store,
+durable write, encode the reply) on a fresh SQLite file, as new taps and as duplicates.
 """
 
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
+import json
+import os
 import platform
 import statistics
+import tempfile
 import time
 from collections.abc import Callable, Sequence
+from datetime import date
+from pathlib import Path
 from typing import Any
 
 from .demo import VAR, script
@@ -152,3 +164,61 @@ def bench_codec(seconds: float = 2.0, micropython: bool = True) -> int:
     for label, (all_rate, tap_rate) in rows:
         print(f"{label:<52}{all_rate:>16,.0f}{tap_rate:>12,.0f}")
     return 0 if same else 1
+
+
+# -- bench heap ---------------------------------------------------------------------------------
+
+HEAP_PEER = "firmware/tests/heap_peer.py"
+
+
+def bench_heap() -> int:
+    with tempfile.TemporaryDirectory(prefix="bandlink-heap-") as workdir:
+        settings = {
+            "reader": "bench-1",
+            "board": "sim",
+            "antenna": "127.0.0.1:9",  # never connected: the objects are only built
+            "state_file": str(Path(workdir) / "state"),
+        }
+        config = Path(workdir) / "config.json"
+        config.write_text(json.dumps(settings))
+        done = run_micropython(HEAP_PEER, str(config), heap="256k")
+    if done.returncode != 0:
+        print(done.stdout.decode(), done.stderr.decode())
+        return 1
+    print("reader heap on the MicroPython unix port (64-bit), live bytes after a collection")
+    for line in done.stdout.decode().splitlines():
+        size, what = line.split(" ", 1)
+        print(f"{int(size):>8,}  {what}")
+    return 0
+
+
+# -- bench store --------------------------------------------------------------------------------
+
+
+def bench_store(count: int) -> int:
+    from bandlink.gateway.service import Gateway
+    from bandlink.gateway.store import Store
+    from bandlink.gateway.venue import DEMO_VENUE
+    from bandlink.protocol import GATE, Tap, encode, topics
+
+    evt = topics.reader_topic("gate-1", topics.EVT)
+    frames = [
+        encode(Tap(reader="gate-1", ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d))
+        for n, (_, uid), d in zip(range(count), script(), itertools.cycle((0, 0, 1)), strict=False)
+    ]
+    with tempfile.TemporaryDirectory(prefix="bandlink-store-") as workdir:
+        store = Store(f"sqlite:///{Path(workdir) / 'bench.db'}")
+        store.migrate()
+        store.load_venue(DEMO_VENUE, today=date.today())
+        gateway = Gateway(store)
+        for label in ("new taps", "duplicates"):
+            started = time.perf_counter()
+            for frame in frames:
+                gateway.handle(evt, frame, time.time_ns() // 1_000_000)
+            elapsed = time.perf_counter() - started
+            print(
+                f"{label:10}  {count / elapsed:8,.0f} taps/s  ({elapsed * 1e6 / count:.0f} µs each)"
+            )
+        print(f"recorded {store.count_taps()} taps (SQLite WAL, one transaction per tap)")
+        store.close()
+    return 0

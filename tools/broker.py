@@ -12,7 +12,6 @@ import pwd
 import shutil
 import socket
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
@@ -20,6 +19,7 @@ from types import TracebackType
 from .processes import read_log, stop_process
 
 HOST = "127.0.0.1"
+_START_TIMEOUT_S = 5
 
 
 class BrokerError(RuntimeError):
@@ -54,19 +54,14 @@ def _accepts(port: int) -> bool:
 
 
 class MosquittoBroker:
-    """``with MosquittoBroker() as broker: ...`` or ``start()``/``stop()``; ``restart()`` keeps
-    the port, so clients can reconnect to the same URL."""
+    """``with MosquittoBroker(directory) as broker: ...`` or ``start()``/``stop()``; ``restart()``
+    keeps the port, so clients can reconnect to the same URL. Its config and log live in
+    ``directory``, which the caller owns (a test's tmp_path, the demo's var/ folder)."""
 
-    def __init__(
-        self, directory: str | Path | None = None, *, port: int | None = None, timeout: float = 5
-    ) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.host = HOST
-        self.port = port if port is not None else free_port()
-        self.timeout = timeout
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
-        if directory is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="bandlink-mosquitto-")
-            directory = self._tmp.name
+        self.port = free_port()
+        self.timeout = _START_TIMEOUT_S
         self.directory = Path(directory)
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
@@ -135,12 +130,6 @@ class MosquittoBroker:
         self.stop()
         self.start()
 
-    def close(self) -> None:
-        self.stop()
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
-
     def __enter__(self) -> MosquittoBroker:
         return self.start()
 
@@ -150,4 +139,4 @@ class MosquittoBroker:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.close()
+        self.stop()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .gatewayproc import READY_LINE
+from .micropython import DEFAULT_HEAP
 
 
 def _venue(name: str) -> dict[str, Any]:
@@ -101,6 +102,18 @@ def cmd_bench_codec(args: argparse.Namespace) -> int:
     return bench_codec(args.seconds, micropython=not args.no_micropython)
 
 
+def cmd_bench_heap(args: argparse.Namespace) -> int:
+    from .bench import bench_heap
+
+    return bench_heap()
+
+
+def cmd_bench_store(args: argparse.Namespace) -> int:
+    from .bench import bench_store
+
+    return bench_store(args.count)
+
+
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from .fuzz import run_fuzz
 
@@ -129,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.add_argument("--reader", required=True, help="reader id, e.g. gate-1")
     sim.add_argument("--direction", default="in", choices=["in", "out"])
     sim.add_argument("--gate", default="", help="gate name reported with each tap")
-    sim.add_argument("--heap", default="64k", help="MicroPython heap size")
+    sim.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size")
     sim.set_defaults(run=cmd_sim_reader)
 
     bench = commands.add_parser("bench", help="measure: print numbers for docs/BENCHMARKS.md")
@@ -143,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-micropython", action="store_true", help="skip the MicroPython measurements"
     )
     codec.set_defaults(run=cmd_bench_codec)
+    heap = benches.add_parser("heap", help="the reader's heap, module by module (MicroPython)")
+    heap.set_defaults(run=cmd_bench_heap)
+    store = benches.add_parser("store", help="gateway taps/s through the handler on SQLite")
+    store.add_argument("--count", type=int, default=5000, help="number of taps")
+    store.set_defaults(run=cmd_bench_store)
 
     fuzz = commands.add_parser("fuzz", help="mutated and random frames at the decode path")
     fuzz.add_argument("--frames", type=int, default=100_000, help="frames per interpreter")

@@ -1,6 +1,6 @@
 """``bandlink demo``: a small venue running on this machine with real parts.
 
-A private Mosquitto on a free loopback port, the gateway on SQLite (var/demo.db) as its own
+A private Mosquitto on a free loopback port, the gateway on SQLite (var/demo/venue.db) as its own
 process, and two gate readers (entry and exit at the north gate) running the real firmware on the
 MicroPython unix port. A script of bands taps on them; each tap prints what the guest saw and
 what the gateway recorded. Ctrl-C (or the --taps count) stops every process the demo started.
@@ -12,10 +12,10 @@ import itertools
 import signal
 import statistics
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from bandlink.gateway.store import Store
-from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
+from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 
 from .micropython import REPO_ROOT
 from .rig import Rig, venue_rig
@@ -23,14 +23,6 @@ from .simreader import Feedback, ReaderError
 
 VAR = REPO_ROOT / "var"
 PAUSE_S = 0.25  # between taps, so a person can read along
-
-
-def _band(first_name: str) -> bytes:
-    for guest in DEMO_VENUE["guests"]:
-        if guest["first_name"] == first_name:
-            band = guest["bands"][0]
-            return bytes.fromhex(band if isinstance(band, str) else band["uid"])
-    raise KeyError(first_name)
 
 
 # (reader, band): a morning at the north gate, repeated.
@@ -52,7 +44,7 @@ SCRIPT = [
 
 def script() -> Iterator[tuple[str, bytes]]:
     for reader, name in itertools.cycle(SCRIPT):
-        yield reader, (_band(name) if name else UNKNOWN_BAND_UID)
+        yield reader, (DEMO_BANDS[name] if name else UNKNOWN_BAND_UID)
 
 
 def _line(reader: str, uid: bytes, feedback: Feedback, store: Store) -> str:
@@ -83,10 +75,12 @@ def run_demo(taps: int = 0) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     results: list[Feedback] = []
     heap = 0
+    started = time.monotonic()
+    first_decided: list[float] = []  # seconds from start to the first light, once seen
     try:
         with venue_rig(VAR / "demo") as rig:
             try:
-                _play(rig, taps, results)
+                _play(rig, taps, results, lambda: first_decided.append(time.monotonic()))
             finally:
                 heap = rig.heap_used_max()
     except KeyboardInterrupt:
@@ -96,15 +90,18 @@ def run_demo(taps: int = 0) -> int:
         return 1
     if results:
         print(summary(results))
+        print(f"first tap decided {first_decided[0] - started:.2f} s after the demo started")
         print(f"firmware heap in use after a tap, at most {heap} bytes")
     print("stopped: broker, gateway and readers")
     return 0
 
 
-def _play(rig: Rig, taps: int, results: list[Feedback]) -> None:
+def _play(rig: Rig, taps: int, results: list[Feedback], on_first: Callable[[], object]) -> None:
     print(f"{'reader':7} {'band':15} {'guest':8} {'light':6} {'reason':16} round trip")
     for reader_id, uid in script():
         feedback = rig.readers[reader_id].tap(uid)
+        if not results:
+            on_first()
         results.append(feedback)
         print(_line(reader_id, uid, feedback, rig.store), flush=True)
         if taps and len(results) >= taps:

@@ -15,6 +15,8 @@ A board is duck-typed; ``Board`` below states the contract for mypy only (MicroP
 - ``show(pattern, text)``: guest feedback, ``pattern`` from ``feedback`` (IDLE, GREEN, RED,
   RETRY); lights, beeps (never blocking the caller) and display text, whichever the site has.
 - ``link(up)``: link status indication, or nothing.
+- ``heap(allocated, free)``: the reader's heap after it collected garbage, once per tap; a board
+  reports it where it can (the simulated one to its controller) or ignores it.
 """
 
 TYPE_CHECKING = False
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
         async def wait_tag(self, uid: bytearray) -> int: ...
         def show(self, pattern: int, text: str) -> None: ...
         def link(self, up: bool) -> None: ...
+        def heap(self, allocated: int, free: int) -> None: ...
 
 
 def open_board(config: dict) -> "Board":

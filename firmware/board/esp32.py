@@ -22,7 +22,7 @@ from feedback import GREEN, RED, RETRY
 from machine import I2C, PWM, SPI, Pin
 from micropython import const
 from pn532 import PN532, PN532I2C, PN532SPI, PN532Bus, PN532Error
-from presence import TagPresence
+from presence import ABSENT_POLLS, TagPresence
 
 _WIFI_ATTEMPTS = const(3)
 _WIFI_CONNECT_MS = const(15_000)  # per attempt: association, WPA2 handshake and DHCP
@@ -59,7 +59,7 @@ class Board:
         nfc = config["nfc"]
         self._cs: Pin | None = None
         self._nfc = PN532(self._open_bus(nfc))
-        self._presence = TagPresence(nfc.get("absent_polls", 5))
+        self._presence = TagPresence(nfc.get("absent_polls", ABSENT_POLLS))
         self.nfc_errors = 0  # failed polls since boot (heartbeat material)
         self.nfc_version = b""
         self._wlan: network.WLAN | None = None
@@ -103,6 +103,9 @@ class Board:
 
     def link(self, up: bool) -> None:
         self._light(self._status, up)
+
+    def heap(self, allocated: int, free: int) -> None:
+        pass  # no console on a board in the field; free heap goes out in the Status heartbeat
 
     # --- NFC ---
 

@@ -9,7 +9,7 @@
 #                          "show <pattern> <text>"  green | red | retry | idle, and display text
 #                          "link up" / "link down"
 #                          "mem <allocated> <free>"  live heap after each tap, collected
-# A band that stays in the field is reported once, as a real reader debounces it.
+# A band that stays in the field is reported once; a different band is reported at once.
 import asyncio
 import socket
 
@@ -34,7 +34,7 @@ class Board:
         self._reader_id = config["reader"]
         self._sock = socket.socket()
         self._lines = asyncio.StreamReader(self._sock)
-        self._present = False
+        self._present = None  # the UID in the field, or None
 
     async def start(self):
         self._sock.connect(self._address)  # loopback: connects at once
@@ -57,11 +57,13 @@ class Board:
             if not words:
                 continue
             if words[0] == b"remove":
-                self._present = False
-            elif words[0] == b"place" and len(words) == 2 and not self._present:
+                self._present = None
+            elif words[0] == b"place" and len(words) == 2:
                 band = bytes.fromhex(words[1].decode())
-                if 4 <= len(band) <= len(uid):
-                    self._present = True
+                # As presence.TagPresence on a real board: the band already in the field is not
+                # news, another band placed over it is.
+                if band != self._present and 4 <= len(band) <= len(uid):
+                    self._present = band
                     uid[: len(band)] = band
                     return len(band)
 

@@ -182,6 +182,7 @@ def test_polls_allocate_little():
     class Loop:  # the ACK and the empty-field answer forever, allocating nothing itself
         def __init__(self):
             self.buf = bytearray(64)
+            self.view = memoryview(self.buf)
             self.next = ACK
 
         def write(self, frame):
@@ -193,7 +194,7 @@ def test_polls_allocate_little():
         def read(self, n):
             self.buf[: len(self.next)] = self.next
             self.next = NONE
-            return memoryview(self.buf)[:n]
+            return self.view[:n]
 
     nfc = PN532(Loop())
     uid = bytearray(10)
@@ -201,7 +202,9 @@ def test_polls_allocate_little():
     before = gc.mem_alloc()
     for _ in range(50):
         nfc.read_uid(uid)
-    assert (gc.mem_alloc() - before) // 50 <= 256  # a few memoryview slices, no frame copies
+    # 96 B a poll, 64 B of it this fake's two view slices: the driver's own share is one small
+    # object, no frame copies. A new allocation per poll in the driver breaks this.
+    assert (gc.mem_alloc() - before) // 50 <= 96
 
 
 class Fake:  # a Pin, SPI or I2C peripheral: records what it is told, answers from `source`

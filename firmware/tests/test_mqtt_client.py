@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -95,20 +94,3 @@ def test_on_micropython(name: str, broker: MosquittoBroker, controller: Controll
 
 def test_script_has_tests() -> None:
     assert len(NAMES) >= 8, NAMES
-
-
-def test_broker_stop_frees_port_and_process(tmp_path: Path) -> None:
-    broker = MosquittoBroker(tmp_path)
-    broker.start()
-    pid, port = broker.pid, broker.port
-    assert pid is not None and "set_tcp_nodelay true" in broker.config_path.read_text()
-    with socket.create_connection((broker.host, port), timeout=1):
-        pass
-    broker.restart()
-    assert broker.port == port and broker.pid != pid
-    broker.stop()
-    assert broker.pid is None
-    with pytest.raises(OSError):
-        socket.create_connection((broker.host, port), timeout=1)
-    with pytest.raises(ProcessLookupError):
-        os.kill(pid, 0)
