@@ -84,6 +84,8 @@ class Band:
     uid: bytes
     guest_id: str | None
     blocked: bool
+    # The name its guest is greeted by, read with the band so a tap needs no second look-up.
+    guest_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

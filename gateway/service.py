@@ -35,7 +35,7 @@ from bandlink.protocol import (
     topics,
 )
 
-from .entry import Presence, decide_entry
+from .entry import Band, Presence, decide_entry
 from .store import Store, TapRecord
 
 log = logging.getLogger("bandlink.gateway")
@@ -137,19 +137,27 @@ class Gateway:
         log.warning("reader %s offline (session %s)", death.reader, death.bdseq)
 
     def on_tap(self, tap: Tap, now_ms: int) -> Result:
-        stored = self._store.tap_by_mid(tap.mid)
-        if stored is not None:
-            self.counts["duplicate"] += 1
-            return self._result(tap, stored, now_ms)
-        record, presence = self._decide(tap, now_ms)
+        # No look-up of the mid first: record_tap's insert settles duplicates (and races between
+        # gateway processes) by the primary key and hands back the decision stored first. A
+        # duplicate is decided again for nothing, but it is the rare case; a new tap saves a read.
+        band = self._store.band(tap.uid)
+        record, presence = self._decide(tap, band, now_ms)
         stored = self._store.record_tap(record, presence)
-        self.counts["granted" if stored.granted else "refused"] += 1
-        return self._result(tap, stored, now_ms)
+        if stored is record:
+            self.counts["granted" if stored.granted else "refused"] += 1
+        else:
+            self.counts["duplicate"] += 1
+        if band is not None and band.guest_id == stored.guest_id:
+            name = band.guest_name
+        else:  # a duplicate whose band was relinked since: greet the guest it was decided for
+            name = self._store.guest_name(stored.guest_id) if stored.guest_id else None
+        return self._result(tap, stored, name, now_ms)
 
-    def _decide(self, tap: Tap, now_ms: int) -> tuple[TapRecord, Presence | None]:
+    def _decide(
+        self, tap: Tap, band: Band | None, now_ms: int
+    ) -> tuple[TapRecord, Presence | None]:
         direction = "-" if tap.direction is None else DIRECTION_NAMES[tap.direction]
         reader = self._store.reader(tap.reader)
-        band = self._store.band(tap.uid)
         guest_id = band.guest_id if band is not None else None
         presence: Presence | None = None
         if reader is None:
@@ -184,8 +192,7 @@ class Gateway:
         )
         return record, presence
 
-    def _result(self, tap: Tap, record: TapRecord, now_ms: int) -> Result:
-        name = self._store.guest_name(record.guest_id) if record.guest_id else None
+    def _result(self, tap: Tap, record: TapRecord, name: str | None, now_ms: int) -> Result:
         if record.granted:
             text = ("Goodbye " if record.direction == "out" else "Welcome ") + (name or "")
         else:

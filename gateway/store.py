@@ -139,8 +139,15 @@ class TapRecord:
 
 # Queries built once: executing one then costs a compiled-cache lookup, not a rebuild.
 _READER = select(readers).where(readers.c.id == bindparam("id"))
-_BAND = select(bands.c.uid, bands.c.guest_id, bands.c.blocked).where(
-    bands.c.uid == bindparam("uid")
+_BAND = (
+    select(
+        bands.c.uid,
+        bands.c.guest_id,
+        bands.c.blocked,
+        func.coalesce(guests.c.first_name, guests.c.name).label("guest_name"),
+    )
+    .select_from(bands.outerjoin(guests, bands.c.guest_id == guests.c.id))
+    .where(bands.c.uid == bindparam("uid"))
 )
 _TICKETS = select(tickets).where(tickets.c.guest_id == bindparam("guest_id")).order_by(tickets.c.id)
 _PRESENCE = select(presence).where(
@@ -195,7 +202,9 @@ class Store:
 
     def band(self, uid: bytes) -> Band | None:
         row = self._first(_BAND, uid=uid)
-        return None if row is None else Band(row.uid, row.guest_id, bool(row.blocked))
+        return (
+            None if row is None else Band(row.uid, row.guest_id, bool(row.blocked), row.guest_name)
+        )
 
     def tickets_for(self, guest_id: str) -> list[Ticket]:
         with self._tx() as conn:
@@ -221,12 +230,6 @@ class Store:
     def recent_taps(self, limit: int = 50) -> list[TapRecord]:
         """The newest taps first."""
         query = select(taps).order_by(taps.c.received_ms.desc()).limit(limit)
-        with self._tx() as conn:
-            return [_tap(row) for row in conn.execute(query)]
-
-    def taps_since(self, ms: int) -> list[TapRecord]:
-        """Taps received at or after ``ms``, oldest first."""
-        query = select(taps).where(taps.c.received_ms >= ms).order_by(taps.c.received_ms)
         with self._tx() as conn:
             return [_tap(row) for row in conn.execute(query)]
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 import bandlink.protocol
 from bandlink.gateway.service import Gateway
 from bandlink.gateway.store import Store
-from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
+from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, UNKNOWN_BAND_UID
 from bandlink.protocol import (
     CLASSES,
     GATE,
@@ -108,7 +108,7 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
 
 
 def test_every_frame_the_gateway_publishes_validates(gateway: Gateway) -> None:
-    ada = bytes.fromhex(DEMO_VENUE["guests"][0]["bands"][0])
+    ada = DEMO_BANDS["Ada"]
     taps = [
         Tap(reader="gate-1", ts=5, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN),
         Tap(reader="gate-1", ts=6, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN),

@@ -11,7 +11,7 @@ import pytest
 
 from bandlink.gateway.service import Gateway
 from bandlink.gateway.store import Store
-from bandlink.gateway.venue import DEMO_VENUE, UNKNOWN_BAND_UID
+from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, UNKNOWN_BAND_UID
 from bandlink.protocol import (
     GATE,
     IN,
@@ -29,7 +29,7 @@ from bandlink.protocol import (
 )
 
 TODAY = date(2026, 11, 22)
-ADA = bytes.fromhex(DEMO_VENUE["guests"][0]["bands"][0])
+ADA = DEMO_BANDS["Ada"]
 EVT = topics.reader_topic("gate-1", topics.EVT)
 
 
@@ -174,3 +174,12 @@ def test_the_gateway_state_frame_says_online_or_offline(gateway: Gateway) -> Non
         assert frame.topic == "bl/1/$gw/state"
         state = decode(frame.payload)
         assert isinstance(state, GatewayState) and state.online is online
+
+
+def test_every_reason_the_gateway_can_give_is_in_the_wire_registry() -> None:
+    """The service looks reasons up by name (reasons.code); a name missing from the registry
+    would fail at the first such tap, on the hot path, instead of here."""
+    from bandlink.gateway import entry, service
+
+    given = set(entry.REASONS) | set(service._REFUSAL_TEXT)
+    assert given <= set(reasons.NAMES.values())
