@@ -31,9 +31,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bandlink.protocol import MAX_SIZE, Message, ProtocolError, decode, encode
+from bandlink.protocol.cbor import MAX_ITEMS
 from bandlink.protocol.examples import examples
 
 from .micropython import DEFAULT_HEAP, REPO_ROOT, micropython_command, micropython_env
+from .processes import stop_process
 
 PEER = "protocol/tests/fuzz_peer.py"
 RANDOM = "random bytes"
@@ -80,7 +82,9 @@ ITEMS = [
 ]
 MUTATIONS = 13
 FRAME_MAX = MAX_SIZE + 64  # longer frames are cut: still too large, and fit the peer's buffer
-WIDE_MAP_MAX = 1024
+# Wide containers are built around the decoder's item limit: past it they are refused at the
+# head (too_large) before anything is allocated, so wider ones would test nothing more.
+WIDE_MAX = MAX_ITEMS + 3
 
 
 def head(major: int, n: int) -> bytes:
@@ -92,12 +96,12 @@ def head(major: int, n: int) -> bytes:
 
 
 # The pairs {0: null, 1: null, ...} of a wide map, made once; a prefix of it holds `count` pairs.
-MAP_ITEMS = b"".join(head(0, key) + b"\xf6" for key in range(WIDE_MAP_MAX))
+MAP_ITEMS = b"".join(head(0, key) + b"\xf6" for key in range(WIDE_MAX))
 
 
 def map_items_size(count: int) -> int:
-    count = min(count, WIDE_MAP_MAX)
-    return 2 * min(count, 24) + 3 * max(0, min(count, 256) - 24) + 4 * max(0, count - 256)
+    count = min(count, WIDE_MAX)
+    return 2 * min(count, 24) + 3 * max(0, count - 24)  # keys below 24 take one byte
 
 
 def leaf(b: bytes | bytearray, want: int) -> tuple[int, int]:  # noqa: PLR0912 - a CBOR walk
@@ -226,15 +230,16 @@ class Mutator:
             for _ in range(1 + self.below(12)):
                 wrap += b"\x81" if self.below(2) else b"\xa1\x00"
             b = b[:p] + wrap + b[p:]
-        elif op == 10:  # a wide array or map in place of a byte, filling the frame
+        elif op == 10:  # a wide array or map in place of a byte
             p = self.below(n)
-            # Up to the limit one time in four (slow to decode), else up to ~300 bytes.
-            room = max(1, MAX_SIZE - n) if self.below(4) == 0 else 300
+            # One time in four right at the item limit (just under, at, just over), else smaller.
+            if self.below(4) == 0:
+                count = WIDE_MAX - self.below(6)
+            else:
+                count = 1 + self.below(MAX_ITEMS // 2)
             if self.below(2):
-                count = 1 + self.below(room - 3 if room > 3 else 1)
                 wide = head(4, count) + b"\x00" * count
             else:
-                count = 1 + self.below(room // 4 if room > 4 else 1)
                 wide = head(5, count) + MAP_ITEMS[: map_items_size(count)]
             b = b[:p] + wide + b[p + 1 :]
         elif op >= 11:  # a scalar item replaced by another item (twice as likely as the rest)
@@ -295,9 +300,8 @@ class Report:
         return total
 
 
-def fuzz_cpython(frames: int, seed: int, decoder: Callable[[bytes], Any] | None = None) -> Report:
-    """Feed ``frames`` frames to ``decoder`` (``bandlink.protocol.decode`` unless given)."""
-    decoder = decoder or decode
+def fuzz_cpython(frames: int, seed: int) -> Report:
+    """Feed ``frames`` frames to ``bandlink.protocol.decode``."""
     named = seeds()
     names = [name for name, _ in named] + [RANDOM]
     mutator = Mutator([frame for _, frame in named], seed)
@@ -310,7 +314,7 @@ def fuzz_cpython(frames: int, seed: int, decoder: Callable[[bytes], Any] | None 
         name = names[index]
         start = clock()
         try:
-            decoder(frame)
+            decode(frame)
         except ProtocolError as err:
             report.count(name, err.code)
         except Exception as exc:  # noqa: BLE001 - the very thing being looked for
@@ -373,13 +377,16 @@ def fuzz_micropython(frames: int, seed: int, heap: str = DEFAULT_HEAP) -> Report
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
     )
-    mutator = Mutator([frame for _, frame in named], seed)
-    writer = threading.Thread(target=_stream, args=(peer, mutator, frames, len(names)))
-    writer.start()
-    assert peer.stdout is not None
-    output = peer.stdout.read().decode(errors="replace")
-    writer.join()
-    returncode = peer.wait()
+    try:
+        mutator = Mutator([frame for _, frame in named], seed)
+        writer = threading.Thread(target=_stream, args=(peer, mutator, frames, len(names)))
+        writer.start()
+        assert peer.stdout is not None
+        output = peer.stdout.read().decode(errors="replace")
+        writer.join()
+        returncode = peer.wait()
+    finally:
+        stop_process(peer)  # an exception or Ctrl-C here must not leave the peer running
     report = Report(f"MicroPython, heap {heap}", names)
     report.wall = time.perf_counter() - started
     finished = False
