@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from board import Board
 
 _TX_SIZE = const(512)  # largest message a reader sends today; a gate tap is 75 bytes
+# Gateway processes whose "online" the reader keeps at once; more are counted, not tracked.
+_GATEWAYS_MAX = const(8)
 
 
 class Signal:
@@ -64,7 +66,14 @@ class Reader:
         self.board = board
         self.signal = Signal(board, config["hold_ms"])
         self.session = Session(self.id, role_code, config["state_file"])
-        self.gateway_online: bool | None = None  # unknown until $gw/state (retained) arrives
+        # Whether the gateway service is up, from the gateways' retained states: True while at
+        # least one gateway says online, False once states came and every one said offline,
+        # None while nothing was heard since the link came up (the role then waits out its
+        # deadline). gate.py reads it.
+        self.gateway_online: bool | None = None
+        self._gateways: list[str | None] = [None] * _GATEWAYS_MAX  # ids online now; None: free
+        self._untracked = False  # an online gateway beyond _GATEWAYS_MAX since the link came up
+        self.untracked_gateways = 0  # online states from gateways beyond _GATEWAYS_MAX, ignored
         self.clock_offset_ms = 0  # gateway clock minus ours, from the last time sync
         self.ignored_commands = 0
         broker = config["broker"]
@@ -91,7 +100,7 @@ class Reader:
         self._replied = asyncio.Event()
         self._seq = 0
         self.late_replies = 0  # replies that came after their deadline
-        self.bad_frames = 0  # frames on our topics that were not valid messages
+        self.bad_frames = 0  # frames on our topics that were not valid messages (or topics)
         self._birth_task: asyncio.Task | None = None  # a REBIRTH's birth, held while sent
 
     def next_seq(self):
@@ -133,10 +142,35 @@ class Reader:
             return
         if topic == self._res_topic:
             self._on_result(message)
-        elif topic == self._cmd_topic and isinstance(message, Command):
-            self._on_command(message)
-        elif topic == topics.GATEWAY_STATE and isinstance(message, GatewayState):
-            self.gateway_online = message.online
+        elif topic == self._cmd_topic:
+            if isinstance(message, Command):
+                self._on_command(message)
+        else:  # the only other subscription: topics.GATEWAY_STATES
+            gateway = topics.parse_gateway_state(topic)
+            if gateway is None or not isinstance(message, GatewayState):
+                self.bad_frames += 1
+                print("frame dropped on", topic, "not a gateway state")
+                return
+            self._on_gateway_state(gateway, message.online)
+
+    def _on_gateway_state(self, gateway, online):
+        """One gateway process said it is online or offline (its own retained topic)."""
+        slots = self._gateways
+        if online:
+            if gateway not in slots:
+                if None in slots:
+                    slots[slots.index(None)] = gateway
+                else:
+                    self.untracked_gateways += 1
+                    self._untracked = True
+        elif gateway in slots:
+            slots[slots.index(gateway)] = None
+        if any(slots):
+            self.gateway_online = True
+        else:
+            # Every tracked gateway is offline. If one went untracked, nobody can say it is
+            # gone: stay unsure (the role waits for a reply) rather than turn guests away.
+            self.gateway_online = None if self._untracked else False
 
     def _on_result(self, reply):
         awaited = self._awaited
@@ -162,14 +196,17 @@ class Reader:
             pass  # the link dropped; the next connection publishes a new birth
 
     async def _on_up(self):
-        for topic in (self._res_topic, self._cmd_topic, topics.GATEWAY_STATE):
+        for topic in (self._res_topic, self._cmd_topic, topics.GATEWAY_STATES):
             await self.link.subscribe(topic, 1)
         await self._publish_birth()
         self.board.link(True)
 
     async def _on_down(self):
         self.board.link(False)
-        self.gateway_online = None
+        self.gateway_online = None  # the retained states come again on the next subscribe
+        for i in range(_GATEWAYS_MAX):
+            self._gateways[i] = None
+        self._untracked = False
         self.session.next()
         self.link.will = self.session.will(self.wall_ms())
 

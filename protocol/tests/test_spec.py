@@ -154,9 +154,22 @@ def test_every_topic_is_named() -> None:
     for kind in (topics.EVT, topics.RES, topics.BIRTH, topics.DEATH, topics.CFG, topics.CMD):
         assert f"`{topics.reader_topic('<reader>', kind)}`" in SPEC
     for topic in (
-        topics.GATEWAY_STATE,
+        topics.GATEWAY_STATES,
         topics.EVENTS_SHARED,
         topics.BIRTHS_SHARED,
         topics.DEATHS_SHARED,
     ):
         assert f"`{topic}`" in SPEC
+    template = "bl/1/$gw/<gateway>/state"
+    assert f"`{template}`" in SPEC
+    assert topics.gateway_state_topic("gw-1") == template.replace("<gateway>", "gw-1")
+
+
+def test_the_gateway_liveness_rules_are_stated() -> None:
+    text = section("### Gateway liveness")
+    assert "every gateway the reader has heard from says offline" in text
+    assert "SHOULD be stable across restarts" in text
+    assert f"`{topics.GATEWAY_STATES}`" in section("## Transport")  # the reader's ACL
+    status = section("## Implementation status")
+    assert f"`{topics.GATEWAY_STATES}`" in status
+    assert "$gw/state" not in SPEC  # the single, shared liveness topic is gone
