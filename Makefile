@@ -23,6 +23,14 @@ system-deps:
 		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install mosquitto" >&2; exit 1; fi; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	fi
+	@# PostgreSQL for the tests' private clusters (tools/postgres.py runs initdb itself): Debian
+	@# keeps initdb off PATH, in /usr/lib/postgresql/<version>/bin. The `main` cluster the package
+	@# may register is never used, whether or not it runs.
+	@if ! command -v initdb >/dev/null && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then \
+		echo "installing postgresql from Debian's packages"; \
+		if [ "$$(id -u)" != 0 ]; then echo "need root to apt-get install postgresql" >&2; exit 1; fi; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || python3 -m venv $(VENV)

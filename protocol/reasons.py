@@ -32,6 +32,8 @@ SUN_REPLAY = 20  # the counter did not increase: a copied URL or a replayed read
 OFFLINE_LIST = 21  # granted: the band is on the reader's list
 OFFLINE_NOT_LISTED = 22
 OFFLINE_LIMIT = 23  # pos: above the floor limit or the band's offline cap
+# The gateway's own state
+BUSY = 24  # the gateway's queue is full: nothing was decided, tap again
 
 NAMES = {
     OK: "ok",
@@ -58,6 +60,7 @@ NAMES = {
     OFFLINE_LIST: "offline_list",
     OFFLINE_NOT_LISTED: "offline_not_listed",
     OFFLINE_LIMIT: "offline_limit",
+    BUSY: "busy",
 }
 
 

@@ -190,30 +190,51 @@ def bench_heap() -> int:
 # -- bench store --------------------------------------------------------------------------------
 
 
-def bench_store(count: int) -> int:
-    from bandlink.gateway.service import Gateway
+def bench_store(count: int, batches: Sequence[int] = (1, 64), db: str | None = None) -> int:
+    """Taps through the core and the store's unit of work, as the decision worker runs them:
+    ``batch`` frames per transaction (one commit, one fsync each), new taps then duplicates."""
+    from bandlink.gateway.core.handler import Core, Frame
     from bandlink.gateway.store import Store
     from bandlink.gateway.venue import DEMO_VENUE
+    from bandlink.gateway.worker import commit_batch, wall_ms
     from bandlink.protocol import GATE, Tap, encode, topics
 
     evt = topics.reader_topic("gate-1", topics.EVT)
-    frames = [
-        encode(Tap(reader="gate-1", ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d))
-        for n, (_, uid), d in zip(range(count), script(), itertools.cycle((0, 0, 1)), strict=False)
-    ]
+    core = Core()
     with tempfile.TemporaryDirectory(prefix="bandlink-store-") as workdir:
-        store = Store(f"sqlite:///{Path(workdir) / 'bench.db'}")
+        store = Store(db or f"sqlite:///{Path(workdir) / 'bench.db'}")
         store.migrate()
         store.load_venue(DEMO_VENUE, today=date.today())
-        gateway = Gateway(store)
-        for label in ("new taps", "duplicates"):
-            started = time.perf_counter()
-            for frame in frames:
-                gateway.handle(evt, frame, time.time_ns() // 1_000_000)
-            elapsed = time.perf_counter() - started
-            print(
-                f"{label:10}  {count / elapsed:8,.0f} taps/s  ({elapsed * 1e6 / count:.0f} µs each)"
-            )
-        print(f"recorded {store.count_taps()} taps (SQLite WAL, one transaction per tap)")
+        print(f"store {store.url}; synchronous commits; {count} taps per run")
+        for batch in batches:
+            frames = [
+                Frame(
+                    evt,
+                    encode(
+                        Tap(
+                            reader="gate-1",
+                            ts=n,
+                            mid=os.urandom(16),
+                            uid=uid,
+                            role=GATE,
+                            direction=d,
+                        )
+                    ),
+                    n,
+                )
+                for n, (_, uid), d in zip(
+                    range(count), script(), itertools.cycle((0, 0, 1)), strict=False
+                )
+            ]
+            for label in ("new taps", "duplicates"):
+                started = time.perf_counter()
+                for at in range(0, count, batch):
+                    commit_batch(core, store, frames[at : at + batch], wall_ms)
+                elapsed = time.perf_counter() - started
+                print(
+                    f"batch {batch:4}  {label:10}  {count / elapsed:8,.0f} taps/s  "
+                    f"({elapsed * 1e6 / count:.0f} µs each)"
+                )
+        print(f"recorded {store.count_taps()} taps")
         store.close()
     return 0

@@ -4,58 +4,51 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import logging
 import signal
 import sys
 import tempfile
 import threading
-from datetime import date
 from pathlib import Path
-from typing import Any
 
 from .gatewayproc import READY_LINE
 from .micropython import DEFAULT_HEAP
 
 
-def _venue(name: str) -> dict[str, Any]:
-    if name == "demo":
-        from bandlink.gateway.venue import DEMO_VENUE
-
-        return DEMO_VENUE
-    loaded: dict[str, Any] = json.loads(Path(name).read_text())
-    return loaded
-
-
-def _prepare_sqlite_dir(db_url: str) -> None:
-    if db_url.startswith("sqlite:///"):
-        Path(db_url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-
-
 def cmd_gateway(args: argparse.Namespace) -> int:
-    from bandlink.gateway.bus import Bus
-    from bandlink.gateway.service import Gateway
-    from bandlink.gateway.store import Store
+    from bandlink.gateway.main import GatewayService
+    from bandlink.gateway.settings import SettingsError, load_settings
 
+    try:
+        settings = load_settings(
+            config_file=args.config,
+            broker=args.broker,
+            db=args.db,
+            venue=args.venue,
+            gateway_id=args.gateway_id,
+            timezone=args.timezone,
+            metrics=args.metrics,
+            log_level=args.log_level,
+        )
+    except SettingsError as err:
+        print(err, file=sys.stderr)
+        return 2
     logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    _prepare_sqlite_dir(args.db)
-    store = Store(args.db)
-    store.migrate()
-    if args.venue:
-        store.load_venue(_venue(args.venue), today=date.today())
-    bus = Bus(Gateway(store), args.broker)
+    service = GatewayService(settings)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
-    bus.start()
-    if not bus.wait_connected(timeout=10):
-        logging.getLogger("bandlink").warning("broker %s not reachable yet; retrying", args.broker)
+    service.start()
+    if not service.bus.wait_connected(timeout=10):
+        logging.getLogger("bandlink").warning(
+            "broker %s not reachable yet; retrying", settings.broker
+        )
     print(READY_LINE, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         stopping.wait()
-    bus.stop()
-    store.close()
+    service.stop()
     return 0
 
 
@@ -111,13 +104,40 @@ def cmd_bench_heap(args: argparse.Namespace) -> int:
 def cmd_bench_store(args: argparse.Namespace) -> int:
     from .bench import bench_store
 
-    return bench_store(args.count)
+    return bench_store(args.count, args.batch or (1, 64), args.db)
+
+
+def cmd_bench_e2e(args: argparse.Namespace) -> int:
+    from .bench_e2e import bench_e2e
+
+    return bench_e2e(
+        rate=args.rate,
+        window=args.window,
+        seconds=args.seconds,
+        readers=args.readers,
+        gateways=args.gateways,
+        db=args.db,
+        as_json=args.json,
+    )
 
 
 def cmd_fuzz(args: argparse.Namespace) -> int:
     from .fuzz import run_fuzz
 
     return run_fuzz(args.frames, args.seed, micropython=args.micropython)
+
+
+def _add_bench_e2e(benches: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    e2e = benches.add_parser("e2e", help="taps/s and latency through broker and gateways, vs echo")
+    load = e2e.add_mutually_exclusive_group(required=True)
+    load.add_argument("--rate", type=float, help="open loop: taps per second, on a schedule")
+    load.add_argument("--window", type=int, help="closed loop: taps in flight at all times")
+    e2e.add_argument("--seconds", type=float, required=True, help="how long the load runs")
+    e2e.add_argument("--readers", type=int, default=16, help="simulated gate readers (K)")
+    e2e.add_argument("--gateways", type=int, default=1, help="gateway processes (N)")
+    e2e.add_argument("--db", help="store URL (default: a fresh SQLite file in var/bench-e2e)")
+    e2e.add_argument("--json", action="store_true", help="also print one JSON object, last")
+    e2e.set_defaults(run=cmd_bench_e2e)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,11 +150,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--taps", type=int, default=0, help="stop after N decided taps (0: never)")
     demo.set_defaults(run=cmd_demo)
 
-    gateway = commands.add_parser("gateway", help="run the gateway against a broker and a store")
-    gateway.add_argument("--broker", required=True, help="mqtt://host:port")
-    gateway.add_argument("--db", required=True, help="SQLAlchemy URL, e.g. sqlite:///var/bl.db")
+    gateway = commands.add_parser(
+        "gateway",
+        help="run one gateway process against a broker and a store",
+        description="Flags override BANDLINK_* environment variables, which override --config.",
+    )
+    gateway.add_argument("--config", help="a TOML settings file (or BANDLINK_CONFIG)")
+    gateway.add_argument("--broker", help="mqtt://host:port (BANDLINK_BROKER)")
+    gateway.add_argument(
+        "--db", help="sqlite:///var/bl.db or postgresql://user@host/db (BANDLINK_DB)"
+    )
     gateway.add_argument("--venue", help="load a venue first: 'demo' or a JSON file")
-    gateway.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
+    gateway.add_argument("--gateway-id", help="this process's liveness name (default gw-1)")
+    gateway.add_argument("--timezone", help="the venue's IANA time zone (default UTC)")
+    gateway.add_argument("--metrics", help="HOST:PORT to serve Prometheus metrics on")
+    gateway.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     gateway.set_defaults(run=cmd_gateway)
 
     sim = commands.add_parser("sim-reader", help="run one simulated reader (real firmware)")
@@ -158,9 +188,14 @@ def build_parser() -> argparse.ArgumentParser:
     codec.set_defaults(run=cmd_bench_codec)
     heap = benches.add_parser("heap", help="the reader's heap, module by module (MicroPython)")
     heap.set_defaults(run=cmd_bench_heap)
-    store = benches.add_parser("store", help="gateway taps/s through the handler on SQLite")
+    store = benches.add_parser("store", help="taps/s through the core and the store's unit of work")
     store.add_argument("--count", type=int, default=5000, help="number of taps")
+    store.add_argument(
+        "--batch", type=int, action="append", help="taps per transaction (repeatable; 1 and 64)"
+    )
+    store.add_argument("--db", help="SQLAlchemy URL (default: a fresh SQLite file)")
     store.set_defaults(run=cmd_bench_store)
+    _add_bench_e2e(benches)
 
     fuzz = commands.add_parser("fuzz", help="mutated and random frames at the decode path")
     fuzz.add_argument("--frames", type=int, default=100_000, help="frames per interpreter")

@@ -1,11 +1,15 @@
-"""The gateway as a separate process, as it runs in the field: for the demo and end-to-end tests,
-which must be able to stop it mid-traffic."""
+"""The gateway as a separate process, as it runs in the field: for the demo, the benchmarks and
+the end-to-end tests, which must be able to stop it (or kill it) mid-traffic.
+
+Several may run side by side on one broker and one database, each with its own ``gateway_id``
+(its liveness topic) and its own log file."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from .processes import read_log, stop_process
@@ -15,13 +19,23 @@ READY_LINE = "gateway ready"
 
 class GatewayProcess:
     def __init__(
-        self, broker_url: str, db_url: str, workdir: Path, *, venue: str | None = "demo"
+        self,
+        broker_url: str,
+        db_url: str,
+        workdir: Path,
+        *,
+        venue: str | None = "demo",
+        gateway_id: str = "gw-1",
+        log_level: str = "info",
+        extra_args: Sequence[str] = (),
     ) -> None:
+        self.gateway_id = gateway_id
         self.command = [sys.executable, "-m", "bandlink.tools.cli", "gateway"]
-        self.command += ["--broker", broker_url, "--db", db_url]
+        self.command += ["--broker", broker_url, "--db", db_url, "--gateway-id", gateway_id]
+        self.command += ["--log-level", log_level, *extra_args]
         if venue:
             self.command += ["--venue", venue]
-        self.log_path = workdir / "gateway.log"
+        self.log_path = workdir / f"{gateway_id}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -31,19 +45,29 @@ class GatewayProcess:
     def start(self, timeout: float = 20) -> GatewayProcess:
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+                self.command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.log():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
-                raise RuntimeError(f"gateway did not start:\n{self.log()}")
+                raise RuntimeError(f"gateway {self.gateway_id} did not start:\n{self.log()}")
             time.sleep(0.02)
         return self
 
     def stop(self) -> None:
         if self._process is not None:
             stop_process(self._process, grace=3)
+            self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL, as a power cut or the OOM killer would: no goodbye, no clean disconnect."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait()
             self._process = None
 
     def log(self) -> str:

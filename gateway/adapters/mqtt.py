@@ -1,61 +1,90 @@
 """The MQTT adapter: the only module that imports paho-mqtt.
 
-It subscribes to every reader's event topic through an MQTT 5 shared subscription (so several
-gateway processes split the readers' traffic), hands each frame to ``Gateway.handle`` and
-publishes what it returns. TCP_NODELAY is set on the socket: with Nagle, a request/response
-pays milliseconds and 40 ms delayed-ACK spikes per tap (FIELD-NOTES.md).
+It subscribes to every reader's topics through MQTT 5 shared subscriptions (so N gateway
+processes split the readers' traffic) and to every gateway's liveness topic; it hands each
+reader frame to the decision worker and publishes the replies the worker gives back. Nothing
+slow runs on paho's network thread: a frame is queued (or, when the queue is full, answered
+"busy") and the callback returns. TCP_NODELAY is set on the socket: with Nagle, a
+request/response pays milliseconds and 40 ms delayed-ACK spikes per tap (FIELD-NOTES.md).
+
+Liveness: this process keeps ``GatewayState`` retained on its own topic,
+``bl/1/$gw/<gateway_id>/state``: online once connected, offline as its will and before a clean
+disconnect. Readers hear "gateway gone" only when every gateway they know of says offline.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import socket
 import threading
 import time
+from collections.abc import Sequence
 from typing import Any
-from urllib.parse import urlparse
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from bandlink.protocol import topics
+from bandlink.protocol import GatewayState, ProtocolError, decode, topics
 
-from .service import Gateway
+from ..core.handler import Core, Frame, Outgoing
+from ..metrics import Metrics
+from ..worker import DecisionWorker, wall_ms
 
-log = logging.getLogger("bandlink.gateway.bus")
+log = logging.getLogger("bandlink.gateway.mqtt")
 
-
-def parse_broker_url(url: str) -> tuple[str, int]:
-    """``mqtt://host:port`` -> (host, port); port 1883 when omitted."""
-    parsed = urlparse(url)
-    if parsed.scheme != "mqtt" or not parsed.hostname:
-        raise ValueError(f"broker URL must look like mqtt://host:port, not {url!r}")
-    return parsed.hostname, parsed.port or 1883
+_SUBSCRIPTIONS = (
+    topics.EVENTS_SHARED,
+    topics.BIRTHS_SHARED,
+    topics.DEATHS_SHARED,
+    topics.GATEWAY_STATES,
+)
+# QoS 1 replies waiting for the broker: beyond this, paho refuses (and we count) rather than
+# letting an unbounded queue grow inside the client under a flood.
+MAX_QUEUED_REPLIES = 10_000
 
 
 class Bus:
-    def __init__(self, gateway: Gateway, broker_url: str, *, client_id: str | None = None) -> None:
-        self._gateway = gateway
-        self._host, self._port = parse_broker_url(broker_url)
+    def __init__(
+        self,
+        core: Core,
+        metrics: Metrics,
+        *,
+        host: str,
+        port: int,
+        gateway_id: str,
+        user: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self._core = core
+        self._metrics = metrics
+        self._host, self._port = host, port
+        self.gateway_id = gateway_id
+        self.worker: DecisionWorker | None = None  # set by the composition root before start
         self._connected = threading.Event()
+        self._gateways_online: set[str] = set()
         self._client = mqtt.Client(
             CallbackAPIVersion.VERSION2,
-            client_id=client_id or f"bandlink-gw-{os.getpid()}",
+            client_id=f"bandlink-{gateway_id}",
             protocol=mqtt.MQTTv5,
         )
+        if user is not None:
+            self._client.username_pw_set(user, password)
+        self._client.max_queued_messages_set(MAX_QUEUED_REPLIES)
         self._client.on_socket_open = self._on_socket_open
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(min_delay=1, max_delay=8)
 
+    def gateways_up(self) -> int:
+        """Gateway processes whose retained state says online, this one included."""
+        return len(self._gateways_online)
+
     def start(self) -> None:
         """Connect in the background; paho reconnects by itself if the broker goes away."""
-        # Readers learn the gateway is gone from its will, retained on $gw/state.
-        gone = self._gateway.state_frame(online=False, now_ms=_now_ms())
+        gone = self._core.state_frame(self.gateway_id, online=False, now_ms=wall_ms())
         self._client.will_set(gone.topic, gone.payload, qos=1, retain=True)
         self._client.connect_async(self._host, self._port, keepalive=30)
         self._client.loop_start()
@@ -63,13 +92,23 @@ class Bus:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    def publish(self, replies: Sequence[Outgoing]) -> None:
+        """Called from the decision worker; paho's publish is thread-safe."""
+        for reply in replies:
+            info = self._client.publish(reply.topic, reply.payload, qos=1)
+            if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
+                self._metrics.replies_dropped.inc()
+                log.warning("reply to %s dropped: the broker client's queue is full", reply.topic)
+
     def stop(self) -> None:
         """Say offline (a clean disconnect discards the will), then disconnect."""
         if self._connected.is_set():
-            gone = self._gateway.state_frame(online=False, now_ms=_now_ms())
+            gone = self._core.state_frame(self.gateway_id, online=False, now_ms=wall_ms())
             self._client.publish(gone.topic, gone.payload, qos=1, retain=True).wait_for_publish(2)
         self._client.disconnect()
         self._client.loop_stop()
+
+    # -- paho's callbacks, on its network thread ----------------------------------------------
 
     def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -85,12 +124,12 @@ class Bus:
         if reason.is_failure:
             log.error("broker refused the connection: %s", reason)
             return
-        for topic in (topics.EVENTS_SHARED, topics.BIRTHS_SHARED, topics.DEATHS_SHARED):
+        for topic in _SUBSCRIPTIONS:
             client.subscribe(topic, qos=1)
-        here = self._gateway.state_frame(online=True, now_ms=_now_ms())
+        here = self._core.state_frame(self.gateway_id, online=True, now_ms=wall_ms())
         client.publish(here.topic, here.payload, qos=1, retain=True)
         self._connected.set()
-        log.info("connected to mqtt://%s:%d", self._host, self._port)
+        log.info("connected to mqtt://%s:%d as %s", self._host, self._port, self.gateway_id)
 
     def _on_disconnect(
         self,
@@ -101,19 +140,26 @@ class Bus:
         properties: Properties | None,
     ) -> None:
         self._connected.clear()
+        self._gateways_online.clear()  # the retained states come again on reconnect
         log.warning("broker connection lost (%s); reconnecting", reason)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        try:
-            replies = self._gateway.handle(msg.topic, msg.payload, _now_ms())
-        except Exception:
-            # A bug or a store failure on one tap must not take the gateway down with it; the
-            # reader gets no reply and shows "try again".
-            log.exception("failed to handle a frame on %s", msg.topic)
+        gateway = topics.parse_gateway_state(msg.topic)
+        if gateway is not None:
+            self._on_gateway_state(gateway, bytes(msg.payload))
             return
-        for reply in replies:
-            client.publish(reply.topic, reply.payload, qos=1)
+        frame = Frame(msg.topic, bytes(msg.payload), wall_ms(), time.monotonic_ns())
+        assert self.worker is not None, "the composition root sets the worker before start()"
+        if not self.worker.submit(frame):
+            self._metrics.refused_busy.inc()
+            self.worker.refuse(frame, "busy")
 
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    def _on_gateway_state(self, gateway: str, payload: bytes) -> None:
+        try:
+            state = decode(payload)
+        except ProtocolError:
+            state = None
+        if isinstance(state, GatewayState) and state.online:
+            self._gateways_online.add(gateway)
+        else:  # offline, or an empty retained message clearing the topic
+            self._gateways_online.discard(gateway)

@@ -35,7 +35,7 @@ Invariants (tested with hypothesis in tests/test_entry.py):
 - an exit is always granted.
 
 Duplicate taps (same ``mid``) never reach this module: the store answers them with the stored
-decision. Reasons are stable strings; the wire registry maps them to codes.
+decision. Reasons are the wire registry's names (protocol/reasons.py).
 """
 
 from __future__ import annotations
@@ -45,20 +45,16 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Final
 
-OK: Final = "ok"
-NOT_INSIDE: Final = "not_inside"
-UNKNOWN_BAND: Final = "unknown_band"
-BAND_BLOCKED: Final = "band_blocked"
-NO_VALID_TICKET: Final = "no_valid_ticket"
-ALREADY_INSIDE: Final = "already_inside"
-REASONS: Final = (
-    OK,
-    NOT_INSIDE,
-    UNKNOWN_BAND,
-    BAND_BLOCKED,
-    NO_VALID_TICKET,
-    ALREADY_INSIDE,
-)
+from bandlink.protocol import reasons
+
+# The wire registry's names (protocol/reasons.py): one vocabulary from the reader to the logs.
+OK: Final = reasons.name(reasons.OK)
+NOT_INSIDE: Final = reasons.name(reasons.NOT_INSIDE)
+UNKNOWN_BAND: Final = reasons.name(reasons.UNKNOWN_BAND)
+BAND_BLOCKED: Final = reasons.name(reasons.BAND_BLOCKED)
+NO_VALID_TICKET: Final = reasons.name(reasons.NO_VALID_TICKET)
+ALREADY_INSIDE: Final = reasons.name(reasons.ALREADY_INSIDE)
+REASONS: Final = (OK, NOT_INSIDE, UNKNOWN_BAND, BAND_BLOCKED, NO_VALID_TICKET, ALREADY_INSIDE)
 
 DIRECTIONS: Final = ("in", "out")
 
@@ -84,8 +80,6 @@ class Band:
     uid: bytes
     guest_id: str | None
     blocked: bool
-    # The name its guest is greeted by, read with the band so a tap needs no second look-up.
-    guest_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +105,9 @@ class Presence:
     inside: bool
     gate: str
     changed_ms: int
+    # Bumped by every stored change; a write names the version it read (compare-and-set), so
+    # two processes deciding on the same guest at once cannot both apply their change.
+    version: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +144,8 @@ def decide_entry(
     granted, reason, inside_next = _TRANSITIONS[(inside, direction)]
     if guest_id is None or inside_next == inside:
         return EntryDecision(granted=granted, reason=reason, presence=None)
-    new = Presence(guest_id, reader.site, inside_next, reader.gate, now_ms)
+    version = presence.version + 1 if presence is not None else 0
+    new = Presence(guest_id, reader.site, inside_next, reader.gate, now_ms, version)
     return EntryDecision(granted=granted, reason=reason, presence=new)
 
 

@@ -1,20 +1,22 @@
-"""The gateway's core handler: frames in, replies out, no MQTT and no clock of its own.
+"""The gateway's core: frames and ``now`` in, replies and events out. No MQTT, no clock, no SQL.
 
-``Gateway.handle(topic, payload, now_ms)`` is what the bus calls for every message on a reader's
-event topic; it returns the frames to publish. Everything a peer can get wrong (garbage bytes,
-an oversize frame, a message claiming another reader's id) is logged with the reader, counted
-and dropped here, at the single receive entry point; the gateway keeps running.
+``Core.handle(frames, now_ms, tx)`` is the single receive entry point. It decodes each frame
+(anything malformed, oversize, on the wrong topic or claiming another reader's id becomes a
+``Dropped`` event: counted and logged by the caller, never answered), decides every tap against
+``tx`` (the catalog from memory, presence and the tap log inside one database transaction) and
+returns what to publish once that transaction is committed, and what happened.
 
-A tap's effect is keyed by its ``mid``: a duplicate (QoS 1 redelivery, a reader's resend) is
-answered with the stored decision and recorded once, because the store's primary key decides.
+A tap's effect is keyed by its ``mid``: a duplicate (QoS 1 redelivery, a reader's resend, the
+same frame twice in one batch) is answered with the decision stored first and applied once.
 """
 
 from __future__ import annotations
 
-import logging
-from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Protocol
+from zoneinfo import ZoneInfo
 
 from bandlink.protocol import (
     GATE,
@@ -31,17 +33,18 @@ from bandlink.protocol import (
     Tap,
     decode,
     encode,
+    messages,
     reasons,
     topics,
 )
 
-from .entry import Band, Presence, decide_entry
-from .store import Store, TapRecord
-
-log = logging.getLogger("bandlink.gateway")
+from .entry import Band, Presence, Reader, Ticket, decide_entry
+from .readers import SessionChange, SessionStore, on_birth, on_death
+from .records import TapRecord
 
 # How the store names a tap's direction; "-" for taps of roles that have none.
 DIRECTION_NAMES = {IN: "in", OUT: "out"}
+ROLE_NAMES = {GATE: "gate", messages.POS: "pos", messages.PHOTO: "photo"}
 
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
@@ -51,8 +54,11 @@ _REFUSAL_TEXT = {
     "already_inside": "Already inside",
     "unknown_reader": "Reader not set up",
     "wrong_role": "Reader not a gate",
+    "busy": "Busy - tap again",
+    "internal_error": "Please tap again",
 }
-
+# Refusals that are the gateway's trouble, not the guest's: the reader shows "try again".
+_TRY_AGAIN = {"busy", "internal_error"}
 
 # What may arrive on each of a reader's topics.
 _ACCEPTED: dict[str, tuple[type[Message], ...]] = {
@@ -62,142 +68,191 @@ _ACCEPTED: dict[str, tuple[type[Message], ...]] = {
 }
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One MQTT message as it arrived, with the gateway's clock at arrival."""
+
+    topic: str
+    payload: bytes
+    received_ms: int  # wall clock: recorded with the tap
+    received_ns: int = 0  # monotonic: for measuring how long the decision took
+
+
+@dataclass(frozen=True, slots=True)
 class Outgoing:
     topic: str
     payload: bytes
 
 
-class Gateway:
-    def __init__(self, store: Store, *, today: date | None = None) -> None:
-        self._store = store
-        self._fixed_today = today  # tests pin the day; a running gateway follows its clock
-        self.counts: Counter[str] = Counter()
-        # Reader -> bdSeq of its current session (births seen by this process).
-        self.sessions: dict[str, int] = {}
+@dataclass(frozen=True, slots=True)
+class Decided:
+    """A tap answered: for logs and metrics, once its transaction is committed."""
 
-    def handle(self, topic: str, payload: bytes | bytearray, now_ms: int) -> list[Outgoing]:
-        parsed = topics.parse(topic)
+    reader: str
+    mid: bytes
+    role: str
+    reason: str
+    granted: bool
+    duplicate: bool
+    received_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dropped:
+    """A frame the gateway would not act on; ``code`` is a ProtocolError code or our own."""
+
+    reader: str
+    code: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True)
+class Ignored:
+    """A valid message the gateway does not act on yet (Status, Journal)."""
+
+    reader: str
+    kind: str
+
+
+Event = Decided | Dropped | SessionChange | Ignored
+
+
+@dataclass
+class Effects:
+    replies: list[Outgoing] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+
+
+class CatalogReads(Protocol):
+    def reader(self, reader_id: str) -> Reader | None: ...
+    def band(self, uid: bytes) -> Band | None: ...
+    def greeting_name(self, guest_id: str) -> str | None: ...
+    def tickets(self, guest_id: str) -> list[Ticket]: ...
+
+
+class DecisionTx(SessionStore, Protocol):
+    """One transaction, as the core sees it (the store's ``Transaction``)."""
+
+    @property
+    def view(self) -> CatalogReads: ...
+    def presence(self, guest_id: str, site: str) -> Presence | None: ...
+    def write_presence(self, read: Presence | None, new: Presence) -> None: ...
+    def record_tap(self, tap: TapRecord) -> TapRecord: ...
+
+
+class Core:
+    def __init__(self, zone: ZoneInfo | None = None) -> None:
+        self.zone = zone or ZoneInfo("UTC")  # the venue's: a ticket is valid per local day
+
+    def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
+        effects = Effects()
+        for frame in frames:
+            message = self._accept(frame, effects)
+            if isinstance(message, Tap):
+                self._on_tap(message, frame, now_ms, tx, effects)
+            elif isinstance(message, Birth):
+                effects.events.append(on_birth(tx, message, now_ms))
+            elif isinstance(message, Death):
+                effects.events.append(on_death(tx, message, now_ms))
+            elif message is not None:
+                # Status heartbeats and offline journals: acted on with the fleet view and
+                # offline decisions (later issues).
+                assert message.reader is not None
+                effects.events.append(Ignored(message.reader, type(message).__name__.lower()))
+        return effects
+
+    def refuse(self, frame: Frame, reason: str, now_ms: int) -> Effects:
+        """Answer a tap without deciding it ("busy" when the queue is full, "internal_error"
+        when its transaction failed): the reader asks the guest to tap again at once."""
+        effects = Effects()
+        tap = self._accept(frame, effects)
+        if isinstance(tap, Tap):
+            record = _record(tap, frame.received_ms, granted=False, reason=reason, guest=None)
+            effects.replies.append(self._reply(tap, record, None, now_ms))
+            effects.events.append(_decided(tap, record, frame, duplicate=False))
+        return effects
+
+    def state_frame(self, gateway_id: str, *, online: bool, now_ms: int) -> Outgoing:
+        """This process's retained liveness message (online=False: its will, and its goodbye)."""
+        topic = topics.gateway_state_topic(gateway_id)
+        return Outgoing(topic, encode(GatewayState(ts=now_ms, online=online)))
+
+    def today(self, now_ms: int) -> date:
+        return datetime.fromtimestamp(now_ms / 1000, self.zone).date()
+
+    # -- the single receive entry point -----------------------------------------------------
+
+    def _accept(self, frame: Frame, effects: Effects) -> Message | None:
+        parsed = topics.parse(frame.topic)
         if parsed is None or parsed[1] not in _ACCEPTED:
-            self.counts["foreign_topic"] += 1
-            return []
+            effects.events.append(Dropped("-", "foreign_topic", frame.topic))
+            return None
         reader_id, kind = parsed
         try:
-            message = decode(payload)
+            message = decode(frame.payload)
         except ProtocolError as err:
-            self.counts["dropped_" + err.code] += 1
-            log.warning("dropped frame from %s: %s (%d bytes)", reader_id, err, len(payload))
-            return []
+            detail = f"{err} ({len(frame.payload)} bytes)"
+            effects.events.append(Dropped(reader_id, err.code, detail))
+            return None
         if message.reader != reader_id:
             # The broker's ACL ties a reader to its own topics; a body naming another reader is
             # a misconfigured or hostile device.
-            self.counts["dropped_reader_mismatch"] += 1
-            log.warning("dropped frame on %s claiming reader %s", topic, message.reader)
-            return []
+            detail = f"claims reader {message.reader} on {frame.topic}"
+            effects.events.append(Dropped(reader_id, "reader_mismatch", detail))
+            return None
         if not isinstance(message, _ACCEPTED[kind]):
-            self.counts["dropped_wrong_topic"] += 1
-            log.warning("dropped %s on %s", type(message).__name__, topic)
-            return []
-        return self._dispatch(message, now_ms)
+            detail = f"{type(message).__name__} on {frame.topic}"
+            effects.events.append(Dropped(reader_id, "wrong_topic", detail))
+            return None
+        return message
 
-    def state_frame(self, *, online: bool, now_ms: int) -> Outgoing:
-        """The retained $gw/state message (and, with online=False, the bus's MQTT will)."""
-        return Outgoing(topics.GATEWAY_STATE, encode(GatewayState(ts=now_ms, online=online)))
+    # -- taps -------------------------------------------------------------------------------
 
-    def _dispatch(self, message: Message, now_ms: int) -> list[Outgoing]:
-        if isinstance(message, Tap):
-            result = self.on_tap(message, now_ms)
-            return [Outgoing(topics.reader_topic(message.reader, topics.RES), encode(result))]
-        if isinstance(message, Birth):
-            self._on_birth(message)
-        elif isinstance(message, Death):
-            self._on_death(message)
-        else:
-            # Status heartbeats and offline journals are counted; acting on them comes with
-            # the fleet view and offline decisions.
-            self.counts["ignored_" + type(message).__name__.lower()] += 1
-        return []
-
-    def _on_birth(self, birth: Birth) -> None:
-        assert birth.reader is not None and birth.bdseq is not None  # Birth requires both
-        self.sessions[birth.reader] = birth.bdseq
-        self.counts["birth"] += 1
-        log.info("reader %s online: %s, session %d", birth.reader, birth.firmware, birth.bdseq)
-
-    def _on_death(self, death: Death) -> None:
-        # Sparkplug B: a death belongs to the session whose birth carried the same bdSeq. A late
-        # will of an earlier session must not mark a reader that is back online as gone.
-        assert death.reader is not None
-        if self.sessions.get(death.reader) != death.bdseq:
-            self.counts["stale_death"] += 1
-            log.info("ignored a death of %s for old session %s", death.reader, death.bdseq)
-            return
-        del self.sessions[death.reader]
-        self.counts["death"] += 1
-        log.warning("reader %s offline (session %s)", death.reader, death.bdseq)
-
-    def on_tap(self, tap: Tap, now_ms: int) -> Result:
+    def _on_tap(
+        self, tap: Tap, frame: Frame, now_ms: int, tx: DecisionTx, effects: Effects
+    ) -> None:
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
-        # gateway processes) by the primary key and hands back the decision stored first. A
-        # duplicate is decided again for nothing, but it is the rare case; a new tap saves a read.
-        band = self._store.band(tap.uid)
-        record, presence = self._decide(tap, band, now_ms)
-        stored = self._store.record_tap(record, presence)
-        if stored is record:
-            self.counts["granted" if stored.granted else "refused"] += 1
-        else:
-            self.counts["duplicate"] += 1
-        if band is not None and band.guest_id == stored.guest_id:
-            name = band.guest_name
-        else:  # a duplicate whose band was relinked since: greet the guest it was decided for
-            name = self._store.guest_name(stored.guest_id) if stored.guest_id else None
-        return self._result(tap, stored, name, now_ms)
+        # gateway processes) by the primary key and hands back the decision stored first.
+        band = tx.view.band(tap.uid)
+        guest_id = band.guest_id if band is not None else None
+        granted, reason, read, new = self._decide(tap, band, now_ms, tx)
+        record = _record(tap, frame.received_ms, granted=granted, reason=reason, guest=guest_id)
+        stored = tx.record_tap(record)
+        if stored is record and new is not None:
+            tx.write_presence(read, new)  # Conflict if another process changed it: retried
+        name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
+        effects.replies.append(self._reply(tap, stored, name, now_ms))
+        effects.events.append(_decided(tap, stored, frame, duplicate=stored is not record))
 
     def _decide(
-        self, tap: Tap, band: Band | None, now_ms: int
-    ) -> tuple[TapRecord, Presence | None]:
-        direction = "-" if tap.direction is None else DIRECTION_NAMES[tap.direction]
-        reader = self._store.reader(tap.reader)
-        guest_id = band.guest_id if band is not None else None
-        presence: Presence | None = None
+        self, tap: Tap, band: Band | None, now_ms: int, tx: DecisionTx
+    ) -> tuple[bool, str, Presence | None, Presence | None]:
+        """(granted, reason, presence as read, presence to write or None)."""
+        reader = tx.view.reader(tap.reader)
         if reader is None:
-            granted, reason = False, "unknown_reader"
-        elif reader.role != "gate" or tap.role != GATE:
+            return False, "unknown_reader", None, None
+        if reader.role != "gate" or tap.role != GATE:
             # Payments and photos arrive with their issues; until then such a tap is refused.
-            granted, reason = False, "wrong_role"
-        else:
-            tickets = self._store.tickets_for(guest_id) if guest_id else []
-            current = self._store.presence(guest_id, reader.site) if guest_id else None
-            decision = decide_entry(
-                reader=reader,
-                band=band,
-                tickets=tickets,
-                presence=current,
-                direction=direction,
-                today=self._today(),
-                now_ms=now_ms,
-            )
-            granted, reason, presence = decision.granted, decision.reason, decision.presence
-        record = TapRecord(
-            mid=tap.mid,
-            reader_id=tap.reader,
-            uid=tap.uid,
-            direction=direction,
-            reader_ts_ms=tap.ts,
-            received_ms=now_ms,
-            granted=granted,
-            reason=reason,
-            guest_id=guest_id,
-            seq=tap.seq,
+            return False, "wrong_role", None, None
+        guest_id = band.guest_id if band is not None else None
+        read = tx.presence(guest_id, reader.site) if guest_id else None
+        decision = decide_entry(
+            reader=reader,
+            band=band,
+            tickets=tx.view.tickets(guest_id) if guest_id else [],
+            presence=read,
+            direction=DIRECTION_NAMES[tap.direction if tap.direction is not None else IN],
+            today=self.today(now_ms),
+            now_ms=now_ms,
         )
-        return record, presence
+        return decision.granted, decision.reason, read, decision.presence
 
-    def _result(self, tap: Tap, record: TapRecord, name: str | None, now_ms: int) -> Result:
+    def _reply(self, tap: Tap, record: TapRecord, name: str | None, now_ms: int) -> Outgoing:
         if record.granted:
             text = ("Goodbye " if record.direction == "out" else "Welcome ") + (name or "")
         else:
             text = _REFUSAL_TEXT.get(record.reason, "Please see staff")
-        return Result(
+        result = Result(
             reader=tap.reader,
             ts=now_ms,
             seq=tap.seq,
@@ -206,7 +261,38 @@ class Gateway:
             reason=reasons.code(record.reason),
             text=text.strip()[:32],
             name=name[:24] if name else None,
+            pattern=messages.RETRY if record.reason in _TRY_AGAIN else None,
         )
+        assert tap.reader is not None
+        return Outgoing(topics.reader_topic(tap.reader, topics.RES), encode(result))
 
-    def _today(self) -> date:
-        return self._fixed_today or datetime.now().date()
+
+def _record(
+    tap: Tap, received_ms: int, *, granted: bool, reason: str, guest: str | None
+) -> TapRecord:
+    assert tap.reader is not None and tap.mid is not None  # a Tap requires both
+    direction = "-" if tap.direction is None else DIRECTION_NAMES[tap.direction]
+    return TapRecord(
+        mid=tap.mid,
+        reader_id=tap.reader,
+        uid=tap.uid,
+        direction=direction,
+        reader_ts_ms=tap.ts,
+        received_ms=received_ms,
+        granted=granted,
+        reason=reason,
+        guest_id=guest,
+        seq=tap.seq,
+    )
+
+
+def _decided(tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool) -> Decided:
+    return Decided(
+        reader=record.reader_id,
+        mid=record.mid,
+        role=ROLE_NAMES.get(tap.role, str(tap.role)),
+        reason=record.reason,
+        granted=record.granted,
+        duplicate=duplicate,
+        received_ns=frame.received_ns,
+    )

@@ -4,7 +4,6 @@ the schema refuses the code refuses too (so the schema says something, and says 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +13,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bandlink.protocol
-from bandlink.gateway.service import Gateway
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, UNKNOWN_BAND_UID
 from bandlink.protocol import (
@@ -29,10 +27,11 @@ from bandlink.protocol import (
     decode,
     dumps,
     encode,
-    topics,
 )
 from bandlink.protocol.examples import examples
 from bandlink.protocol.tests.strategies import any_message
+
+from .pair import TODAY, Pair, evt_frame
 
 SCHEMA_TEXT = Path(bandlink.protocol.__file__).with_name("bandlink.cddl").read_text("utf-8")
 SCHEMA = pycddl.Schema(SCHEMA_TEXT)  # the first rule, `message`, is the root
@@ -98,16 +97,15 @@ def test_every_message_the_code_builds_validates(message: Message) -> None:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path) -> Iterator[Gateway]:
+def gateway(tmp_path: Path) -> Iterator[Pair]:
     store = Store(f"sqlite:///{tmp_path / 'gw.db'}")
     store.migrate()
-    today = date(2026, 11, 22)
-    store.load_venue(DEMO_VENUE, today=today)
-    yield Gateway(store, today=today)
+    store.load_venue(DEMO_VENUE, today=TODAY)
+    yield Pair(store)
     store.close()
 
 
-def test_every_frame_the_gateway_publishes_validates(gateway: Gateway) -> None:
+def test_every_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
     ada = DEMO_BANDS["Ada"]
     taps = [
         Tap(reader="gate-1", ts=5, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN),
@@ -124,11 +122,13 @@ def test_every_frame_the_gateway_publishes_validates(gateway: Gateway) -> None:
         Tap(reader="gate-1", ts=9, mid=bytes([4]) * 16, uid=ada, role=POS, charge=bytes(16)),
         Tap(reader="gate-77", ts=9, mid=bytes([5]) * 16, uid=ada, role=GATE, direction=IN),
     ]
-    frames = [gateway.state_frame(online=online, now_ms=10) for online in (True, False)]
+    core = gateway.core
+    frames = [core.state_frame("gw-1", online=online, now_ms=10) for online in (True, False)]
     for tap in taps:
         assert tap.reader is not None
-        frames += gateway.handle(topics.reader_topic(tap.reader, topics.EVT), encode(tap), 1000)
-    assert len(frames) == 2 + len(taps)
+        frames += gateway.send([evt_frame(tap, reader=tap.reader)]).replies
+    frames += core.refuse(evt_frame(taps[0]), "busy", 1000).replies
+    assert len(frames) == 3 + len(taps)
     for frame in frames:
         message = decode(frame.payload)
         BY_RULE[TYPE_RULES[message.TYPE - 1]].validate_cbor(frame.payload)

@@ -1,13 +1,12 @@
-"""The store against real SQLite files: migrations, venue loading, idempotent taps, races."""
+"""The store on both back ends: schema, catalog, taps, presence compare-and-set, and the unit of
+work under races between threads and processes."""
 
 from __future__ import annotations
 
 import itertools
 import multiprocessing
 import sqlite3
-import threading
-from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,62 +16,79 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
-from bandlink.gateway.entry import Presence, Ticket, decide_entry
-from bandlink.gateway.store import Store, TapRecord, metadata
+from bandlink.gateway.core.entry import Presence, Ticket
+from bandlink.gateway.core.records import TapRecord
+from bandlink.gateway.settings import normalise_db_url
+from bandlink.gateway.store import Conflict, Store, metadata
 from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE, UNKNOWN_BAND_UID, resolve_date
+from bandlink.protocol import IN, OUT, Tap, reasons
 
-TODAY = date(2026, 7, 1)
+from .pair import NOON_MS, TODAY, Pair, evt_frame, make_tap
+
 ADA = DEMO_BANDS["Ada"]
 
 
-def open_store(path: Path) -> Store:
-    store = Store(f"sqlite:///{path}")
-    store.migrate()
-    store.load_venue(DEMO_VENUE, today=TODAY)
-    return store
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(tmp_path / "gw.db")
-    yield s
-    s.close()
-
-
-def make_tap(mid: bytes, *, granted: bool = True, reason: str = "ok", at: int = 0) -> TapRecord:
+def tap_record(mid: bytes, *, granted: bool = True, reason: str = "ok", at: int = 0) -> TapRecord:
     return TapRecord(mid, "gate-1", ADA, "in", at, at + 1, granted, reason, "g-ada", 0)
 
 
-def inside(changed_ms: int, gate: str = "north") -> Presence:
-    return Presence("g-ada", SITE, True, gate, changed_ms)
+def inside(changed_ms: int, version: int = 0, gate: str = "north") -> Presence:
+    return Presence("g-ada", SITE, True, gate, changed_ms, version)
 
 
 # -- schema ---------------------------------------------------------------------------------
 
 
-def test_migrate_is_idempotent_and_matches_the_tables(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'gw.db'}"
-    store = Store(url)
+def test_migrate_is_idempotent_and_matches_the_tables(store: Store, db_url: str) -> None:
     store.migrate()
-    store.migrate()
-    store.close()
-    with create_engine(url).connect() as conn:
+    with create_engine(normalise_db_url(db_url)).connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_server_default": True})
-        assert context.get_current_revision() == "0001"
-        # The hand-written migration and store.py's Table objects describe the same schema.
+        assert context.get_current_revision() == "0002"
+        # The hand-written migrations and store/schema.py describe the same schema.
         assert compare_metadata(context, metadata) == []
 
 
-def test_sqlite_file_is_in_wal_mode_with_foreign_keys(store: Store, tmp_path: Path) -> None:
+def test_sqlite_commits_are_synced_before_they_return(tmp_path: Path) -> None:
+    """WAL with synchronous=FULL: a commit is on disk (the WAL fsynced) before the gateway
+    answers; NORMAL would let a power cut take back a green the guest already saw."""
+    store = Store(f"sqlite:///{tmp_path / 'gw.db'}")
+    store.migrate()
     raw = sqlite3.connect(tmp_path / "gw.db")
     assert raw.execute("PRAGMA journal_mode").fetchone() == ("wal",)
     raw.close()
-    with store._engine.connect() as conn:  # per-connection pragma: ask the store's own
-        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
-        assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+    with store.transaction() as tx:  # per-connection pragmas: ask the store's own
+        assert tx.conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert tx.conn.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+    store.close()
 
 
-# -- venue ----------------------------------------------------------------------------------
+def test_postgresql_commits_are_synchronous(pg_url: str) -> None:
+    store = Store(pg_url)
+    store.migrate()
+    with store.transaction() as tx:
+        assert tx.conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+        assert tx.conn.exec_driver_sql("SHOW fsync").scalar() == "on"
+    store.close()
+
+
+def test_gateways_starting_together_migrate_once(db_url: str) -> None:
+    """Two gateway processes started at the same moment both run migrate(): they take turns."""
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_migrate, args=(db_url,)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+
+
+def _migrate(url: str) -> None:
+    store = Store(url)
+    store.migrate()
+    store.close()
+
+
+# -- catalog --------------------------------------------------------------------------------
 
 
 def test_load_venue_roundtrip(store: Store) -> None:
@@ -86,8 +102,9 @@ def test_load_venue_roundtrip(store: Store) -> None:
     assert store.band(UNKNOWN_BAND_UID) is None
     assert store.guest_name("g-ada") == "Ada"
     assert store.guest_name("g-nobody") is None
+    yesterday = TODAY - timedelta(days=1)
     assert store.tickets_for("g-bo") == [
-        Ticket("t-bo", "g-bo", SITE, date(2026, 6, 28), date(2026, 6, 30))
+        Ticket("t-bo", "g-bo", SITE, TODAY - timedelta(days=3), yesterday)
     ]
     assert store.tickets_for("g-chen")[0].site == "riverside"
 
@@ -112,8 +129,8 @@ def test_load_venue_twice_updates_in_place(store: Store) -> None:
     ("text", "expected"),
     [
         ("today", TODAY),
-        ("today+2", date(2026, 7, 3)),
-        ("today-1", date(2026, 6, 30)),
+        ("today+2", TODAY + timedelta(days=2)),
+        ("today-1", TODAY - timedelta(days=1)),
         ("2026-01-05", date(2026, 1, 5)),
         (date(2020, 2, 2), date(2020, 2, 2)),
     ],
@@ -122,189 +139,140 @@ def test_resolve_date(text: str | date, expected: date) -> None:
     assert resolve_date(text, today=TODAY) == expected
 
 
-# -- taps -----------------------------------------------------------------------------------
+# -- taps and presence ----------------------------------------------------------------------
 
 
 def test_tap_record_needs_a_16_byte_mid() -> None:
     with pytest.raises(ValueError, match="16 bytes"):
-        make_tap(b"short")
+        tap_record(b"short")
 
 
-def test_duplicate_mid_gets_the_stored_record_and_applies_presence_once(store: Store) -> None:
+def test_duplicate_mid_gets_the_stored_record(store: Store) -> None:
     mid = bytes(range(16))
-    first = make_tap(mid, at=100)
-    assert store.record_tap(first, inside(100)) == first
-    # A redelivery decided differently (say, now "already_inside") must not win or apply.
-    again = make_tap(mid, granted=False, reason="already_inside", at=200)
-    outside = Presence("g-ada", SITE, False, "north", 200)
-    assert store.record_tap(again, outside) == first
+    first = tap_record(mid, at=100)
+    with store.transaction() as tx:
+        assert tx.record_tap(first) is first
+    # A redelivery decided differently (say, now "already_inside") must not win.
+    again = tap_record(mid, granted=False, reason="already_inside", at=200)
+    with store.transaction() as tx:
+        assert tx.record_tap(again) == first
     assert store.count_taps() == 1
     assert store.tap_by_mid(mid) == first
-    assert store.presence("g-ada", SITE) == inside(100)
-
-
-def test_tap_without_presence_change_leaves_presence_alone(store: Store) -> None:
-    refused = make_tap(b"\x01" * 16, granted=False, reason="band_blocked")
-    store.record_tap(refused, None)
-    assert store.presence("g-ada", SITE) is None
-    assert store.tap_by_mid(b"\x01" * 16) == refused
     assert store.tap_by_mid(b"\x02" * 16) is None
 
 
 def test_recent_taps_newest_first(store: Store) -> None:
-    for i in range(5):
-        store.record_tap(make_tap(bytes([i]) * 16, at=i * 10), None)
+    with store.transaction() as tx:
+        for i in range(5):
+            tx.record_tap(tap_record(bytes([i]) * 16, at=i * 10))
     assert [t.received_ms for t in store.recent_taps(3)] == [41, 31, 21]
 
 
-def _race(path: Path, mid: bytes, n: int) -> list[TapRecord]:
-    """n threads, each with its own Store (own connections, like processes), one mid."""
-    barrier = threading.Barrier(n)
-    results: list[TapRecord] = []
-    stores = [Store(f"sqlite:///{path}") for _ in range(n)]
-
-    def contender(i: int) -> None:
-        barrier.wait()
-        results.append(stores[i].record_tap(make_tap(mid, at=i), inside(i, gate=f"g{i}")))
-
-    threads = [threading.Thread(target=contender, args=(i,)) for i in range(n)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    for s in stores:
-        s.close()
-    return results
+def test_presence_is_compare_and_set_on_its_version(store: Store, db_url: str) -> None:
+    with store.transaction() as tx:
+        tx.write_presence(None, inside(100))
+    assert store.presence("g-ada", SITE) == inside(100)
+    other = Store(db_url)  # another gateway process changes it in between
+    with other.transaction() as tx:
+        tx.write_presence(inside(100), Presence("g-ada", SITE, False, "north", 150, 1))
+    other.close()
+    # A decision that read version 0 must not overwrite what it did not see...
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.write_presence(inside(100), inside(200, version=1))
+    # ...nor create a row it believed absent.
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.write_presence(None, inside(300))
+    assert store.presence("g-ada", SITE) == Presence("g-ada", SITE, False, "north", 150, 1)
 
 
-def test_racing_threads_record_one_mid_once(store: Store, tmp_path: Path) -> None:
-    for k in range(5):
-        mid = bytes([k]) * 16
-        results = _race(tmp_path / "gw.db", mid, n=6)
-        winner = store.tap_by_mid(mid)
-        assert winner is not None and results == [winner] * 6
-        # The presence written is the winner's, and only the winner's.
-        assert store.presence("g-ada", SITE) == inside(
-            winner.reader_ts_ms, f"g{winner.reader_ts_ms}"
-        )
-    assert store.count_taps() == 5
+def test_a_failed_batch_leaves_nothing_behind(store: Store) -> None:
+    with pytest.raises(Conflict), store.transaction() as tx:
+        tx.record_tap(tap_record(b"\x09" * 16))
+        tx.write_presence(inside(1), inside(2, version=1))  # no such row: conflict
+    assert store.count_taps() == 0
 
 
-def _process_contender(url: str, mid: bytes, i: int, barrier: object, out: object) -> None:
+# -- races: one guest, several gateway processes --------------------------------------------
+
+
+def _enter(url: str, start: object, out: object) -> None:
+    """A gateway process's whole decision for one entry tap of Ada, released by a barrier."""
     store = Store(url)
-    barrier.wait()  # type: ignore[attr-defined]
-    out.put(store.record_tap(make_tap(mid, at=i), inside(i)))  # type: ignore[attr-defined]
+    pair = Pair(store)
+    with store.transaction():
+        pass  # load the view first, so the race is the decision alone
+    start.wait()  # type: ignore[attr-defined]
+    out.put(pair.tap(ADA).reason)  # type: ignore[attr-defined]
     store.close()
 
 
-def test_racing_processes_record_one_mid_once(store: Store, tmp_path: Path) -> None:
-    # fork: the children build their own Store; nothing of the parent's connections is used.
+def test_racing_processes_grant_one_entry(store: Store, db_url: str) -> None:
+    """Issue: two gateways, one band at two entry gates at the same instant, both granted.
+    Now the presence write is a compare-and-set in the decision's transaction: one wins, the
+    other decides again and sees the guest inside."""
     ctx = multiprocessing.get_context("fork")
-    barrier, out = ctx.Barrier(2), ctx.Queue()
-    url, mid = f"sqlite:///{tmp_path / 'gw.db'}", b"\x07" * 16
-    procs = [
-        ctx.Process(target=_process_contender, args=(url, mid, i, barrier, out)) for i in (0, 1)
-    ]
-    for p in procs:
-        p.start()
-    results = [out.get(timeout=30) for _ in procs]
-    for p in procs:
-        p.join(timeout=30)
-    assert results[0] == results[1] == store.tap_by_mid(mid)
-    assert store.count_taps() == 1
+    contenders = 3
+    for _ in range(8):
+        start, out = ctx.Barrier(contenders), ctx.Queue()
+        procs = [ctx.Process(target=_enter, args=(db_url, start, out)) for _ in range(contenders)]
+        for p in procs:
+            p.start()
+        results = sorted(out.get(timeout=60) for _ in procs)
+        for p in procs:
+            p.join(timeout=30)
+        assert results == [reasons.OK] + [reasons.ALREADY_INSIDE] * (contenders - 1)
+        Pair(store).tap(ADA, reader="gate-2", direction=OUT)  # out again for the next round
+    granted_entries = [t for t in store.recent_taps(100) if t.direction == "in" and t.granted]
+    assert len(granted_entries) == 8
 
 
-# -- the core and the store together --------------------------------------------------------
+# -- the core and the store together, against a model ---------------------------------------
 
 GATE_TAPS = st.lists(
     st.tuples(
-        st.sampled_from(["in", "out"]),
+        st.sampled_from([IN, OUT]),
         st.sampled_from(["gate-1", "gate-2", "gate-s"]),
-        st.integers(0, 25_000),
         # Re-send the earlier tap with this index (modulo), as a QoS 1 redelivery would.
         st.one_of(st.none(), st.integers(0, 100)),
     ),
-    max_size=25,
+    max_size=20,
 )
+_guests = itertools.count()
 
 
 @pytest.fixture(scope="module")
-def shared_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Store]:
-    s = open_store(tmp_path_factory.mktemp("hyp") / "gw.db")
-    s.load_venue(
+def model_store(tmp_path_factory: pytest.TempPathFactory) -> Pair:
+    store = Store(f"sqlite:///{tmp_path_factory.mktemp('model') / 'gw.db'}")
+    store.migrate()
+    store.load_venue(DEMO_VENUE, today=TODAY)
+    store.load_venue(
         {"readers": [{"id": "gate-s", "site": SITE, "role": "gate", "gate": "south"}]}, today=TODAY
     )
-    yield s
-    s.close()
-
-
-_guests = itertools.count()
-_mids = itertools.count()
+    return Pair(store)
 
 
 @settings(deadline=None, max_examples=60, suppress_health_check=[HealthCheck.too_slow])
 @given(taps=GATE_TAPS)
-def test_store_presence_follows_a_model(
-    shared_store: Store, taps: list[tuple[str, str, int, int | None]]
+def test_presence_follows_a_model(
+    model_store: Pair, taps: list[tuple[int, str, int | None]]
 ) -> None:
-    n = next(_guests)
-    store, guest, uid = shared_store, f"g-hyp-{n}", (0x05 << 48 | n).to_bytes(7, "big")
-    venue = {
-        "guests": [
-            {
-                "id": guest,
-                "name": "H",
-                "bands": [uid.hex()],
-                "tickets": [
-                    {
-                        "id": f"t-{guest}",
-                        "site": SITE,
-                        "valid_from": "today",
-                        "valid_until": "today",
-                    }
-                ],
-            }
-        ]
-    }
-    store.load_venue(venue, today=TODAY)
-    model: Presence | None = None
-    sent: list[TapRecord] = []
-    now = 0
-    for direction, reader_id, step, resend in taps:
-        now += step
+    """Taps through the core (entries, exits, redeliveries of earlier taps): the stored presence
+    is always what a two-state model says, and a redelivery changes nothing."""
+    pair, n = model_store, next(_guests)
+    guest, uid = f"g-hyp-{n}", (0x05 << 48 | n).to_bytes(7, "big")
+    ticket = {"id": f"t-{guest}", "site": SITE, "valid_from": "today", "valid_until": "today"}
+    venue = {"guests": [{"id": guest, "name": "H", "bands": [uid.hex()], "tickets": [ticket]}]}
+    pair.store.load_venue(venue, today=TODAY)
+    model_inside = False
+    sent: list[Tap] = []
+    for direction, reader, resend in taps:
         if resend is not None and sent:
-            old = sent[resend % len(sent)]
-            # A resend carrying a presence change of its own: it must come back with the stored
-            # answer and change nothing (the check below fails if the change were applied).
-            flipped = Presence(guest, SITE, not (model is not None and model.inside), "x", now)
-            assert store.record_tap(old, flipped) == old
+            tap = sent[resend % len(sent)]
         else:
-            tap, change = _tap_through(
-                store, guest=guest, uid=uid, direction=direction, reader_id=reader_id, now=now
-            )
+            tap = make_tap(uid, direction=direction, reader=reader)
             sent.append(tap)
-            model = change or model
-        assert store.presence(guest, SITE) == model
-
-
-def _tap_through(
-    store: Store, *, guest: str, uid: bytes, direction: str, reader_id: str, now: int
-) -> tuple[TapRecord, Presence | None]:
-    """One tap the way the gateway handles it: read, decide, record."""
-    reader = store.reader(reader_id)
-    assert reader is not None
-    decision = decide_entry(
-        reader=reader,
-        band=store.band(uid),
-        tickets=store.tickets_for(guest),
-        presence=store.presence(guest, SITE),
-        direction=direction,
-        today=TODAY,
-        now_ms=now,
-    )
-    mid = next(_mids).to_bytes(16, "big")
-    tap = TapRecord(
-        mid, reader_id, uid, direction, now, now, decision.granted, decision.reason, guest, 0
-    )
-    assert store.record_tap(tap, decision.presence) == tap
-    return tap, decision.presence
+            model_inside = direction == IN  # every band here has a ticket: a flip, or a no-op
+        assert tap.reader is not None
+        pair.results([evt_frame(tap, reader=tap.reader)], NOON_MS)
+        stored = pair.store.presence(guest, SITE)
+        assert (stored is not None and stored.inside) == model_inside

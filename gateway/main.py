@@ -1,0 +1,79 @@
+"""The composition root: settings in, a running gateway process out.
+
+It builds the store (migrated, the venue loaded), the core, the metrics, the decision worker and
+the MQTT adapter, wires them together, and tears them down in the reverse order: the adapter
+stops taking frames, the worker answers what it already queued, the store closes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from .adapters.mqtt import Bus
+from .core.handler import Core
+from .metrics import Metrics
+from .settings import Settings
+from .store import Store
+from .worker import DecisionWorker
+
+log = logging.getLogger("bandlink.gateway")
+
+
+def venue_from(name: str) -> dict[str, Any]:
+    """The venue named on the command line: "demo", or a JSON file of the same shape."""
+    if name == "demo":
+        from .venue import DEMO_VENUE
+
+        return DEMO_VENUE
+    loaded: dict[str, Any] = json.loads(Path(name).read_text())
+    return loaded
+
+
+class GatewayService:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        if settings.db.startswith("sqlite:///"):
+            Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.store = Store(settings.db)
+        self.metrics = Metrics()
+        self.core = Core(settings.zone)
+        host, port = settings.broker_address
+        password = settings.broker_password
+        self.bus = Bus(
+            self.core,
+            self.metrics,
+            host=host,
+            port=port,
+            gateway_id=settings.gateway_id,
+            user=settings.broker_user,
+            password=password.get_secret_value() if password else None,
+        )
+        self.worker = DecisionWorker(
+            self.core,
+            self.store,
+            self.bus.publish,
+            self.metrics,
+            max_batch=settings.max_batch,
+            queue_size=settings.queue_size,
+        )
+        self.bus.worker = self.worker
+        self.metrics.follow(self.store.readers_online, self.bus.gateways_up)
+
+    def start(self) -> None:
+        self.store.migrate()
+        if self.settings.venue:
+            today = datetime.now(self.settings.zone).date()
+            self.store.load_venue(venue_from(self.settings.venue), today=today)
+        if self.settings.metrics_address:
+            self.metrics.serve(*self.settings.metrics_address)
+        self.worker.start()
+        self.bus.start()
+
+    def stop(self) -> None:
+        self.bus.stop()
+        self.worker.stop()
+        self.store.close()

@@ -1,0 +1,190 @@
+"""The store: the only SQL in the gateway (SQLAlchemy 2 Core, Alembic migrations), one module
+per concept: ``catalog`` (guests, bands, tickets, readers), ``view`` (the catalog in memory),
+``presence``, ``taps``, ``sessions``; ``schema`` declares the tables, ``engine`` the back ends.
+
+``Store.transaction()`` is the unit of work: one decision batch, one transaction, one commit
+(one fsync), durable before it returns. It never decides anything itself: the core does.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import Engine
+
+from ..core.entry import Band, Presence, Reader, Ticket
+from ..core.records import TapRecord
+from . import catalog, sessions, taps
+from .engine import SQLITE_BEGIN, Conflict, is_retryable, make_engine
+from .presence import PresenceTable
+from .schema import metadata
+from .sessions import Sessions
+from .view import CatalogView
+
+__all__ = ["Conflict", "Store", "TapRecord", "Transaction", "is_retryable", "metadata"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+# Any constant: the advisory lock two PostgreSQL gateways starting at once take to migrate.
+_MIGRATION_LOCK = 0x62616E646C696E6B
+
+
+class Transaction:
+    """What one decision batch may read and write, all inside one database transaction."""
+
+    def __init__(self, conn: Connection, store: Store) -> None:
+        self.conn = conn
+        self.view = store.view
+        self._store = store
+
+    def presence(self, guest_id: str, site: str) -> Presence | None:
+        return self._store._presence.read(self.conn, guest_id, site)
+
+    def write_presence(self, read: Presence | None, new: Presence) -> None:
+        self._store._presence.write(self.conn, read, new)
+
+    def record_tap(self, tap: TapRecord) -> TapRecord:
+        return self._store._taps.record(self.conn, tap)
+
+    def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> None:
+        self._store._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
+
+    def death(self, reader: str, bdseq: int, now_ms: int) -> bool:
+        return self._store._sessions.death(self.conn, reader, bdseq, now_ms)
+
+
+class Store:
+    """Engine, migrations, the unit of work, and reads for tools and tests.
+
+    Thread-safe: each thread gets its own connection, kept open for the next call (a pool
+    checkout per call costs more than a small query). Transactions of one Store take turns (the
+    memory view is one); several processes may share one SQLite file or PostgreSQL database.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._engine: Engine = make_engine(url)
+        self.dialect = self._engine.dialect.name
+        self.view = CatalogView()
+        self._taps = taps.TapLog(self.dialect)
+        self._presence = PresenceTable(self.dialect)
+        self._sessions = Sessions(self.dialect)
+        self._local = threading.local()
+        self._conns: list[Connection] = []
+        self._conns_lock = threading.Lock()
+        self._unit_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return self._engine.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision (Alembic ``upgrade head``); idempotent, and
+        safe when several gateways start at once (they take turns)."""
+        config = Config()
+        # ConfigParser interpolation: a literal % in the path must be doubled.
+        config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
+        with self._write() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+
+    def close(self) -> None:
+        """Close every thread's connection; call when no thread uses the store any more."""
+        with self._conns_lock:
+            for conn in self._conns:
+                conn.close()
+            self._conns.clear()
+        self._engine.dispose()
+
+    # -- the unit of work -------------------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[Transaction]:
+        """One decision batch: the view brought up to date inside it, committed (durably) when
+        the block ends, rolled back if it raises (``is_retryable`` says whether to run again)."""
+        with self._unit_lock, self._write() as conn:
+            self.view.follow(conn)
+            yield Transaction(conn, self)
+
+    def load_venue(self, venue: Mapping[str, Any], *, today: date) -> None:
+        """Upsert a venue's guests, bands, tickets and readers (see venue.DEMO_VENUE)."""
+        with self._write() as conn:
+            catalog.load_venue(conn, venue, today=today)
+
+    # -- reads, for tools and tests (decisions read the view and their transaction) ---------
+
+    def reader(self, reader_id: str) -> Reader | None:
+        with self._read() as conn:
+            return catalog.reader(conn, reader_id)
+
+    def band(self, uid: bytes) -> Band | None:
+        with self._read() as conn:
+            return catalog.band(conn, uid)
+
+    def guest_name(self, guest_id: str) -> str | None:
+        with self._read() as conn:
+            return catalog.greeting_name(conn, guest_id)
+
+    def tickets_for(self, guest_id: str) -> list[Ticket]:
+        with self._read() as conn:
+            return catalog.tickets_of(conn, guest_id)
+
+    def presence(self, guest_id: str, site: str) -> Presence | None:
+        with self._read() as conn:
+            return self._presence.read(conn, guest_id, site)
+
+    def tap_by_mid(self, mid: bytes) -> TapRecord | None:
+        with self._read() as conn:
+            return taps.by_mid(conn, mid)
+
+    def count_taps(self) -> int:
+        with self._read() as conn:
+            return taps.count(conn)
+
+    def recent_taps(self, limit: int = 50) -> list[TapRecord]:
+        """The newest taps first."""
+        with self._read() as conn:
+            return taps.recent(conn, limit)
+
+    def readers_online(self) -> int:
+        with self._read() as conn:
+            return sessions.online_count(conn)
+
+    def session_of(self, reader_id: str) -> int | None:
+        """The bdSeq of the reader's current session, if it ever had one."""
+        with self._read() as conn:
+            return sessions.current_bdseq(conn, reader_id)
+
+    # -- connections ------------------------------------------------------------------------
+
+    def _conn(self) -> Connection:
+        conn: Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._engine.connect()
+            self._local.conn = conn
+            with self._conns_lock:
+                self._conns.append(conn)
+        return conn
+
+    @contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction: on SQLite it takes the write lock at BEGIN, so what it reads
+        cannot change before it commits."""
+        conn = self._conn().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+        with conn.begin():
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[Connection]:
+        # Reads run in a transaction too, ended at once: an open one would pin a WAL snapshot.
+        conn = self._conn().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
+        with conn.begin():
+            yield conn

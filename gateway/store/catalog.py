@@ -1,0 +1,136 @@
+"""The catalog: guests, bands, tickets and readers. Loaded from a venue file, read whole into
+each gateway's memory view, and re-read one key at a time as ``catalog_log`` reports changes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy.engine import Row
+
+from ..core.entry import Band, Reader, Ticket
+from ..venue import resolve_date
+from .engine import upsert
+from .schema import bands, catalog_log, guests, readers, tickets
+
+_READER = select(readers).where(readers.c.id == bindparam("id"))
+_BAND = select(bands.c.uid, bands.c.guest_id, bands.c.blocked).where(
+    bands.c.uid == bindparam("uid")
+)
+_GUEST = select(guests.c.id, guests.c.first_name, guests.c.name).where(
+    guests.c.id == bindparam("id")
+)
+_TICKETS = select(tickets).where(tickets.c.guest_id == bindparam("guest_id")).order_by(tickets.c.id)
+_LOG_SINCE = (
+    select(catalog_log.c.seq, catalog_log.c.kind, catalog_log.c.key)
+    .where(catalog_log.c.seq > bindparam("seq"))
+    .order_by(catalog_log.c.seq)
+    .limit(bindparam("limit"))
+)
+_LOG_HEAD = select(func.coalesce(func.max(catalog_log.c.seq), 0))
+
+
+def reader(conn: Connection, reader_id: str) -> Reader | None:
+    row = conn.execute(_READER, {"id": reader_id}).first()
+    return None if row is None else _reader(row)
+
+
+def band(conn: Connection, uid: bytes) -> Band | None:
+    row = conn.execute(_BAND, {"uid": uid}).first()
+    return None if row is None else _band(row)
+
+
+def greeting_name(conn: Connection, guest_id: str) -> str | None:
+    """The name a reader greets with: the first name, else the full name."""
+    row = conn.execute(_GUEST, {"id": guest_id}).first()
+    return None if row is None else _greeting(row)
+
+
+def tickets_of(conn: Connection, guest_id: str) -> list[Ticket]:
+    return [_ticket(row) for row in conn.execute(_TICKETS, {"guest_id": guest_id})]
+
+
+def all_readers(conn: Connection) -> Iterable[Reader]:
+    return (_reader(row) for row in conn.execute(select(readers)))
+
+
+def all_bands(conn: Connection) -> Iterable[Band]:
+    return (
+        _band(row) for row in conn.execute(select(bands.c.uid, bands.c.guest_id, bands.c.blocked))
+    )
+
+
+def all_greeting_names(conn: Connection) -> Iterable[tuple[str, str]]:
+    query = select(guests.c.id, guests.c.first_name, guests.c.name)
+    return ((row.id, _greeting(row)) for row in conn.execute(query))
+
+
+def all_tickets(conn: Connection) -> Iterable[Ticket]:
+    return (_ticket(row) for row in conn.execute(select(tickets).order_by(tickets.c.id)))
+
+
+def log_head(conn: Connection) -> int:
+    """The newest change's number (0 when nothing ever changed)."""
+    return int(conn.scalar(_LOG_HEAD) or 0)
+
+
+def log_since(conn: Connection, seq: int, limit: int) -> list[tuple[int, str, str]]:
+    """Changes after ``seq``, oldest first, at most ``limit``: (seq, kind, key)."""
+    rows = conn.execute(_LOG_SINCE, {"seq": seq, "limit": limit})
+    return [(row.seq, row.kind, row.key) for row in rows]
+
+
+def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> None:
+    """Upsert guests, bands, tickets and readers from a plain dict (see venue.DEMO_VENUE).
+
+    Dates are ISO strings, ``date`` objects, or "today", "today+N", "today-N"."""
+    site = venue.get("site")
+    for guest in venue.get("guests", []):
+        _load_guest(conn, guest, site=site, today=today)
+    for entry in venue.get("readers", []):
+        row = {k: entry[k] for k in ("id", "role", "gate")}
+        row["site"] = entry.get("site", site)
+        _upsert_row(conn, readers, row)
+
+
+def _load_guest(
+    conn: Connection, guest: Mapping[str, Any], *, site: str | None, today: date
+) -> None:
+    row = {"id": guest["id"], "name": guest["name"], "first_name": guest.get("first_name")}
+    _upsert_row(conn, guests, row)
+    for band_entry in guest.get("bands", []):
+        spec = {"uid": band_entry} if isinstance(band_entry, str) else band_entry
+        uid = bytes.fromhex(spec["uid"])
+        blocked = bool(spec.get("blocked", False))
+        _upsert_row(conn, bands, {"uid": uid, "guest_id": guest["id"], "blocked": blocked})
+    for ticket in guest.get("tickets", []):
+        row = {
+            "id": ticket["id"],
+            "guest_id": guest["id"],
+            "site": ticket.get("site", site),
+            "valid_from": resolve_date(ticket["valid_from"], today=today),
+            "valid_until": resolve_date(ticket["valid_until"], today=today),
+        }
+        _upsert_row(conn, tickets, row)
+
+
+def _upsert_row(conn: Connection, table: Any, row: dict[str, Any]) -> None:
+    conn.execute(upsert(conn.dialect.name, table, list(row)), row)
+
+
+def _reader(row: Row[Any]) -> Reader:
+    return Reader(row.id, row.site, row.role, row.gate)
+
+
+def _band(row: Any) -> Band:
+    return Band(row.uid, row.guest_id, bool(row.blocked))
+
+
+def _greeting(row: Any) -> str:
+    return str(row.first_name or row.name)
+
+
+def _ticket(row: Row[Any]) -> Ticket:
+    return Ticket(row.id, row.guest_id, row.site, row.valid_from, row.valid_until)

@@ -1,0 +1,99 @@
+"""The catalog in memory: readers, bands, greeting names and tickets, read whole at start and
+kept current from ``catalog_log``.
+
+Theory of operation: every insert, update or delete on the four catalog tables appends
+(seq, kind, key) to ``catalog_log`` in the same transaction (triggers, migration 0002), whoever
+made it: this gateway, another gateway process, an operator in psql. Each decision transaction
+first calls ``follow`` inside that transaction, which reads the log past the last number it
+applied (an index seek that finds nothing almost always) and re-reads just the keys named. So a
+band blocked a moment ago is refused at the next tap, at any gateway, with no timer and no
+notification channel; and what a decision reads from memory is what its transaction would read
+from the tables. Past ``FULL_RELOAD_AFTER`` changes at once (a venue reloaded), reading
+everything again is cheaper than key by key.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from sqlalchemy import Connection
+
+from ..core.entry import Band, Reader, Ticket
+from . import catalog
+
+FULL_RELOAD_AFTER = 1000
+
+
+class CatalogView:
+    """Read by one thread (the decision worker) at a time; ``follow`` runs in its transaction."""
+
+    def __init__(self) -> None:
+        self._readers: dict[str, Reader] = {}
+        self._bands: dict[bytes, Band] = {}
+        self._names: dict[str, str] = {}
+        self._tickets: dict[str, list[Ticket]] = {}
+        self.applied = -1  # the newest catalog_log entry reflected here; -1: never loaded
+        self.reloads = 0
+        self.keys_reread = 0
+
+    # -- what decisions read ----------------------------------------------------------------
+
+    def reader(self, reader_id: str) -> Reader | None:
+        return self._readers.get(reader_id)
+
+    def band(self, uid: bytes) -> Band | None:
+        return self._bands.get(uid)
+
+    def greeting_name(self, guest_id: str) -> str | None:
+        return self._names.get(guest_id)
+
+    def tickets(self, guest_id: str) -> list[Ticket]:
+        return self._tickets.get(guest_id, [])
+
+    # -- keeping up -------------------------------------------------------------------------
+
+    def follow(self, conn: Connection) -> None:
+        """Bring the view up to date with what ``conn``'s transaction sees."""
+        if self.applied < 0:
+            self._reload(conn)
+            return
+        changes = catalog.log_since(conn, self.applied, FULL_RELOAD_AFTER + 1)
+        if len(changes) > FULL_RELOAD_AFTER:
+            self._reload(conn)
+            return
+        for seq, kind, key in changes:
+            self._reread(conn, kind, key)
+            self.applied = seq
+            self.keys_reread += 1
+
+    def _reload(self, conn: Connection) -> None:
+        # The head first: a change committed while we read is then re-read, never missed.
+        head = catalog.log_head(conn)
+        self._readers = {r.id: r for r in catalog.all_readers(conn)}
+        self._bands = {b.uid: b for b in catalog.all_bands(conn)}
+        self._names = dict(catalog.all_greeting_names(conn))
+        tickets: defaultdict[str, list[Ticket]] = defaultdict(list)
+        for ticket in catalog.all_tickets(conn):
+            tickets[ticket.guest_id].append(ticket)
+        self._tickets = dict(tickets)
+        self.applied = head
+        self.reloads += 1
+
+    def _reread(self, conn: Connection, kind: str, key: str) -> None:
+        if kind == "reader":
+            _put(self._readers, key, catalog.reader(conn, key))
+        elif kind == "band":
+            # SQLite's hex() and PostgreSQL's bytea-as-JSON ("\\x..") both come back as text.
+            uid = bytes.fromhex(key.removeprefix("\\x"))
+            _put(self._bands, uid, catalog.band(conn, uid))
+        elif kind == "guest":
+            _put(self._names, key, catalog.greeting_name(conn, key))
+        elif kind == "ticket":
+            _put(self._tickets, key, catalog.tickets_of(conn, key) or None)
+
+
+def _put(table: dict, key: object, value: object) -> None:  # type: ignore[type-arg]
+    if value is None:
+        table.pop(key, None)
+    else:
+        table[key] = value

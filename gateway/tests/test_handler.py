@@ -1,0 +1,209 @@
+"""The core through the in-memory pair: frames in, replies and events out, a real store behind
+it on both back ends."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from bandlink.gateway.core import entry, handler
+from bandlink.gateway.core.handler import Core, Decided, Dropped, Ignored
+from bandlink.gateway.core.readers import SessionChange
+from bandlink.gateway.store import Store
+from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
+from bandlink.protocol import (
+    OUT,
+    GatewayState,
+    Result,
+    Status,
+    decode,
+    dumps,
+    encode,
+    messages,
+    reasons,
+    topics,
+)
+
+from .pair import NOON_MS, Pair, birth_frame, death_frame, evt_frame, make_tap
+
+ADA = DEMO_BANDS["Ada"]
+DAY_MS = 86_400_000
+
+
+def test_a_valid_band_is_let_in_and_greeted_by_name(pair: Pair, store: Store) -> None:
+    result = pair.tap(ADA)
+    assert (result.granted, result.reason, result.text, result.name) == (
+        True,
+        reasons.OK,
+        "Welcome Ada",
+        "Ada",
+    )
+    assert store.count_taps() == 1
+    assert store.presence("g-ada", "parkside") is not None
+
+
+def test_a_duplicate_gets_the_stored_answer_and_no_second_record(pair: Pair, store: Store) -> None:
+    frame = evt_frame(make_tap(ADA))
+    first, again = pair.results([frame]), pair.results([frame], now_ms=NOON_MS + 9000)
+    assert (again[0].granted, again[0].reason, again[0].text) == (True, reasons.OK, "Welcome Ada")
+    assert first[0].reason == reasons.OK
+    assert store.count_taps() == 1
+    assert [e.duplicate for e in pair.events() if isinstance(e, Decided)] == [False, True]
+    # A new tap of the same band is a second entry attempt: anti-passback applies.
+    assert pair.tap(ADA).reason == reasons.ALREADY_INSIDE
+
+
+def test_the_same_frame_twice_in_one_batch_is_decided_once(pair: Pair, store: Store) -> None:
+    frame = evt_frame(make_tap(ADA))
+    first, second = pair.results([frame, frame])
+    assert first.granted and second.granted and first.corr == second.corr
+    assert store.count_taps() == 1
+
+
+def test_taps_in_one_batch_see_each_others_effects(pair: Pair, store: Store) -> None:
+    """Group commit must not change decisions: the second entry in the batch is refused."""
+    entering, again = pair.results([evt_frame(make_tap(ADA)), evt_frame(make_tap(ADA))])
+    assert (entering.reason, again.reason) == (reasons.OK, reasons.ALREADY_INSIDE)
+    leaving, back = pair.results(
+        [evt_frame(make_tap(ADA, direction=OUT)), evt_frame(make_tap(ADA))]
+    )
+    assert (leaving.reason, back.reason) == (reasons.OK, reasons.OK)
+    assert store.count_taps() == 4
+
+
+def test_unknown_band_and_exit_without_entry(pair: Pair) -> None:
+    assert pair.tap(UNKNOWN_BAND_UID).reason == reasons.UNKNOWN_BAND
+    left = pair.tap(ADA, direction=OUT)
+    assert (left.granted, left.reason) == (True, reasons.NOT_INSIDE)
+
+
+def test_tickets_are_valid_per_day_in_the_venues_time_zone(store: Store) -> None:
+    """Emil's ticket is for TODAY only. At 23:30 UTC on TODAY it is already tomorrow in
+    Auckland, so an Auckland venue refuses him while a London one lets him in."""
+    late = NOON_MS + DAY_MS // 2 - 30 * 60_000
+    emil = DEMO_BANDS["Emil"]
+    assert Pair(store, Core(ZoneInfo("Europe/London"))).tap(emil, now_ms=late).granted
+    refused = Pair(store, Core(ZoneInfo("Pacific/Auckland"))).tap(
+        emil, reader="gate-2", direction=OUT, now_ms=late
+    )
+    assert refused.reason == reasons.OK  # exits are never blocked; now he is outside
+    assert Pair(store, Core(ZoneInfo("Pacific/Auckland"))).tap(emil, now_ms=late).reason == (
+        reasons.NO_VALID_TICKET
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"\xff\x00", "malformed"),
+        (bytes(5000), "too_large"),
+        (dumps({0: 1, 1: 77}), "unknown_type"),
+        (dumps([1, 2, 3]), "bad_field"),
+    ],
+)
+def test_bad_frames_are_counted_and_dropped(
+    pair: Pair, store: Store, payload: bytes, code: str
+) -> None:
+    effects = pair.send([evt_frame(payload)])
+    assert effects.replies == []
+    assert [(e.reader, e.code) for e in effects.events if isinstance(e, Dropped)] == [
+        ("gate-1", code)
+    ]
+    assert store.count_taps() == 0
+
+
+def test_a_bad_frame_does_not_spoil_its_batch(pair: Pair, store: Store) -> None:
+    replies = pair.results([evt_frame(b"\xff"), evt_frame(make_tap(ADA))])
+    assert [r.reason for r in replies] == [reasons.OK]
+    assert store.count_taps() == 1
+
+
+def test_a_frame_claiming_another_reader_is_dropped(pair: Pair, store: Store) -> None:
+    effects = pair.send([evt_frame(make_tap(ADA, reader="gate-2"), reader="gate-1")])
+    assert effects.replies == []
+    assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["reader_mismatch"]
+    assert store.count_taps() == 0
+
+
+def test_an_unregistered_reader_is_answered_and_the_tap_recorded(pair: Pair, store: Store) -> None:
+    result = pair.tap(ADA, reader="gate-9")
+    assert (result.granted, result.reason) == (False, reasons.UNKNOWN_READER)
+    assert store.count_taps() == 1
+
+
+def test_frames_on_other_topics_are_ignored(pair: Pair) -> None:
+    frame = evt_frame(make_tap(ADA), kind=topics.RES)
+    effects = pair.send([frame])
+    assert effects.replies == [] and [type(e) for e in effects.events] == [Dropped]
+
+
+def test_a_status_heartbeat_is_accepted_and_not_answered(pair: Pair) -> None:
+    status = encode(Status(reader="gate-1", ts=1, uptime_s=5, heap_free=1000))
+    effects = pair.send([evt_frame(status)])
+    assert effects.replies == [] and effects.events == [Ignored("gate-1", "status")]
+
+
+def test_a_death_ends_the_session_its_birth_began(pair: Pair, store: Store) -> None:
+    assert pair.send([birth_frame("gate-1", 7)]).replies == []
+    assert store.session_of("gate-1") == 7 and store.readers_online() == 1
+    (change,) = pair.send([death_frame("gate-1", 7)]).events
+    assert change == SessionChange("gate-1", 7, online=False)
+    assert store.readers_online() == 0
+
+
+def test_a_late_death_of_an_old_session_is_ignored(pair: Pair, store: Store) -> None:
+    """Sparkplug B: the reader reconnected (birth 8) before the broker sent the will of 7."""
+    pair.send([birth_frame("gate-1", 8)])
+    (change,) = pair.send([death_frame("gate-1", 7)]).events
+    assert isinstance(change, SessionChange) and change.stale
+    assert store.session_of("gate-1") == 8 and store.readers_online() == 1
+
+
+def test_sessions_survive_a_new_core_and_store(pair: Pair, store: Store, db_url: str) -> None:
+    """A restarted gateway (or another process) pairs a death with a birth it never saw."""
+    pair.send([birth_frame("gate-1", 3)])
+    other = Store(db_url)
+    try:
+        (change,) = Pair(other).send([death_frame("gate-1", 3)]).events
+    finally:
+        other.close()
+    assert isinstance(change, SessionChange) and not change.stale
+
+
+def test_a_message_on_the_wrong_topic_is_dropped(pair: Pair, store: Store) -> None:
+    on_birth = evt_frame(make_tap(ADA), kind=topics.BIRTH)
+    on_evt = evt_frame(birth_frame("gate-1", 1).payload)
+    effects = pair.send([on_birth, on_evt])
+    assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["wrong_topic"] * 2
+    assert store.count_taps() == 0 and store.session_of("gate-1") is None
+
+
+def test_busy_refusal_asks_for_another_tap_and_records_nothing(pair: Pair, store: Store) -> None:
+    effects = pair.core.refuse(evt_frame(make_tap(ADA)), "busy", NOON_MS)
+    (reply,) = effects.replies
+    result = decode(reply.payload)
+    assert isinstance(result, Result)
+    assert (result.granted, result.reason, result.pattern) == (
+        False,
+        reasons.BUSY,
+        messages.RETRY,
+    )
+    assert store.count_taps() == 0
+
+
+def test_each_gateway_has_its_own_state_frame() -> None:
+    core = Core()
+    for online in (True, False):
+        frame = core.state_frame("gw-2", online=online, now_ms=5)
+        assert frame.topic == "bl/1/$gw/gw-2/state"
+        assert topics.parse_gateway_state(frame.topic) == "gw-2"
+        state = decode(frame.payload)
+        assert isinstance(state, GatewayState) and state.online is online
+
+
+def test_every_reason_the_gateway_can_give_is_in_the_wire_registry() -> None:
+    """The core looks reasons up by name (reasons.code); a name missing from the registry
+    would fail at the first such tap, on the hot path, instead of here."""
+    given = set(entry.REASONS) | set(handler._REFUSAL_TEXT)
+    assert given <= set(reasons.NAMES.values())

@@ -1,0 +1,76 @@
+"""The catalog in memory follows every change, whoever makes it, at the next decision."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine, text
+
+from bandlink.gateway.settings import normalise_db_url
+from bandlink.gateway.store import Store
+from bandlink.gateway.store.view import FULL_RELOAD_AFTER
+from bandlink.gateway.venue import DEMO_BANDS, SITE
+from bandlink.protocol import reasons
+
+from .pair import TODAY, Pair
+
+ADA = DEMO_BANDS["Ada"]
+
+
+def test_a_band_blocked_by_another_gateway_is_refused_at_the_next_tap(
+    pair: Pair, store: Store, db_url: str
+) -> None:
+    assert pair.tap(ADA).reason == reasons.OK  # the view is loaded and in use
+    other = Store(db_url)  # another gateway process, or an operator's tool
+    other.load_venue(
+        {
+            "site": SITE,
+            "guests": [
+                {"id": "g-ada", "name": "Ada", "bands": [{"uid": ADA.hex(), "blocked": True}]}
+            ],
+        },
+        today=TODAY,
+    )
+    other.close()
+    assert pair.tap(ADA, reader="gate-2", direction=1).reason == reasons.OK  # exits still work
+    assert pair.tap(ADA).reason == reasons.BAND_BLOCKED
+    assert store.view.reloads == 1 and store.view.keys_reread > 0
+
+
+def test_a_change_made_by_hand_in_sql_is_followed(pair: Pair, store: Store, db_url: str) -> None:
+    assert pair.tap(DEMO_BANDS["Bo"]).reason == reasons.NO_VALID_TICKET
+    engine = create_engine(normalise_db_url(db_url))
+    with engine.begin() as conn:  # an operator extends Bo's ticket and renames him
+        conn.execute(text("UPDATE tickets SET valid_until = :d WHERE id = 't-bo'"), {"d": TODAY})
+        conn.execute(text("UPDATE guests SET first_name = 'Bob' WHERE id = 'g-bo'"))
+        conn.execute(text("DELETE FROM readers WHERE id = 'gate-2'"))
+    engine.dispose()
+    welcome = pair.tap(DEMO_BANDS["Bo"])
+    assert (welcome.reason, welcome.name) == (reasons.OK, "Bob")
+    assert pair.tap(ADA, reader="gate-2", direction=1).reason == reasons.UNKNOWN_READER
+
+
+def test_a_new_reader_and_guest_are_known_at_once(pair: Pair, store: Store) -> None:
+    uid = bytes.fromhex("04777777777701")
+    assert pair.tap(uid, reader="gate-9").reason == reasons.UNKNOWN_READER
+    ticket = {"id": "t-new", "valid_from": "today", "valid_until": "today"}
+    store.load_venue(
+        {
+            "site": SITE,
+            "guests": [{"id": "g-new", "name": "Noor", "bands": [uid.hex()], "tickets": [ticket]}],
+            "readers": [{"id": "gate-9", "role": "gate", "gate": "east"}],
+        },
+        today=TODAY,
+    )
+    result = pair.tap(uid, reader="gate-9")
+    assert (result.reason, result.name) == (reasons.OK, "Noor")
+
+
+def test_a_large_change_reloads_the_whole_view(pair: Pair, store: Store) -> None:
+    pair.tap(ADA)
+    guests = [
+        {"id": f"g-{n}", "name": f"Guest {n}", "bands": [f"0466{n:010x}"]}
+        for n in range(FULL_RELOAD_AFTER)
+    ]
+    store.load_venue({"site": SITE, "guests": guests}, today=TODAY)
+    pair.tap(bytes.fromhex(f"0466{7:010x}"))
+    assert store.view.reloads == 2
+    assert store.view.band(bytes.fromhex(f"0466{7:010x}")) is not None

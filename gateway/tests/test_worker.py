@@ -1,0 +1,130 @@
+"""The decision worker with a real store and core: group commit, durable before answered,
+bounded queue, and a frame that trips a bug costs only its own answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+
+import pytest
+
+from bandlink.gateway.core.handler import Core, DecisionTx, Effects, Frame, Outgoing
+from bandlink.gateway.metrics import Metrics
+from bandlink.gateway.store import Store
+from bandlink.gateway.venue import DEMO_BANDS
+from bandlink.gateway.worker import DecisionWorker
+from bandlink.protocol import Result, Tap, decode, reasons
+
+from .pair import NOON_MS, evt_frame, make_tap
+
+BANDS = list(DEMO_BANDS.values())
+
+
+class Replies:
+    """The publish side: collects replies, and checks each is durable when it is published."""
+
+    def __init__(self, db_url: str | None = None) -> None:
+        self.results: list[Result] = []
+        self.not_yet_stored: list[bytes] = []
+        self.done = threading.Semaphore(0)
+        self._witness = Store(db_url) if db_url else None
+
+    def publish(self, replies: Sequence[Outgoing]) -> None:
+        for reply in replies:
+            result = decode(reply.payload)
+            assert isinstance(result, Result) and result.corr is not None
+            # Another connection, as after a crash: the reply's tap must already be committed.
+            if self._witness is not None and self._witness.tap_by_mid(result.corr) is None:
+                self.not_yet_stored.append(result.corr)
+            self.results.append(result)
+            self.done.release()
+
+    def wait(self, count: int) -> None:
+        for _ in range(count):
+            assert self.done.acquire(timeout=10)
+
+    def close(self) -> None:
+        if self._witness is not None:
+            self._witness.close()
+
+
+def worker_for(
+    store: Store, replies: Replies, core: Core | None = None, **kw: int
+) -> DecisionWorker:
+    return DecisionWorker(
+        core or Core(), store, replies.publish, Metrics(), clock=lambda: NOON_MS, **kw
+    )
+
+
+def frames(count: int) -> list[Frame]:
+    return [evt_frame(make_tap(BANDS[n % len(BANDS)], reader="gate-1")) for n in range(count)]
+
+
+def test_replies_leave_only_after_their_batch_is_committed(store: Store, db_url: str) -> None:
+    replies = Replies(db_url)
+    worker = worker_for(store, replies)
+    worker.start()
+    for frame in frames(60):
+        assert worker.submit(frame)
+    replies.wait(60)
+    worker.stop()
+    replies.close()
+    assert replies.not_yet_stored == []
+    assert store.count_taps() == 60
+
+
+def test_what_is_queued_together_is_committed_together(store: Store) -> None:
+    replies = Replies()
+    metrics = Metrics()
+    worker = DecisionWorker(
+        Core(), store, replies.publish, metrics, clock=lambda: NOON_MS, max_batch=16
+    )
+    for frame in frames(40):  # queued before the worker runs: as under a burst
+        assert worker.submit(frame)
+    worker.start()
+    replies.wait(40)
+    worker.stop()
+    transactions = metrics.registry.get_sample_value("bandlink_batch_size_count")
+    assert transactions == 3  # 16 + 16 + 8, not 40
+    assert metrics.registry.get_sample_value("bandlink_batch_size_sum") == 40
+
+
+def test_a_full_queue_refuses_and_the_refusal_asks_for_another_tap(store: Store) -> None:
+    replies = Replies()
+    worker = worker_for(store, replies, queue_size=2)
+    queued = [worker.submit(frame) for frame in frames(3)]
+    assert queued == [True, True, False]
+    worker.refuse(frames(1)[0], "busy")  # what the MQTT adapter does with the third
+    assert [r.reason for r in replies.results] == [reasons.BUSY]
+    worker.start()
+    worker.stop()  # stop() answers what was queued first
+    assert len(replies.results) == 3 and store.count_taps() == 2
+
+
+class FailsOnBo(Core):
+    """A core with a bug that one band's taps trip."""
+
+    def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
+        taps = [decode(frame.payload) for frame in frames]
+        if any(isinstance(tap, Tap) and tap.uid == DEMO_BANDS["Bo"] for tap in taps):
+            raise RuntimeError("a bug")
+        return super().handle(frames, now_ms, tx)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_frame_that_trips_a_bug_costs_only_its_own_answer(store: Store) -> None:
+    replies = Replies()
+    worker = worker_for(store, replies, core=FailsOnBo())
+    batch = [
+        evt_frame(make_tap(uid))
+        for uid in (DEMO_BANDS["Ada"], DEMO_BANDS["Bo"], DEMO_BANDS["Emil"])
+    ]
+    for frame in batch:
+        worker.submit(frame)
+    worker.start()
+    replies.wait(3)
+    worker.stop()
+    assert sorted(r.reason for r in replies.results) == sorted(
+        [reasons.OK, reasons.OK, reasons.INTERNAL_ERROR]
+    )
+    assert store.count_taps() == 2

@@ -1,0 +1,176 @@
+"""The decision worker: group commit off the MQTT network thread.
+
+Theory of operation: the MQTT adapter hands every frame to ``submit`` (never blocking: a full
+queue refuses the frame, and the adapter answers such a tap "busy" at once). One worker thread
+takes whatever is queued, up to ``max_batch`` frames, without waiting for more (at low load a
+batch is one tap, at high load batches grow by themselves), decides them all in ONE store
+transaction, commits (the one fsync of the batch), and only then hands the replies to
+``publish``: no reply leaves before its effect is on disk. A transaction that lost a race with
+another gateway process (a compare-and-set conflict, a deadlock) is run again from the start;
+one that fails otherwise is split, so a frame that trips a bug costs only its own answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+from .core.handler import Core, Decided, Dropped, Effects, Event, Frame, Ignored, Outgoing
+from .core.readers import SessionChange
+from .metrics import Metrics
+from .store import Store, is_retryable
+
+log = logging.getLogger("bandlink.gateway")
+
+ATTEMPTS = 5  # a batch that loses this many races in a row is answered "internal_error"
+_STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead of it, then ends
+
+
+class Clock(Protocol):
+    def __call__(self) -> int: ...
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class DecisionWorker:
+    def __init__(
+        self,
+        core: Core,
+        store: Store,
+        publish: Callable[[Sequence[Outgoing]], None],
+        metrics: Metrics,
+        *,
+        max_batch: int = 256,
+        queue_size: int = 10_000,
+        clock: Clock = wall_ms,
+    ) -> None:
+        self._core = core
+        self._store = store
+        self._publish = publish
+        self._metrics = metrics
+        self._max_batch = max_batch
+        self._clock = clock
+        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=queue_size)
+        self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
+        metrics.queue_depth.set_function(self._queue.qsize)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Decide and answer everything already queued, then end the thread."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join(timeout)
+
+    def submit(self, frame: Frame) -> bool:
+        """Queue a frame for the next batch; False (and nothing queued) when the queue is full."""
+        try:
+            self._queue.put_nowait(frame)
+        except queue.Full:
+            return False
+        return True
+
+    def refuse(self, frame: Frame, reason: str) -> None:
+        """Answer a frame that was not queued (or whose batch failed) without deciding it."""
+        self._finish(self._core.refuse(frame, reason, self._clock()))
+
+    # -- the thread -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            batch = [self._queue.get()]
+            while len(batch) < self._max_batch:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            stopping = _STOP in batch
+            frames = [frame for frame in batch if frame is not _STOP]
+            if frames:
+                self._decide(frames)
+            if stopping:
+                return
+
+    def _decide(self, frames: list[Frame]) -> None:
+        self._metrics.batch_size.observe(len(frames))
+        try:
+            effects = self._commit(frames)
+        except Exception:
+            if len(frames) > 1:
+                # Not a race: something in one frame. Decide them one by one to find it.
+                for frame in frames:
+                    self._decide([frame])
+                return
+            log.exception("failed to decide a frame on %s", frames[0].topic)
+            self._metrics.failures.inc()
+            self.refuse(frames[0], "internal_error")
+            return
+        self._finish(effects)
+
+    def _commit(self, frames: list[Frame]) -> Effects:
+        return commit_batch(self._core, self._store, frames, self._clock, self._metrics.retries.inc)
+
+    def _finish(self, effects: Effects) -> None:
+        """After the commit: publish, then count and log what happened."""
+        if effects.replies:
+            self._publish(effects.replies)
+        for event in effects.events:
+            _note(event, self._metrics)
+
+
+def commit_batch(
+    core: Core,
+    store: Store,
+    frames: Sequence[Frame],
+    clock: Clock,
+    on_retry: Callable[[], object] = lambda: None,
+) -> Effects:
+    """Decide ``frames`` in one transaction and commit it; run it again from the start (with a
+    fresh ``now``) when it lost a race, up to ATTEMPTS times. Raises what it cannot retry."""
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            with store.transaction() as tx:
+                return core.handle(frames, clock(), tx)
+        except Exception as err:
+            if not is_retryable(err) or attempt == ATTEMPTS:
+                raise
+            on_retry()
+            log.info("batch of %d lost a race (%s); deciding again", len(frames), err)
+    raise AssertionError("unreachable")
+
+
+def _note(event: Event, metrics: Metrics) -> None:
+    if isinstance(event, Decided):
+        metrics.taps.labels(event.role, event.reason).inc()
+        if event.received_ns:
+            metrics.decision_seconds.observe((time.monotonic_ns() - event.received_ns) / 1e9)
+        log.info(
+            "tap %s mid=%s %s%s",
+            event.reader,
+            event.mid.hex(),
+            event.reason,
+            " (duplicate)" if event.duplicate else "",
+        )
+    elif isinstance(event, Dropped):
+        metrics.dropped.labels(event.code).inc()
+        log.warning("dropped frame from %s: %s %s", event.reader, event.code, event.detail)
+    elif isinstance(event, SessionChange):
+        _note_session(event)
+    elif isinstance(event, Ignored):
+        metrics.ignored.labels(event.kind).inc()
+
+
+def _note_session(change: SessionChange) -> None:
+    if change.online:
+        log.info("reader %s online: %s, session %d", change.reader, change.firmware, change.bdseq)
+    elif change.stale:
+        log.info("ignored a death of %s for old session %s", change.reader, change.bdseq)
+    else:
+        log.warning("reader %s offline (session %s)", change.reader, change.bdseq)
