@@ -1,5 +1,6 @@
-"""End-to-end rigs: a private Mosquitto, the gateway as its own process on SQLite with the demo
-venue, and simulated gate readers running the real firmware on the MicroPython unix port."""
+"""End-to-end rigs: a private Mosquitto, two gateway processes sharing the readers' traffic on
+one database with the demo venue, and simulated gate readers running the real firmware on the
+MicroPython unix port."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from bandlink.gateway.store import Store
 from bandlink.tools.broker import MosquittoBroker
-from bandlink.tools.gatewayproc import GatewayProcess
+from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
 
 
@@ -20,13 +21,14 @@ def db_url(tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def gateway(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[GatewayProcess]:
-    with GatewayProcess(broker.url, db_url, tmp_path) as running:
+def gateway(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[GatewayGroup]:
+    """The gateway service: two processes, as the demo runs it."""
+    with GatewayGroup(broker.url, db_url, tmp_path, count=2) as running:
         yield running
 
 
 @pytest.fixture
-def store(gateway: GatewayProcess, db_url: str) -> Iterator[Store]:
+def store(gateway: GatewayGroup, db_url: str) -> Iterator[Store]:
     """The gateway's own store, read beside it: what it recorded is what the tests check."""
     opened = Store(db_url)
     yield opened

@@ -17,7 +17,7 @@ from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 from bandlink.protocol import GATE, IN, Result, Tap, decode, encode, topics
 from bandlink.tools.broker import MosquittoBroker
-from bandlink.tools.gatewayproc import GatewayProcess
+from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
 
 ADA = DEMO_BANDS["Ada"]
@@ -43,7 +43,7 @@ def reasons_recorded(store: Store) -> list[str]:
 
 
 def test_valid_ticket_turns_the_light_green(
-    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+    gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
     seen = entry_reader.tap(ADA)
     assert (seen.pattern, seen.text) == ("green", "Welcome Ada")
@@ -51,7 +51,7 @@ def test_valid_ticket_turns_the_light_green(
 
 
 def test_unknown_band_is_refused(
-    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+    gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
     seen = entry_reader.tap(UNKNOWN_BAND_UID)
     assert seen.pattern == "red"
@@ -59,14 +59,14 @@ def test_unknown_band_is_refused(
 
 
 def test_expired_ticket_is_refused(
-    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+    gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
     assert entry_reader.tap(BO).pattern == "red"
     assert reasons_recorded(store) == ["no_valid_ticket"]
 
 
 def test_second_entry_without_exit_is_refused(
-    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+    gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
     assert entry_reader.tap(ADA).pattern == "green"
     seen = entry_reader.tap(ADA)
@@ -75,7 +75,7 @@ def test_second_entry_without_exit_is_refused(
 
 
 def test_exit_then_entry_is_green(
-    gateway: GatewayProcess, store: Store, entry_reader: SimReader, exit_reader: SimReader
+    gateway: GatewayGroup, store: Store, entry_reader: SimReader, exit_reader: SimReader
 ) -> None:
     assert entry_reader.tap(ADA).pattern == "green"
     seen = exit_reader.tap(ADA)
@@ -115,7 +115,7 @@ class RawClient:
 
 
 def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
-    broker: MosquittoBroker, gateway: GatewayProcess, store: Store
+    broker: MosquittoBroker, gateway: GatewayGroup, store: Store
 ) -> None:
     raw = RawClient(broker)
     tap = Tap(
@@ -132,7 +132,7 @@ def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
 
 
 def test_garbage_on_the_event_topic_leaves_the_gateway_deciding(
-    broker: MosquittoBroker, gateway: GatewayProcess, store: Store, entry_reader: SimReader
+    broker: MosquittoBroker, gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
     raw = RawClient(broker)
     for frame in (b"\xff\x00garbage", b"\x9a\xff\xff\xff\xff", b"\xa1" * 40, bytes(6000)):
@@ -147,45 +147,50 @@ def test_garbage_on_the_event_topic_leaves_the_gateway_deciding(
 
 @pytest.mark.parametrize("how", ["stopped", "killed"])
 def test_gateway_gone_readers_say_try_again_at_once(
-    how: str, gateway: GatewayProcess, entry_reader: SimReader
+    how: str, gateway: GatewayGroup, entry_reader: SimReader
 ) -> None:
-    """A stopped gateway says so on $gw/state; a killed one's will says it for it. Either way
-    the reader asks for another tap without making the guest wait out the deadline."""
-    assert gateway.pid is not None
+    """A stopped gateway says so on its state topic; a killed one's will says it for it. While
+    one of the two serves, taps are decided; once neither does, the reader asks for another tap
+    without making the guest wait out the deadline."""
+    first, second = gateway.members
     if how == "stopped":
-        gateway.stop()
+        first.stop()
     else:
-        os.kill(gateway.pid, signal.SIGKILL)
+        first.kill()
+    for _ in range(4):  # shared subscription: were gw-1 still subscribed, some would go to it
+        assert entry_reader.tap(ADA).pattern in ("green", "red")
+    if how == "stopped":
+        second.stop()
+    else:
+        second.kill()
     seen = wait_for(lambda: entry_reader.tap(ADA), lambda s: s.ms < DEADLINE_MS)
     assert seen.pattern == "retry"
     assert seen.ms < DEADLINE_MS  # it knew, rather than waiting for a reply that cannot come
 
 
 def test_a_silent_gateway_gets_the_deadline_then_try_again_never_green(
-    gateway: GatewayProcess, entry_reader: SimReader
+    gateway: GatewayGroup, entry_reader: SimReader
 ) -> None:
-    assert gateway.pid is not None
-    os.kill(gateway.pid, signal.SIGSTOP)  # alive to the broker, deciding nothing
+    gateway.send_signal(signal.SIGSTOP)  # alive to the broker, deciding nothing
     try:
         seen = entry_reader.tap(ADA)
     finally:
-        os.kill(gateway.pid, signal.SIGCONT)
+        gateway.send_signal(signal.SIGCONT)
     assert seen.pattern == "retry"
     assert DEADLINE_MS <= seen.ms < DEADLINE_MS + 500
 
 
 def test_a_lost_green_is_shown_again_on_the_next_tap_and_counted_once(
-    gateway: GatewayProcess, store: Store, entry_reader: SimReader
+    gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
     """The gateway freezes mid-tap: the reader shows "try again"; the gateway wakes, records
     the entry and answers too late. The guest taps again: the reader resends the same operation
     and shows the stored green, not "already inside", and only one entry is counted."""
-    assert gateway.pid is not None
-    os.kill(gateway.pid, signal.SIGSTOP)
+    gateway.send_signal(signal.SIGSTOP)
     try:
         assert entry_reader.tap(ADA).pattern == "retry"
     finally:
-        os.kill(gateway.pid, signal.SIGCONT)
+        gateway.send_signal(signal.SIGCONT)
     seen = entry_reader.tap(ADA)
     assert (seen.pattern, seen.text) == ("green", "Welcome Ada")
     assert reasons_recorded(store) == ["ok"]

@@ -10,11 +10,11 @@ import time
 from pathlib import Path
 
 from bandlink.tools.broker import MosquittoBroker
-from bandlink.tools.gatewayproc import GatewayProcess
+from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
 
 
-def log_lines(gateway: GatewayProcess, pattern: str, count: int, timeout: float = 5) -> list[str]:
+def log_lines(gateway: GatewayGroup, pattern: str, count: int, timeout: float = 5) -> list[str]:
     deadline = time.monotonic() + timeout
     while True:
         found = re.findall(pattern, gateway.log())
@@ -24,7 +24,7 @@ def log_lines(gateway: GatewayProcess, pattern: str, count: int, timeout: float 
 
 
 def test_each_connection_is_a_new_session_even_across_restarts(
-    broker: MosquittoBroker, gateway: GatewayProcess, tmp_path: Path
+    broker: MosquittoBroker, gateway: GatewayGroup, tmp_path: Path
 ) -> None:
     for _ in range(2):
         with SimReader("gate-1", broker.url, tmp_path) as reader:
@@ -35,7 +35,7 @@ def test_each_connection_is_a_new_session_even_across_restarts(
 
 
 def test_a_reader_that_dies_is_reported_offline_by_its_will(
-    broker: MosquittoBroker, gateway: GatewayProcess, tmp_path: Path
+    broker: MosquittoBroker, gateway: GatewayGroup, tmp_path: Path
 ) -> None:
     reader = SimReader("gate-1", broker.url, tmp_path).start()
     reader.wait_online()

@@ -43,6 +43,12 @@ class GatewayProcess:
         return self._process.pid if self._process else None
 
     def start(self, timeout: float = 20) -> GatewayProcess:
+        self.launch()
+        self.wait_ready(timeout)
+        return self
+
+    def launch(self) -> None:
+        """Start the process without waiting for it (a group starts its members together)."""
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self.command,
@@ -50,13 +56,19 @@ class GatewayProcess:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
             )
+
+    def wait_ready(self, timeout: float = 20) -> None:
+        assert self._process is not None, "launch() first"
         deadline = time.monotonic() + timeout
         while READY_LINE not in self.log():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"gateway {self.gateway_id} did not start:\n{self.log()}")
             time.sleep(0.02)
-        return self
+
+    def send_signal(self, sig: int) -> None:
+        if self._process is not None:
+            self._process.send_signal(sig)
 
     def stop(self) -> None:
         if self._process is not None:
@@ -74,6 +86,66 @@ class GatewayProcess:
         return read_log(self.log_path)
 
     def __enter__(self) -> GatewayProcess:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class GatewayGroup:
+    """N identical gateway processes (``gw-1`` .. ``gw-N``) on one broker and one database,
+    sharing the readers' traffic as in the field. The first loads the venue; all start at once.
+    """
+
+    def __init__(
+        self,
+        broker_url: str,
+        db_url: str,
+        workdir: Path,
+        *,
+        count: int = 2,
+        venue: str | None = "demo",
+        log_level: str = "info",
+    ) -> None:
+        self.members = [
+            GatewayProcess(
+                broker_url,
+                db_url,
+                workdir,
+                venue=venue if n == 1 else None,
+                gateway_id=f"gw-{n}",
+                log_level=log_level,
+            )
+            for n in range(1, count + 1)
+        ]
+
+    @property
+    def pids(self) -> list[int]:
+        return [m.pid for m in self.members if m.pid is not None]
+
+    def start(self, timeout: float = 30) -> GatewayGroup:
+        # The first migrates and loads the venue; the others start as it finishes (their
+        # memory views follow the catalog as it fills). Migrating together is safe, but slower.
+        first, *others = self.members
+        first.start(timeout)
+        for member in others:
+            member.launch()
+        for member in others:
+            member.wait_ready(timeout)
+        return self
+
+    def stop(self) -> None:
+        for member in self.members:
+            member.stop()
+
+    def send_signal(self, sig: int) -> None:
+        for member in self.members:
+            member.send_signal(sig)
+
+    def log(self) -> str:
+        return "".join(member.log() for member in self.members)
+
+    def __enter__(self) -> GatewayGroup:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:
