@@ -14,7 +14,7 @@ import time
 import feedback
 from micropython import const
 
-from protocol import GATE, IN, MID_SIZE, OUT, Tap, reasons
+from protocol import GATE, IN, MID_SIZE, OUT, Tap, messages, reasons
 
 _UID_MAX = const(10)
 _RESEND_WINDOW_MS = const(30_000)  # how long an unanswered tap may be resent as the same one
@@ -56,10 +56,12 @@ class Gate:
             direction=self._direction,
             gate=self._gate,
         )
-        # The gateway said it is offline ($gw/state): ask for another tap now, not in a second.
+        # Every gateway said it is offline (bl/1/$gw/+/state): ask for another tap now, not in a
+        # second. A reply asking for RETRY (the gateway was busy and decided nothing) is shown
+        # like no reply, and the same operation is resent if the band taps again.
         offline = reader.gateway_online is False
         result = None if offline else await reader.request(tap, deadline_ms)
-        if result is None:
+        if result is None or result.pattern == messages.RETRY:
             self._unanswered_uid, self._unanswered_mid, self._unanswered_ts = uid, mid, ts
             self._unanswered_at = time.ticks_ms()
             reader.signal.show(feedback.RETRY, "Please tap again")

@@ -80,7 +80,7 @@ def cmd_sim_reader(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    return run_demo(taps=args.taps)
+    return run_demo(taps=args.taps, gateways=args.gateways)
 
 
 def cmd_bench_taps(args: argparse.Namespace) -> int:
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = commands.add_parser("demo", help="run a demo venue: broker, gateway, two gate readers")
     demo.add_argument("--taps", type=int, default=0, help="stop after N decided taps (0: never)")
+    demo.add_argument("--gateways", type=int, default=2, help="gateway processes sharing the load")
     demo.set_defaults(run=cmd_demo)
 
     gateway = commands.add_parser(

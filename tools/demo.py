@@ -1,7 +1,7 @@
 """``bandlink demo``: a small venue running on this machine with real parts.
 
-A private Mosquitto on a free loopback port, the gateway on SQLite (var/demo/venue.db) as its own
-process, and two gate readers (entry and exit at the north gate) running the real firmware on the
+A private Mosquitto on a free loopback port, two gateway processes (``--gateways N``) sharing the
+readers' traffic on one SQLite file (var/demo/venue.db), and two gate readers (entry and exit at the north gate) running the real firmware on the
 MicroPython unix port. A script of bands taps on them; each tap prints what the guest saw and
 what the gateway recorded. Ctrl-C (or the --taps count) stops every process the demo started.
 """
@@ -70,7 +70,7 @@ def summary(results: list[Feedback]) -> str:
     )
 
 
-def run_demo(taps: int = 0) -> int:
+def run_demo(taps: int = 0, gateways: int = 2) -> int:
     # SIGTERM (from a supervisor, or `timeout`) stops the demo as cleanly as Ctrl-C does.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     results: list[Feedback] = []
@@ -78,7 +78,7 @@ def run_demo(taps: int = 0) -> int:
     started = time.monotonic()
     first_decided: list[float] = []  # seconds from start to the first light, once seen
     try:
-        with venue_rig(VAR / "demo") as rig:
+        with venue_rig(VAR / "demo", gateways=gateways) as rig:
             try:
                 _play(rig, taps, results, lambda: first_decided.append(time.monotonic()))
             finally:
@@ -92,7 +92,7 @@ def run_demo(taps: int = 0) -> int:
         print(summary(results))
         print(f"first tap decided {first_decided[0] - started:.2f} s after the demo started")
         print(f"firmware heap in use after a tap, at most {heap} bytes")
-    print("stopped: broker, gateway and readers")
+    print("stopped: broker, gateways and readers")
     return 0
 
 
