@@ -9,7 +9,7 @@
 #   6     Config   bl/1/<r>/cfg       gateway -> reader  retained configuration
 #   7     Command  bl/1/<r>/cmd       gateway -> reader  rebirth, reboot, charge, lists, time
 #   8     Journal  bl/1/<r>/evt       reader -> gateway  offline decisions, uploaded on reconnect
-#   9     GatewayState  bl/1/$gw/state  gateway (retained, and its will)  online or offline
+#   9     GatewayState  bl/1/$gw/<g>/state  gateway (retained, its will)  online or offline
 #
 # Constructors take keywords only; body keys are small integers, listed in each class's BODY.
 

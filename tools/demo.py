@@ -1,9 +1,10 @@
 """``bandlink demo``: a small venue running on this machine with real parts.
 
 A private Mosquitto on a free loopback port, two gateway processes (``--gateways N``) sharing the
-readers' traffic on one SQLite file (var/demo/venue.db), and two gate readers (entry and exit at the north gate) running the real firmware on the
-MicroPython unix port. A script of bands taps on them; each tap prints what the guest saw and
-what the gateway recorded. Ctrl-C (or the --taps count) stops every process the demo started.
+readers' traffic on one SQLite file (var/demo/venue.db), and two gate readers (entry and exit at
+the north gate) running the real firmware on the MicroPython unix port. A script of bands taps
+on them; each tap prints what the guest saw and what the gateway recorded. Ctrl-C (or the
+--taps count) stops every process the demo started.
 """
 
 from __future__ import annotations

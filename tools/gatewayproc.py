@@ -37,6 +37,7 @@ class GatewayProcess:
             self.command += ["--venue", venue]
         self.log_path = workdir / f"{gateway_id}.log"
         self._process: subprocess.Popen[bytes] | None = None
+        self._log_start = 0
 
     @property
     def pid(self) -> int | None:
@@ -49,6 +50,8 @@ class GatewayProcess:
 
     def launch(self) -> None:
         """Start the process without waiting for it (a group starts its members together)."""
+        # The log is appended to across restarts: only what this run writes counts as ready.
+        self._log_start = self.log_path.stat().st_size if self.log_path.exists() else 0
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
                 self.command,
@@ -60,7 +63,7 @@ class GatewayProcess:
     def wait_ready(self, timeout: float = 20) -> None:
         assert self._process is not None, "launch() first"
         deadline = time.monotonic() + timeout
-        while READY_LINE not in self.log():
+        while READY_LINE not in self.log()[self._log_start :]:
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"gateway {self.gateway_id} did not start:\n{self.log()}")

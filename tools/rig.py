@@ -1,7 +1,8 @@
 """A venue on this machine, every part real and its own process: a private Mosquitto, N gateway
-processes (two by default) sharing the readers' traffic on one SQLite file with the demo venue, and two gate readers (entry ``gate-1``, exit ``gate-2`` at the
-north gate) running the firmware on the MicroPython unix port. The demo and the benchmarks run
-on it; leaving the ``with`` block stops every process it started."""
+processes (two by default) sharing the readers' traffic on one SQLite file with the demo venue,
+and two gate readers (entry ``gate-1``, exit ``gate-2`` at the north gate) running the firmware
+on the MicroPython unix port. The demo and the benchmarks run on it; leaving the ``with`` block
+stops every process it started."""
 
 from __future__ import annotations
 
