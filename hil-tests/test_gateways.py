@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,8 +17,9 @@ import pytest
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.protocol import GATE, IN, OUT, Result, Tap, decode, encode, reasons, topics
-from bandlink.tools.broker import MosquittoBroker
-from bandlink.tools.gatewayproc import GatewayGroup
+from bandlink.tools.broker import MosquittoBroker, free_port
+from bandlink.tools.gatewayproc import GatewayGroup, GatewayProcess
+from bandlink.tools.simreader import SimReader
 
 ADA = DEMO_BANDS["Ada"]
 
@@ -131,3 +133,39 @@ def test_kill_9_under_load_loses_no_answered_tap(
             assert (stored.granted, reasons.code(stored.reason)) == (result.granted, result.reason)
     finally:
         store.close()
+
+
+def test_metrics_count_taps_readers_and_gateways(broker: MosquittoBroker, tmp_path: Path) -> None:
+    """The Prometheus endpoint of a running gateway: taps by role and reason, readers online
+    (from the shared sessions), gateways up (from the liveness topics), batch sizes."""
+    port = free_port()
+    db_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    metrics = ["--metrics", f"127.0.0.1:{port}"]
+    with (
+        GatewayProcess(broker.url, db_url, tmp_path, gateway_id="gw-1", extra_args=metrics),
+        GatewayProcess(broker.url, db_url, tmp_path, gateway_id="gw-2", venue=None),
+        SimReader("gate-1", broker.url, tmp_path) as reader,
+    ):
+        reader.wait_online()
+        assert reader.tap(ADA).pattern == "green"
+        assert reader.tap(ADA).pattern == "red"
+        samples = _scrape(port)
+    decided = sum(
+        samples.get(f'bandlink_taps_total{{reason="{r}",role="gate"}}', 0.0)
+        for r in ("ok", "already_inside")
+    )
+    assert decided >= 1  # the shared subscription may have sent one of the two to gw-2
+    assert samples["bandlink_readers_online"] == 1.0
+    assert samples["bandlink_gateways_up"] == 2.0
+    assert samples["bandlink_queue_depth"] == 0.0
+    assert samples["bandlink_batch_size_count"] >= 1
+
+
+def _scrape(port: int) -> dict[str, float]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    samples = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, value = line.rsplit(" ", 1)
+            samples[name] = float(value)
+    return samples

@@ -32,7 +32,6 @@ from bandlink.protocol import (
     Status,
     Tap,
     decode,
-    encode,
     messages,
     reasons,
     topics,
@@ -41,6 +40,7 @@ from bandlink.protocol import (
 from .entry import Band, Presence, Reader, Ticket, decide_entry
 from .readers import SessionChange, SessionStore, on_birth, on_death
 from .records import TapRecord
+from .wire import encode
 
 # How the store names a tap's direction; "-" for taps of roles that have none.
 DIRECTION_NAMES = {IN: "in", OUT: "out"}
