@@ -74,6 +74,8 @@ class GatewayService:
         self.bus.start()
 
     def stop(self) -> None:
-        self.bus.stop()
+        """Take no new frames, answer the queued ones, say offline, close the store."""
+        self.bus.stop_receiving()
         self.worker.stop()
+        self.bus.stop()
         self.store.close()

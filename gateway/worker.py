@@ -66,7 +66,7 @@ class DecisionWorker:
     def stop(self, timeout: float = 10) -> None:
         """Decide and answer everything already queued, then end the thread."""
         if self._thread.is_alive():
-            self._queue.put(_STOP)
+            self._queue.put(_STOP, timeout=timeout)  # a full queue drains while we wait
             self._thread.join(timeout)
 
     def submit(self, frame: Frame) -> bool:

@@ -6,9 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
-from collections.abc import Callable
-from typing import TypeVar
 
 import paho.mqtt.client as paho
 import pytest
@@ -19,23 +16,11 @@ from bandlink.protocol import GATE, IN, Result, Tap, decode, encode, topics
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
+from bandlink.tools.waiting import wait_for
 
 ADA = DEMO_BANDS["Ada"]
 BO = DEMO_BANDS["Bo"]  # ticket expired yesterday
 DEADLINE_MS = 800  # the simulated reader's default
-
-
-T = TypeVar("T")
-
-
-def wait_for(action: Callable[[], T], done: Callable[[T], bool], timeout: float = 5) -> T:
-    """Repeat action until done(result): for state that reaches the reader asynchronously."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = action()
-        if done(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def reasons_recorded(store: Store) -> list[str]:

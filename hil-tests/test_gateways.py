@@ -24,14 +24,6 @@ from bandlink.tools.simreader import SimReader
 ADA = DEMO_BANDS["Ada"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def any_db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gateway.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
-
-
 @pytest.fixture
 def two_gateways(
     broker: MosquittoBroker, any_db_url: str, tmp_path: Path

@@ -17,10 +17,8 @@ import os
 import re
 import socket
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TypeVar
 
 import paho.mqtt.client as paho
 import pytest
@@ -30,6 +28,7 @@ from bandlink.protocol import Command, Death, GatewayState, encode, messages, to
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
 from bandlink.tools.simreader import Feedback, SimReader
+from bandlink.tools.waiting import wait_for
 
 SCRIPT = Path(__file__).with_name("liveness_mqtt.py")
 NAMES = re.findall(r"^(?:async )?def (test_\w+)", SCRIPT.read_text(), re.MULTILINE)
@@ -37,7 +36,6 @@ TS = 1_795_000_000_000
 READER = "gate-1"
 BAND = bytes.fromhex("04a1b2c3d4e5f6")
 DEADLINE_MS = 400
-T = TypeVar("T")
 
 
 def state_topic(gateway: str) -> str:
@@ -168,16 +166,6 @@ def test_reader_on_micropython(
 
 def test_script_has_tests() -> None:
     assert len(NAMES) >= 2, NAMES
-
-
-def wait_for(action: Callable[[], T], done: Callable[[T], bool], timeout: float = 5) -> T:
-    """Repeat action until done(result): for state that reaches the reader asynchronously."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = action()
-        if done(result) or time.monotonic() > deadline:
-            return result
-        time.sleep(0.05)
 
 
 def at_once(seen: Feedback) -> bool:

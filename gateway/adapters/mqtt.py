@@ -34,12 +34,8 @@ from ..worker import DecisionWorker, wall_ms
 
 log = logging.getLogger("bandlink.gateway.mqtt")
 
-_SUBSCRIPTIONS = (
-    topics.EVENTS_SHARED,
-    topics.BIRTHS_SHARED,
-    topics.DEATHS_SHARED,
-    topics.GATEWAY_STATES,
-)
+_READER_TOPICS = (topics.EVENTS_SHARED, topics.BIRTHS_SHARED, topics.DEATHS_SHARED)
+_SUBSCRIPTIONS = (*_READER_TOPICS, topics.GATEWAY_STATES)
 # QoS 1 replies waiting for the broker: beyond this, paho refuses (and we count) rather than
 # letting an unbounded queue grow inside the client under a flood.
 MAX_QUEUED_REPLIES = 10_000
@@ -99,6 +95,15 @@ class Bus:
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 self._metrics.replies_dropped.inc()
                 log.warning("reply to %s dropped: the broker client's queue is full", reply.topic)
+
+    def stop_receiving(self, timeout: float = 2) -> None:
+        """Leave the shared subscriptions, so the broker hands readers' frames to the other
+        gateways while this one answers what it already took (a clean stop loses no tap)."""
+        if self._connected.is_set():
+            left = threading.Event()
+            self._client.on_unsubscribe = lambda *_: left.set()
+            self._client.unsubscribe(list(_READER_TOPICS))
+            left.wait(timeout)
 
     def stop(self) -> None:
         """Say offline (a clean disconnect discards the will), then disconnect."""

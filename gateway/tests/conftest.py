@@ -4,7 +4,6 @@ reader joined to the core and a real store, without a broker)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -14,13 +13,10 @@ from bandlink.gateway.venue import DEMO_VENUE
 from .pair import TODAY, Pair
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+@pytest.fixture
+def db_url(any_db_url: str) -> str:
     """Each store test runs on SQLite and on a private PostgreSQL cluster."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'gw.db'}"
-    url: str = request.getfixturevalue("pg_url")
-    return url
+    return any_db_url
 
 
 @pytest.fixture

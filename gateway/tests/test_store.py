@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine
 
 from bandlink.gateway.core.entry import Presence, Ticket
+from bandlink.gateway.core.handler import Frame
 from bandlink.gateway.core.records import TapRecord
 from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import Conflict, Store, metadata
@@ -224,6 +225,35 @@ def test_racing_processes_grant_one_entry(store: Store, db_url: str) -> None:
         Pair(store).tap(ADA, reader="gate-2", direction=OUT)  # out again for the next round
     granted_entries = [t for t in store.recent_taps(100) if t.direction == "in" and t.granted]
     assert len(granted_entries) == 8
+
+
+def _resend(url: str, frame: Frame, start: object, out: object) -> None:
+    """A gateway process deciding one frame, released by a barrier."""
+    store = Store(url)
+    with store.transaction():
+        pass
+    start.wait()  # type: ignore[attr-defined]
+    (reply,) = Pair(store).send([frame]).replies
+    out.put(reply.payload)  # type: ignore[attr-defined]
+    store.close()
+
+
+def test_one_frame_at_several_processes_is_recorded_once_with_one_answer(
+    store: Store, db_url: str
+) -> None:
+    """A QoS 1 redelivery may reach another gateway process while the first still decides."""
+    ctx = multiprocessing.get_context("fork")
+    frame = evt_frame(make_tap(ADA))
+    start, out = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=_resend, args=(db_url, frame, start, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    answers = {out.get(timeout=60) for _ in procs}
+    for p in procs:
+        p.join(timeout=30)
+    assert len(answers) == 1  # byte for byte the same Result, whoever decided first
+    assert store.count_taps() == 1
+    assert store.presence("g-ada", SITE) is not None
 
 
 # -- the core and the store together, against a model ---------------------------------------

@@ -111,7 +111,7 @@ class FailsOnBo(Core):
         return super().handle(frames, now_ms, tx)
 
 
-@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("any_db_url", ["sqlite"], indirect=True)
 def test_a_frame_that_trips_a_bug_costs_only_its_own_answer(store: Store) -> None:
     replies = Replies()
     worker = worker_for(store, replies, core=FailsOnBo())
