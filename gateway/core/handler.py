@@ -56,9 +56,15 @@ _REFUSAL_TEXT = {
     "wrong_role": "Reader not a gate",
     "busy": "Busy - tap again",
     "internal_error": "Please tap again",
+    "stale": "Please tap again",
 }
 # Refusals that are the gateway's trouble, not the guest's: the reader shows "try again".
-_TRY_AGAIN = {"busy", "internal_error"}
+_TRY_AGAIN = {"busy", "internal_error", "stale"}
+# A tap decided after its deadline is answered "stale" and has no effect: the reader already
+# showed "try again". Only when the reader's clock agrees with ours (a reader whose clock was
+# never set sends 1970 timestamps) to within this, and past the deadline by more than GRACE.
+CLOCK_TRUST_MS = 300_000
+DEADLINE_GRACE_MS = 100
 
 # What may arrive on each of a reader's topics.
 _ACCEPTED: dict[str, tuple[type[Message], ...]] = {
@@ -211,6 +217,12 @@ class Core:
     def _on_tap(
         self, tap: Tap, frame: Frame, now_ms: int, tx: DecisionTx, effects: Effects
     ) -> None:
+        if _stale(tap, now_ms):
+            # Nothing recorded: a resend of this operation (new deadline) is decided as new.
+            record = _record(tap, frame.received_ms, granted=False, reason="stale", guest=None)
+            effects.replies.append(self._reply(tap, record, None, now_ms))
+            effects.events.append(_decided(tap, record, frame, duplicate=False))
+            return
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
         band = tx.view.band(tap.uid)
@@ -265,6 +277,12 @@ class Core:
         )
         assert tap.reader is not None
         return Outgoing(topics.reader_topic(tap.reader, topics.RES), encode(result))
+
+
+def _stale(tap: Tap, now_ms: int) -> bool:
+    if tap.deadline is None or abs(now_ms - tap.ts) > CLOCK_TRUST_MS:
+        return False
+    return now_ms > tap.deadline + DEADLINE_GRACE_MS
 
 
 def _record(

@@ -50,11 +50,18 @@ class Pair:
 
 
 def make_tap(
-    uid: bytes, *, direction: int = IN, reader: str = "gate-1", mid: bytes | None = None
+    uid: bytes,
+    *,
+    direction: int = IN,
+    reader: str = "gate-1",
+    mid: bytes | None = None,
+    ts: int = 5,
+    deadline: int | None = None,
 ) -> Tap:
     return Tap(
         reader=reader,
-        ts=5,
+        ts=ts,
+        deadline=deadline,
         mid=mid or os.urandom(16),
         uid=uid,
         role=GATE,

@@ -72,6 +72,24 @@ def test_taps_in_one_batch_see_each_others_effects(pair: Pair, store: Store) -> 
     assert store.count_taps() == 4
 
 
+def test_a_tap_decided_after_its_deadline_has_no_effect(pair: Pair, store: Store) -> None:
+    """Under a backlog a tap may be decided after its reader showed "try again": it is answered
+    stale (RETRY) and not recorded, so the guest's retap (the same operation, a new deadline)
+    is decided as new instead of finding a green nobody saw, or a refusal."""
+    late = make_tap(ADA, ts=NOON_MS - 2000, deadline=NOON_MS - 1200)
+    (result,) = pair.results([evt_frame(late)])
+    assert (result.granted, result.reason, result.pattern) == (False, reasons.STALE, messages.RETRY)
+    assert store.count_taps() == 0 and store.presence("g-ada", "parkside") is None
+    resent = make_tap(ADA, ts=late.ts, deadline=NOON_MS + 800, mid=late.mid)
+    assert pair.results([evt_frame(resent)])[0].reason == reasons.OK
+    assert store.count_taps() == 1
+
+
+def test_a_reader_whose_clock_was_never_set_is_not_called_stale(pair: Pair) -> None:
+    unset = make_tap(ADA, ts=5_000, deadline=5_800)  # a reader's clock counting from 1970
+    assert pair.results([evt_frame(unset)])[0].reason == reasons.OK
+
+
 def test_unknown_band_and_exit_without_entry(pair: Pair) -> None:
     assert pair.tap(UNKNOWN_BAND_UID).reason == reasons.UNKNOWN_BAND
     left = pair.tap(ADA, direction=OUT)
