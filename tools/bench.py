@@ -20,6 +20,7 @@ durable write, encode the reply) on a fresh SQLite file, as new taps and as dupl
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import itertools
 import json
@@ -28,7 +29,7 @@ import platform
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -190,42 +191,50 @@ def bench_heap() -> int:
 # -- bench store --------------------------------------------------------------------------------
 
 
-def bench_store(count: int, batches: Sequence[int] = (1, 64), db: str | None = None) -> int:
-    """Taps through the core and the store's unit of work, as the decision worker runs them:
-    ``batch`` frames per transaction (one commit, one fsync each), new taps then duplicates."""
-    from bandlink.gateway.core.handler import Core, Frame
-    from bandlink.gateway.store import Store
-    from bandlink.gateway.venue import DEMO_VENUE
-    from bandlink.gateway.worker import commit_batch, wall_ms
+def _tap_frames(count: int) -> list[Any]:
+    """The demo script's taps (two entries to one exit) as frames on gate-1's event topic."""
+    from bandlink.gateway.core.handler import Frame
     from bandlink.protocol import GATE, Tap, encode, topics
 
     evt = topics.reader_topic("gate-1", topics.EVT)
-    core = Core()
+    taps = zip(range(count), script(), itertools.cycle((0, 0, 1)), strict=False)
+    return [
+        Frame(
+            evt,
+            encode(Tap(reader="gate-1", ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d)),
+            n,
+        )
+        for n, (_, uid), d in taps
+    ]
+
+
+@contextlib.contextmanager
+def _bench_store(db: str | None) -> Iterator[Any]:
+    from bandlink.gateway.store import Store
+    from bandlink.gateway.venue import DEMO_VENUE
+
     with tempfile.TemporaryDirectory(prefix="bandlink-store-") as workdir:
         store = Store(db or f"sqlite:///{Path(workdir) / 'bench.db'}")
         store.migrate()
         store.load_venue(DEMO_VENUE, today=date.today())
+        try:
+            yield store
+        finally:
+            print(f"recorded {store.count_taps()} taps")
+            store.close()
+
+
+def bench_store(count: int, batches: Sequence[int] = (1, 64), db: str | None = None) -> int:
+    """Taps through the core and the store's unit of work, as the decision worker runs them:
+    ``batch`` frames per transaction (one commit, one fsync each), new taps then duplicates."""
+    from bandlink.gateway.core.handler import Core
+    from bandlink.gateway.worker import commit_batch, wall_ms
+
+    core = Core()
+    with _bench_store(db) as store:
         print(f"store {store.url}; synchronous commits; {count} taps per run")
         for batch in batches:
-            frames = [
-                Frame(
-                    evt,
-                    encode(
-                        Tap(
-                            reader="gate-1",
-                            ts=n,
-                            mid=os.urandom(16),
-                            uid=uid,
-                            role=GATE,
-                            direction=d,
-                        )
-                    ),
-                    n,
-                )
-                for n, (_, uid), d in zip(
-                    range(count), script(), itertools.cycle((0, 0, 1)), strict=False
-                )
-            ]
+            frames = _tap_frames(count)
             for label in ("new taps", "duplicates"):
                 started = time.perf_counter()
                 for at in range(0, count, batch):
@@ -235,6 +244,54 @@ def bench_store(count: int, batches: Sequence[int] = (1, 64), db: str | None = N
                     f"batch {batch:4}  {label:10}  {count / elapsed:8,.0f} taps/s  "
                     f"({elapsed * 1e6 / count:.0f} µs each)"
                 )
-        print(f"recorded {store.count_taps()} taps")
-        store.close()
     return 0
+
+
+def bench_store_paced(count: int, pause_ms: float, db: str | None = None) -> int:
+    """One tap per transaction, ``pause_ms`` apart (a quiet venue, as in open loop at low
+    rates): where a tap's time goes, phase by phase, beside a bare SQLite commit of one row."""
+    from bandlink.gateway.core.handler import Core
+    from bandlink.gateway.worker import wall_ms
+
+    core = Core()
+    phases: dict[str, list[float]] = {"begin + follow the catalog": [], "decide": [], "commit": []}
+    with _bench_store(db) as store:
+        for frame in _tap_frames(count):
+            marks = [time.perf_counter()]
+            with store.transaction() as tx:
+                marks.append(time.perf_counter())
+                core.handle([frame], wall_ms(), tx)
+                marks.append(time.perf_counter())
+            marks.append(time.perf_counter())
+            for name, began, ended in zip(phases, marks, marks[1:], strict=False):
+                phases[name].append((ended - began) * 1e6)
+            time.sleep(pause_ms / 1000)
+        print(f"store {store.url}; {count} taps, one per transaction, {pause_ms} ms apart")
+    if db is None or db.startswith("sqlite"):
+        phases["bare SQLite commit of one row (same pragmas)"] = _bare_sqlite_commits(
+            count, pause_ms
+        )
+    for name, times in phases.items():
+        cuts = statistics.quantiles(times, n=100)
+        print(f"{name:46} p50 {statistics.median(times):6.0f} µs  p99 {cuts[98]:6.0f} µs")
+    return 0
+
+
+def _bare_sqlite_commits(count: int, pause_ms: float) -> list[float]:
+    import sqlite3
+
+    times = []
+    with tempfile.TemporaryDirectory(prefix="bandlink-sqlite-") as workdir:
+        raw = sqlite3.connect(Path(workdir) / "bare.db", isolation_level=None)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+            raw.execute(f"PRAGMA {pragma}")
+        raw.execute("CREATE TABLE t (k BLOB PRIMARY KEY, n INTEGER)")
+        for n in range(count):
+            began = time.perf_counter()
+            raw.execute("BEGIN IMMEDIATE")
+            raw.execute("INSERT INTO t VALUES (?, ?)", (os.urandom(16), n))
+            raw.execute("COMMIT")
+            times.append((time.perf_counter() - began) * 1e6)
+            time.sleep(pause_ms / 1000)
+        raw.close()
+    return times

@@ -104,6 +104,10 @@ def cmd_bench_heap(args: argparse.Namespace) -> int:
 def cmd_bench_store(args: argparse.Namespace) -> int:
     from .bench import bench_store
 
+    if args.paced is not None:
+        from .bench import bench_store_paced
+
+        return bench_store_paced(args.count, args.paced, args.db)
     return bench_store(args.count, args.batch or (1, 64), args.db)
 
 
@@ -195,6 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch", type=int, action="append", help="taps per transaction (repeatable; 1 and 64)"
     )
     store.add_argument("--db", help="SQLAlchemy URL (default: a fresh SQLite file)")
+    store.add_argument(
+        "--paced", type=float, metavar="MS", help="one tap per transaction, MS apart: phases"
+    )
     store.set_defaults(run=cmd_bench_store)
     _add_bench_e2e(benches)
 
