@@ -5,6 +5,7 @@ and on PostgreSQL, through a real Mosquitto."""
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 import time
 import urllib.request
@@ -16,7 +17,18 @@ import pytest
 
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS
-from bandlink.protocol import GATE, IN, OUT, Result, Tap, decode, encode, reasons, topics
+from bandlink.protocol import (
+    GATE,
+    IN,
+    OUT,
+    Result,
+    Tap,
+    decode,
+    encode,
+    messages,
+    reasons,
+    topics,
+)
 from bandlink.tools.broker import MosquittoBroker, free_port
 from bandlink.tools.gatewayproc import GatewayGroup, GatewayProcess
 from bandlink.tools.simreader import SimReader
@@ -161,3 +173,37 @@ def _scrape(port: int) -> dict[str, float]:
             name, value = line.rsplit(" ", 1)
             samples[name] = float(value)
     return samples
+
+
+def test_a_stalled_store_leaves_the_network_thread_answering(
+    broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """Issue: decode, decide, write and reply all ran on paho's thread, so one slow commit
+    stalled every packet. Now the store is locked (as by a long checkpoint or another writer):
+    the decision worker waits, its bounded queue fills, and the network thread goes on
+    answering the overflow "busy" at once; when the store frees up, the queued taps are decided."""
+    db_url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    small = {"BANDLINK_QUEUE_SIZE": "4", "BANDLINK_MAX_BATCH": "1"}
+    with GatewayProcess(broker.url, db_url, tmp_path, env=small) as gateway:
+        readers = Readers(broker)
+        lock = sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)
+        lock.execute("BEGIN IMMEDIATE")  # the write lock, held
+        try:
+            bands = list(DEMO_BANDS.values())
+            mids = [readers.send("gate-1", bands[n % len(bands)], IN) for n in range(20)]
+            time.sleep(1.0)
+            early = dict(readers.results)
+        finally:
+            lock.execute("COMMIT")
+            lock.close()
+        late = readers.wait(mids)
+        readers.close()
+        log = gateway.log()
+    assert len(early) == 15 and all(r.reason == reasons.BUSY for r in early.values())
+    assert all(r.pattern == messages.RETRY for r in early.values())
+    decided = [r for r in late if r.reason != reasons.BUSY]
+    assert len(decided) == 5  # one in the worker's hands, four queued
+    assert "broker connection lost" not in log
+    store = Store(db_url)
+    assert store.count_taps() == 5
+    store.close()

@@ -6,10 +6,11 @@ Several may run side by side on one broker and one database, each with its own `
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .processes import read_log, stop_process
@@ -28,8 +29,10 @@ class GatewayProcess:
         gateway_id: str = "gw-1",
         log_level: str = "info",
         extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.gateway_id = gateway_id
+        self._env = {**os.environ, **env} if env else None  # BANDLINK_* settings, for tests
         self.command = [sys.executable, "-m", "bandlink.tools.cli", "gateway"]
         self.command += ["--broker", broker_url, "--db", db_url, "--gateway-id", gateway_id]
         self.command += ["--log-level", log_level, *extra_args]
@@ -58,6 +61,7 @@ class GatewayProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
+                env=self._env,
             )
 
     def wait_ready(self, timeout: float = 20) -> None:
