@@ -26,6 +26,7 @@ from .store import Store, is_retryable
 
 log = logging.getLogger("bandlink.gateway")
 
+SESSION_RESERVE = 1000
 ATTEMPTS = 5  # a batch that loses this many races in a row is answered "internal_error"
 _STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead of it, then ends
 
@@ -56,7 +57,10 @@ class DecisionWorker:
         self._metrics = metrics
         self._max_batch = max_batch
         self._clock = clock
-        self._queue: queue.Queue[Frame] = queue.Queue(maxsize=queue_size)
+        # Unbounded underneath; ``submit`` bounds it (one producer, the network thread), so a
+        # reader's birth or death still gets in when taps are being refused.
+        self._queue: queue.Queue[Frame] = queue.Queue()
+        self._queue_size = queue_size
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         metrics.queue_depth.set_function(self._queue.qsize)
 
@@ -66,15 +70,18 @@ class DecisionWorker:
     def stop(self, timeout: float = 10) -> None:
         """Decide and answer everything already queued, then end the thread."""
         if self._thread.is_alive():
-            self._queue.put(_STOP, timeout=timeout)  # a full queue drains while we wait
+            self._queue.put(_STOP)
             self._thread.join(timeout)
 
-    def submit(self, frame: Frame) -> bool:
-        """Queue a frame for the next batch; False (and nothing queued) when the queue is full."""
-        try:
-            self._queue.put_nowait(frame)
-        except queue.Full:
+    def submit(self, frame: Frame, *, session: bool = False) -> bool:
+        """Queue a frame for the next batch; False (and nothing queued) when the queue is full.
+        A session frame (birth, death) may use SESSION_RESERVE places beyond the bound: there
+        is at most one per reader connection, and losing one would leave a reader's state
+        wrong until it reconnects."""
+        limit = self._queue_size + (SESSION_RESERVE if session else 0)
+        if self._queue.qsize() >= limit:
             return False
+        self._queue.put_nowait(frame)
         return True
 
     def refuse(self, frame: Frame, reason: str) -> None:

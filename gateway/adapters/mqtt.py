@@ -155,7 +155,9 @@ class Bus:
             return
         frame = Frame(msg.topic, bytes(msg.payload), wall_ms(), time.monotonic_ns())
         assert self.worker is not None, "the composition root sets the worker before start()"
-        if not self.worker.submit(frame):
+        parsed = topics.parse(msg.topic)
+        session = parsed is not None and parsed[1] in (topics.BIRTH, topics.DEATH)
+        if not self.worker.submit(frame, session=session):
             self._metrics.refused_busy.inc()
             self.worker.refuse(frame, "busy")
 

@@ -15,7 +15,7 @@ from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.gateway.worker import DecisionWorker
 from bandlink.protocol import Result, Tap, decode, reasons
 
-from .pair import NOON_MS, evt_frame, make_tap
+from .pair import NOON_MS, birth_frame, evt_frame, make_tap
 
 BANDS = list(DEMO_BANDS.values())
 
@@ -87,6 +87,16 @@ def test_what_is_queued_together_is_committed_together(store: Store) -> None:
     transactions = metrics.registry.get_sample_value("bandlink_batch_size_count")
     assert transactions == 3  # 16 + 16 + 8, not 40
     assert metrics.registry.get_sample_value("bandlink_batch_size_sum") == 40
+
+
+def test_a_full_queue_still_takes_a_readers_birth(store: Store) -> None:
+    replies = Replies()
+    worker = worker_for(store, replies, queue_size=2)
+    assert [worker.submit(frame) for frame in frames(3)] == [True, True, False]
+    assert worker.submit(birth_frame("gate-1", 4), session=True)
+    worker.start()
+    worker.stop()
+    assert store.session_of("gate-1") == 4
 
 
 def test_a_full_queue_refuses_and_the_refusal_asks_for_another_tap(store: Store) -> None:
