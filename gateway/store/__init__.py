@@ -39,25 +39,34 @@ _MIGRATION_LOCK = 0x62616E646C696E6B
 class Transaction:
     """What one decision batch may read and write, all inside one database transaction."""
 
-    def __init__(self, conn: Connection, store: Store) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        view: CatalogView,
+        presence: PresenceTable,
+        tap_log: taps.TapLog,
+        reader_sessions: Sessions,
+    ) -> None:
         self.conn = conn
-        self.view = store.view
-        self._store = store
+        self.view = view
+        self._presence = presence
+        self._taps = tap_log
+        self._sessions = reader_sessions
 
     def presence(self, guest_id: str, site: str) -> Presence | None:
-        return self._store._presence.read(self.conn, guest_id, site)
+        return self._presence.read(self.conn, guest_id, site)
 
     def write_presence(self, read: Presence | None, new: Presence) -> None:
-        self._store._presence.write(self.conn, read, new)
+        self._presence.write(self.conn, read, new)
 
     def record_tap(self, tap: TapRecord) -> TapRecord:
-        return self._store._taps.record(self.conn, tap)
+        return self._taps.record(self.conn, tap)
 
     def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> None:
-        self._store._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
+        self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
 
     def death(self, reader: str, bdseq: int, now_ms: int) -> bool:
-        return self._store._sessions.death(self.conn, reader, bdseq, now_ms)
+        return self._sessions.death(self.conn, reader, bdseq, now_ms)
 
 
 class Store:
@@ -112,7 +121,7 @@ class Store:
         the block ends, rolled back if it raises (``is_retryable`` says whether to run again)."""
         with self._unit_lock, self._write() as conn:
             self.view.follow(conn)
-            yield Transaction(conn, self)
+            yield Transaction(conn, self.view, self._presence, self._taps, self._sessions)
 
     def load_venue(self, venue: Mapping[str, Any], *, today: date) -> None:
         """Upsert a venue's guests, bands, tickets and readers (see venue.DEMO_VENUE)."""
