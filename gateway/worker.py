@@ -100,8 +100,13 @@ class DecisionWorker:
                     break
             stopping = _STOP in batch
             frames = [frame for frame in batch if frame is not _STOP]
-            if frames:
-                self._decide(frames)
+            try:
+                if frames:
+                    self._decide(frames)
+            except Exception:
+                # The thread must outlive anything one batch does (a publish that raises, a
+                # log handler that fails): a dead worker would leave the gateway deaf.
+                log.exception("the decision worker failed on a batch of %d", len(frames))
             if stopping:
                 return
 

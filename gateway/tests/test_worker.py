@@ -138,3 +138,24 @@ def test_a_frame_that_trips_a_bug_costs_only_its_own_answer(store: Store) -> Non
         [reasons.OK, reasons.OK, reasons.INTERNAL_ERROR]
     )
     assert store.count_taps() == 2
+
+
+def test_the_worker_outlives_a_publish_that_fails(store: Store) -> None:
+    replies = Replies()
+    failed = threading.Event()
+
+    def flaky_publish(outgoing: Sequence[Outgoing]) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise OSError("the broker client broke")
+        replies.publish(outgoing)
+
+    worker = DecisionWorker(Core(), store, flaky_publish, Metrics(), clock=lambda: NOON_MS)
+    worker.start()
+    first, second = frames(2)
+    worker.submit(first)
+    assert failed.wait(10)
+    worker.submit(second)  # a dead worker would never answer this one
+    replies.wait(1)
+    worker.stop()
+    assert store.count_taps() == 2
