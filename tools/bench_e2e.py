@@ -18,6 +18,12 @@ it at once would only queue on SQLite's one write lock at start-up.
 
 Afterwards the store is opened and every answered tap's mid looked up: an answer the gateway gave
 without a durable record would be a broken promise, and is reported as ``missing``.
+
+The soak: each gateway serves its Prometheus metrics on a free loopback port, and while the load
+runs a thread of this process samples, once a second, each gateway's RSS (``/proc``) and queue
+depth (``bandlink_queue_depth``); the counters (batches, busy refusals, dropped replies) are
+read at the first sample and again after the drain. From these: is the memory flat, and is the
+queue bounded (``SoakRules``)? A scrape costs a gateway ~2 ms of CPU, one a second.
 """
 
 from __future__ import annotations
@@ -30,13 +36,16 @@ import shutil
 import subprocess
 import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from statistics import median
+from typing import Any, Protocol
 
-from .broker import MosquittoBroker
+from .broker import MosquittoBroker, free_port
 from .gatewayproc import GatewayProcess
 from .loadgen import (
     PHASE_PREFIX,
@@ -57,6 +66,8 @@ FIRMWARE_BAND_KIND = 0xF0  # band_uid() prefix: never one of the generator's ban
 THROUGHPUT_TARGET = 0.75  # durable taps/s at least this share of the echo's, closed loop
 LATENCY_TARGET = 2.0  # open loop p50 and p99 at most this many times the echo's
 LOAD_KEYS = ("taps_per_s", "p50_ms", "p99_ms", "max_ms", "sent", "answered", "lost")
+SAMPLE_EVERY_S = 1.0  # the soak's sampling interval
+SCRAPE_TIMEOUT_S = 0.5  # a gateway that cannot answer /metrics in this long misses a sample
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,188 @@ class CpuMeter:
         return round((after - before) / self.wall, 3)
 
 
+# -- the soak: memory and queue over the run ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SoakRules:
+    """Memory flat: the RSS at the end at most ``rss_share`` or ``rss_kb`` (the larger) above
+    the RSS at ``mark`` (10 %) of the run, once imports, caches and pools have warmed up.
+    Queue bounded: its depth never above ``queue_max`` (the worker's default max_batch: all
+    of it fits in one transaction), and the median of the last 10 % of the samples at most
+    ``queue_slack`` above the 90th percentile of the first 10 % (the depth at the end is within
+    what it was at the start; a closed loop's depth swings between 0 and the window). The trend
+    is judged only with ``min_share_samples`` samples or more in each 10 %."""
+
+    mark: float = 0.1
+    rss_share: float = 0.10
+    rss_kb: int = 5 * 1024
+    queue_max: int = 256
+    queue_slack: float = 1.0
+    min_share_samples: int = 5
+    min_coverage: float = 0.9  # no queue verdict when more than 10 % of the scrapes failed
+
+    def memory(self) -> str:
+        return (
+            f"end RSS <= RSS at {self.mark:.0%} of the run + max({self.rss_share:.0%}, "
+            f"{self.rss_kb // 1024} MB)"
+        )
+
+    def queue(self) -> str:
+        return (
+            f"max depth <= {self.queue_max}, and median of the last {self.mark:.0%} of samples "
+            f"<= p90 of the first {self.mark:.0%} + {self.queue_slack:g} "
+            f"(trend judged from {self.min_share_samples} samples per {self.mark:.0%})"
+        )
+
+
+RULES = SoakRules()
+COUNTERS = {
+    "batches": "bandlink_batch_size_count",
+    "batched_taps": "bandlink_batch_size_sum",
+    "refused_busy": "bandlink_refused_busy_total",
+    "replies_dropped": "bandlink_replies_dropped_total",
+}
+QUEUE_DEPTH = "bandlink_queue_depth"
+# Only these series (prometheus_client's ``name[]``): the whole page also calls the
+# readers-online gauge, a store read in the exporter's fresh thread per request, which keeps a
+# pooled connection each time; after ~13 scrapes the pool is dry and /metrics hangs.
+SCRAPE_QUERY = urllib.parse.urlencode([("name[]", n) for n in (QUEUE_DEPTH, *COUNTERS.values())])
+
+
+def scrape(url: str) -> dict[str, float]:
+    """The unlabelled samples of a Prometheus text page; {} if it cannot be had."""
+    try:
+        with urllib.request.urlopen(url, timeout=SCRAPE_TIMEOUT_S) as response:
+            text = response.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if value and not name.startswith("#") and "{" not in name:
+            samples[name] = float(value.split()[0])
+    return samples
+
+
+@dataclass
+class Watched:
+    """One gateway's series: (seconds into the run, RSS kB, queue depth), one a second."""
+
+    pid: int | None
+    metrics_url: str
+    t: list[float] = field(default_factory=list)
+    rss: list[int | None] = field(default_factory=list)
+    depth: list[float | None] = field(default_factory=list)
+    first: dict[str, float] = field(default_factory=dict)  # the first scrape that answered
+
+    def sample(self, t: float) -> None:
+        metrics = scrape(self.metrics_url)
+        if not self.first:
+            self.first = metrics
+        self.t.append(t)
+        self.rss.append(_status_kb(self.pid, "VmRSS"))
+        self.depth.append(metrics.get(QUEUE_DEPTH))
+
+    def write_csv(self, path: Path) -> None:
+        rows = zip(self.t, self.rss, self.depth, strict=True)
+        lines = [",".join("" if v is None else f"{v:g}" for v in row) for row in rows]
+        path.write_text("\n".join(["seconds,rss_kb,queue_depth", *lines]) + "\n")
+
+
+class SoakSampler:
+    """Samples every gateway each SAMPLE_EVERY_S, in a thread, from ``start()`` to ``stop()``."""
+
+    def __init__(self, watched: dict[str, Watched]) -> None:
+        self.watched = watched
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def _run(self) -> None:
+        started = next_sample = time.monotonic()
+        while not self._stopping.is_set():
+            for one in self.watched.values():
+                one.sample(round(time.monotonic() - started, 3))
+            next_sample += SAMPLE_EVERY_S
+            self._stopping.wait(max(0.0, next_sample - time.monotonic()))
+
+    def summary(self, workdir: Path) -> dict[str, dict[str, Any]]:
+        """Per gateway; call while the gateways still run (the counters are read again now).
+        Each series is kept in ``workdir/soak-<gateway>.csv``."""
+        out = {}
+        for name, one in self.watched.items():
+            one.write_csv(workdir / f"soak-{name}.csv")
+            out[name] = soak_summary(one, scrape(one.metrics_url))
+        return out
+
+
+def _counters(first: dict[str, float], last: dict[str, float]) -> dict[str, Any]:
+    """What the counters gained over the run (None where a scrape failed)."""
+    gained: dict[str, Any] = {}
+    for key, name in COUNTERS.items():
+        ok = name in first and name in last
+        gained[key] = int(last[name] - first[name]) if ok else None
+    batches, taps = gained["batches"], gained["batched_taps"]
+    gained["mean_batch"] = round(taps / batches, 2) if batches and taps is not None else None
+    return gained
+
+
+def _rss_summary(t: list[float], rss: list[int | None]) -> dict[str, Any]:
+    series = [(when, kb) for when, kb in zip(t, rss, strict=True) if kb is not None]
+    if not series:
+        return {"at_mark": None, "end": None, "max": None, "growth_kb_per_min": None, "flat": None}
+    mark_t = RULES.mark * series[-1][0]
+    at_t, at_mark = min(series, key=lambda s: abs(s[0] - mark_t))
+    end_t, end = series[-1]
+    minutes = (end_t - at_t) / 60
+    allowed = max(RULES.rss_share * at_mark, RULES.rss_kb)
+    return {
+        "at_mark": at_mark,
+        "end": end,
+        "max": max(kb for _, kb in series),
+        "growth_kb_per_min": round((end - at_mark) / minutes, 1) if minutes > 0 else None,
+        "flat": end - at_mark <= allowed,
+    }
+
+
+def _queue_summary(depth: list[float | None]) -> dict[str, Any]:
+    series = [d for d in depth if d is not None]
+    if len(series) < RULES.min_coverage * len(depth) or not series:
+        keys = ("median", "max", "first_p90", "last_median", "trend_flat", "bounded")
+        return dict.fromkeys(keys)
+    share = max(1, math.ceil(RULES.mark * len(series)))
+    first, last = percentile(sorted(series[:share]), 90), median(series[-share:])
+    assert first is not None
+    judged = share >= RULES.min_share_samples
+    trend_flat = last <= first + RULES.queue_slack if judged else None
+    return {
+        "median": median(series),
+        "max": max(series),
+        "first_p90": first,
+        "last_median": last,
+        "trend_flat": trend_flat,
+        "bounded": max(series) <= RULES.queue_max and trend_flat is not False,
+    }
+
+
+def soak_summary(one: Watched, last: dict[str, float]) -> dict[str, Any]:
+    return {
+        "samples": len(one.t),
+        "scrapes_missed": sum(1 for d in one.depth if d is None),
+        "rss_kb": _rss_summary(one.t, one.rss),
+        "queue_depth": _queue_summary(one.depth),
+        **_counters(one.first, last),
+    }
+
+
 # -- the firmware reader ----------------------------------------------------------------------
 
 
@@ -222,20 +415,27 @@ class Phase:
     cpu: dict[str, float | None] = field(default_factory=dict)  # share of one core, per process
 
 
-def _follow(process: subprocess.Popen[str], meter: CpuMeter, probe: FirmwareProbe | None) -> str:
-    """Read the generator's stdout to its end: meter and probe from its first send to the end
-    of its schedule; returns its last line, the JSON summary."""
+class Watcher(Protocol):
+    """Runs from the generator's first send to the end of its schedule (the probe, the soak)."""
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def _follow(process: subprocess.Popen[str], meter: CpuMeter, watchers: Sequence[Watcher]) -> str:
+    """Read the generator's stdout to its end: the meter from its first send to its end, the
+    watchers to the end of its schedule; returns its last line, the JSON summary."""
     assert process.stdout is not None
     last = ""
     for raw in process.stdout:
         line = raw.strip()
         if line == PHASE_PREFIX + "running":
             meter.start()
-            if probe:
-                probe.start()
+            for watcher in watchers:
+                watcher.start()
         elif line == PHASE_PREFIX + "draining":
-            if probe:
-                probe.stop()
+            for watcher in watchers:
+                watcher.stop()
         elif line:
             last = line
     meter.stop()
@@ -249,10 +449,10 @@ def drive(
     *,
     echo: bool,
     mids_file: Path | None = None,
-    probe: FirmwareProbe | None = None,
+    watchers: Sequence[Watcher] = (),
 ) -> Phase:
     """Run the load generator once, as its own process, against whatever answers on the broker
-    (the echo or the gateways). This process meanwhile only meters, and taps the probe."""
+    (the echo or the gateways). This process meanwhile only meters, samples and taps the probe."""
     command = loadgen_command(
         broker.url,
         readers=plan.readers,
@@ -270,10 +470,10 @@ def drive(
             with subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True
             ) as process:
-                summary = _follow(process, meter, probe)
+                summary = _follow(process, meter, watchers)
         finally:
-            if probe:
-                probe.stop()
+            for watcher in watchers:
+                watcher.stop()
     if process.returncode != 0 or not summary.startswith("{"):
         raise RuntimeError(f"load generator failed ({process.returncode}): see {log_path}")
     load: dict[str, Any] = json.loads(summary)
@@ -323,6 +523,7 @@ class GatewayRun:
     phase: Phase
     firmware: dict[str, Any]
     rss_kb: dict[str, Any]
+    soak: dict[str, dict[str, Any]]
     recorded: int
     missing: int
 
@@ -339,9 +540,18 @@ def _start_gateways(plan: Plan, broker: MosquittoBroker, stack: ExitStack) -> li
             venue=str(venue_path) if i == 0 else None,
             gateway_id=f"gw-{i}",
             log_level="warning",
+            extra_args=["--metrics", f"127.0.0.1:{free_port()}"],
         )
         gateways.append(stack.enter_context(gateway))  # started and ready, one after the other
     return gateways
+
+
+def _sampler(gateways: Sequence[GatewayProcess]) -> SoakSampler:
+    watched = {}
+    for g in gateways:
+        address = g.command[g.command.index("--metrics") + 1]  # as the gateway was told
+        watched[g.gateway_id] = Watched(g.pid, f"http://{address}/metrics?{SCRAPE_QUERY}")
+    return SoakSampler(watched)
 
 
 def _rss(gateways: Sequence[GatewayProcess]) -> dict[str, Any]:
@@ -363,13 +573,16 @@ def gateway_phase(plan: Plan, broker: MosquittoBroker) -> GatewayRun:
         before = count_taps(plan.db)
         fw_bands = [band_uid(i, FIRMWARE_BAND_KIND) for i in range(plan.firmware_bands)]
         probe = FirmwareProbe(reader, fw_bands)
+        sampler = _sampler(gateways)
         servers = {g.gateway_id: g.pid for g in gateways}
-        phase = drive(plan, broker, servers, echo=False, mids_file=mids_file, probe=probe)
+        watchers = (probe, sampler)
+        phase = drive(plan, broker, servers, echo=False, mids_file=mids_file, watchers=watchers)
         rss = _rss(gateways)  # before they stop: /proc/<pid> goes with the process
+        soak = sampler.summary(plan.workdir)  # the counters after the drain
     # The gateways are stopped: whatever they answered is committed, or never will be.
     recorded = count_taps(plan.db) - before
     missing = missing_mids(plan.db, _read_mids(mids_file))
-    return GatewayRun(phase, probe.summary(), rss, recorded, missing)
+    return GatewayRun(phase, probe.summary(), rss, soak, recorded, missing)
 
 
 # -- the report ---------------------------------------------------------------------------------
@@ -431,6 +644,8 @@ def build_report(plan: Plan, echo: Phase, run: GatewayRun) -> dict[str, Any]:
         "echo": {key: echo.load[key] for key in (*LOAD_KEYS, "send_lag_max_ms")},
         "firmware": run.firmware,
         "rss_kb": run.rss_kb,
+        "soak": run.soak,
+        "soak_rules": {"memory_flat": RULES.memory(), "queue_bounded": RULES.queue()},
         "cpu": {"echo_run": echo.cpu, "gateway_run": run.phase.cpu},
         "targets": targets(plan, gateway, echo.load, run.missing),
     }
@@ -442,6 +657,35 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def _verdict(met: bool | None) -> str:
     return "n/a in this mode" if met is None else ("met" if met else "NOT MET")
+
+
+def _flag(ok: bool | None, yes: str, no: str) -> str:
+    return "n/a (too few samples)" if ok is None else (yes if ok else no)
+
+
+def _trend_note(trend_flat: bool | None) -> str:
+    return ", run too short to judge the trend" if trend_flat is None else ""
+
+
+def print_soak(name: str, soak: dict[str, Any]) -> None:
+    rss, queue = soak["rss_kb"], soak["queue_depth"]
+    print(
+        f"{name} soak ({soak['samples']} samples, every {SAMPLE_EVERY_S:g} s, "
+        f"{soak['scrapes_missed']} scrapes missed): RSS {_num(rss['at_mark'], 0)} kB at "
+        f"{RULES.mark:.0%} of the run, {_num(rss['end'], 0)} kB at the end, max "
+        f"{_num(rss['max'], 0)} kB ({_num(rss['growth_kb_per_min'], 1)} kB/min after the mark)"
+    )
+    print(
+        f"{name} queue depth median {_num(queue['median'], 0)}, max {_num(queue['max'], 0)} "
+        f"(first {RULES.mark:.0%} p90 {_num(queue['first_p90'], 0)}, last {RULES.mark:.0%} "
+        f"median {_num(queue['last_median'], 1)}{_trend_note(queue['trend_flat'])}); "
+        f"mean batch {_num(soak['mean_batch'])} over "
+        f"{_num(soak['batches'], 0)} batches; busy refusals {_num(soak['refused_busy'], 0)}, "
+        f"dropped replies {_num(soak['replies_dropped'], 0)}"
+    )
+    memory = _flag(rss["flat"], "memory flat", "memory NOT FLAT")
+    bounded = _flag(queue["bounded"], "queue bounded", "queue NOT BOUNDED")
+    print(f"{name} verdict: {memory}, {bounded}")
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -473,6 +717,9 @@ def print_report(report: dict[str, Any]) -> None:
     )
     for name, rss in report["rss_kb"]["each"].items():
         print(f"{name} RSS: peak {_num(rss['peak'], 0)} kB, at the end {_num(rss['end'], 0)} kB")
+    print(f"soak rules: memory flat if {RULES.memory()}; queue bounded if {RULES.queue()}")
+    for name, soak in report["soak"].items():
+        print_soak(name, soak)
     lag, echo_lag = report["send_lag_max_ms"], report["echo"]["send_lag_max_ms"]
     print(
         f"generator's worst send lag behind schedule: gateway run {_num(lag)} ms, "

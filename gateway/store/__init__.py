@@ -72,8 +72,9 @@ class Transaction:
 class Store:
     """Engine, migrations, the unit of work, and reads for tools and tests.
 
-    Thread-safe: each thread gets its own connection, kept open for the next call (a pool
-    checkout per call costs more than a small query). Transactions of one Store take turns (the
+    Thread-safe: a writing thread (the decision worker) keeps its own connection open for the
+    next transaction (a pool checkout per call costs more than a small query); reads check one
+    out of the pool and give it back. Transactions of one Store take turns (the
     memory view is one); several processes may share one SQLite file or PostgreSQL database.
     """
 
@@ -193,7 +194,8 @@ class Store:
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
-        # Reads run in a transaction too, ended at once: an open one would pin a WAL snapshot.
-        conn = self._conn().execution_options(**{SQLITE_BEGIN: "DEFERRED"})
-        with conn.begin():
+        # From the pool and back: reads come from short-lived threads too (each metrics scrape
+        # is one), which would otherwise each keep a connection until the pool ran dry. In a
+        # transaction, ended at once: an open one would pin a WAL snapshot.
+        with self._engine.connect() as conn, conn.begin():
             yield conn

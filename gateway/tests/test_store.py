@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import multiprocessing
 import sqlite3
+import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -191,6 +192,18 @@ def test_a_failed_batch_leaves_nothing_behind(store: Store) -> None:
         tx.record_tap(tap_record(b"\x09" * 16))
         tx.write_presence(inside(1), inside(2, version=1))  # no such row: conflict
     assert store.count_taps() == 0
+
+
+def test_reads_from_many_short_lived_threads_do_not_drain_the_pool(store: Store) -> None:
+    """Each metrics scrape runs in a new thread; the pool holds 15 connections."""
+    results: list[int] = []
+    for n in range(40):
+        thread = threading.Thread(target=lambda: results.append(store.readers_online()))
+        thread.daemon = True  # one that blocks must not hold up the test run
+        thread.start()
+        thread.join(timeout=5)
+        assert not thread.is_alive(), f"read {n} waited for a connection"
+    assert results == [0] * 40
 
 
 # -- races: one guest, several gateway processes --------------------------------------------
