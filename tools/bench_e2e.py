@@ -56,6 +56,7 @@ from .loadgen import (
     reader_ids,
 )
 from .micropython import REPO_ROOT
+from .postgres import PostgresCluster, scratch_directory
 from .simreader import Feedback, ReaderError, SimReader
 
 WORKDIR = REPO_ROOT / "var" / "bench-e2e"
@@ -740,6 +741,10 @@ def print_report(report: dict[str, Any]) -> None:
 # -- the command ------------------------------------------------------------------------------
 
 
+# ``--db postgresql``: a private PostgreSQL cluster started (and removed) for the run.
+PRIVATE_POSTGRESQL = "postgresql"
+
+
 def bench_e2e(
     *,
     rate: float | None,
@@ -752,16 +757,20 @@ def bench_e2e(
 ) -> int:
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir(parents=True)
-    plan = Plan(
-        rate=rate,
-        window=window,
-        seconds=seconds,
-        readers=readers,
-        gateways=gateways,
-        db=db or f"sqlite:///{WORKDIR / 'bench.db'}",
-        workdir=WORKDIR,
-    )
-    with MosquittoBroker(WORKDIR / "mosquitto") as broker:
+    with ExitStack() as stack:
+        if db == PRIVATE_POSTGRESQL:
+            directory = stack.enter_context(scratch_directory())
+            db = stack.enter_context(PostgresCluster(directory)).create_database("bench")
+        plan = Plan(
+            rate=rate,
+            window=window,
+            seconds=seconds,
+            readers=readers,
+            gateways=gateways,
+            db=db or f"sqlite:///{WORKDIR / 'bench.db'}",
+            workdir=WORKDIR,
+        )
+        broker = stack.enter_context(MosquittoBroker(WORKDIR / "mosquitto"))
         echo = echo_phase(plan, broker)
         run = gateway_phase(plan, broker)
     report = build_report(plan, echo, run)

@@ -139,7 +139,11 @@ def _add_bench_e2e(benches: argparse._SubParsersAction[argparse.ArgumentParser])
     e2e.add_argument("--seconds", type=float, required=True, help="how long the load runs")
     e2e.add_argument("--readers", type=int, default=16, help="simulated gate readers (K)")
     e2e.add_argument("--gateways", type=int, default=1, help="gateway processes (N)")
-    e2e.add_argument("--db", help="store URL (default: a fresh SQLite file in var/bench-e2e)")
+    e2e.add_argument(
+        "--db",
+        help="store URL, or 'postgresql' for a private cluster "
+        "(default: a fresh SQLite file in var/bench-e2e)",
+    )
     e2e.add_argument("--json", action="store_true", help="also print one JSON object, last")
     e2e.set_defaults(run=cmd_bench_e2e)
 
