@@ -264,11 +264,11 @@ class Watched:
         path.write_text("\n".join(["seconds,rss_kb,queue_depth", *lines]) + "\n")
 
 
-class SoakSampler:
-    """Samples every gateway each SAMPLE_EVERY_S, in a thread, from ``start()`` to ``stop()``."""
+class Background:
+    """A loop on its own thread from ``start()`` until ``stop()`` (``_run`` watches
+    ``_stopping``)."""
 
-    def __init__(self, watched: dict[str, Watched]) -> None:
-        self.watched = watched
+    def __init__(self) -> None:
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -279,6 +279,17 @@ class SoakSampler:
         self._stopping.set()
         if self._thread.is_alive():
             self._thread.join()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class SoakSampler(Background):
+    """Samples every gateway each SAMPLE_EVERY_S, in a thread, from ``start()`` to ``stop()``."""
+
+    def __init__(self, watched: dict[str, Watched]) -> None:
+        self.watched = watched
+        super().__init__()
 
     def _run(self) -> None:
         started = next_sample = time.monotonic()
@@ -360,25 +371,16 @@ def soak_summary(one: Watched, last: dict[str, float]) -> dict[str, Any]:
 # -- the firmware reader ----------------------------------------------------------------------
 
 
-class FirmwareProbe:
+class FirmwareProbe(Background):
     """The real firmware tapping a fresh band every FIRMWARE_EVERY_S, in a thread of this
     process (which does nothing else meanwhile: the load generator is its own process)."""
 
     def __init__(self, reader: SimReader, bands: Sequence[bytes]) -> None:
         self._reader = reader
         self._bands = bands
-        self._stopping = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        super().__init__()
         self.feedback: list[Feedback] = []
         self.failures = 0  # taps the reader showed nothing for
-
-    def start(self) -> None:
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stopping.set()
-        if self._thread.is_alive():
-            self._thread.join()
 
     def _run(self) -> None:
         next_tap = time.monotonic()
