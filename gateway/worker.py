@@ -98,8 +98,8 @@ class DecisionWorker:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            stopping = _STOP in batch
             frames = [frame for frame in batch if frame is not _STOP]
+            stopping = len(frames) < len(batch)
             try:
                 if frames:
                     self._decide(frames)
