@@ -117,7 +117,7 @@ def _load_guest(
 
 
 def _upsert_row(conn: Connection, table: Any, row: dict[str, Any]) -> None:
-    conn.execute(upsert(conn.dialect.name, table, list(row)), row)
+    conn.execute(upsert(conn.dialect.name, table, list(row), only_changes=True), row)
 
 
 def _reader(row: Row[Any]) -> Reader:

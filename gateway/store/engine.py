@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Connection, Table, create_engine, event
+from sqlalchemy import Connection, Table, create_engine, event, or_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
@@ -54,12 +54,16 @@ def insert(dialect: str, table: Table) -> Any:
     raise NotImplementedError(f"no INSERT .. ON CONFLICT for dialect {dialect!r}")
 
 
-def upsert(dialect: str, table: Table, columns: list[str]) -> Any:
-    """INSERT the given columns, or UPDATE those outside the primary key if the row exists."""
+def upsert(dialect: str, table: Table, columns: list[str], *, only_changes: bool = False) -> Any:
+    """INSERT the given columns, or UPDATE those outside the primary key if the row exists;
+    with ``only_changes``, leave a row that already holds these values untouched (no UPDATE,
+    so no trigger fires: reloading an unchanged venue writes nothing to the catalog log)."""
     ins = insert(dialect, table)
     key = [c.name for c in table.primary_key]
     changes = {name: ins.excluded[name] for name in columns if name not in key}
-    return ins.on_conflict_do_update(index_elements=key, set_=changes)
+    differs = or_(*(table.c[name].is_distinct_from(value) for name, value in changes.items()))
+    where = differs if only_changes and changes else None
+    return ins.on_conflict_do_update(index_elements=key, set_=changes, where=where)
 
 
 def _configure_sqlite(engine: Engine) -> None:

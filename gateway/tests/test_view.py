@@ -7,7 +7,7 @@ from sqlalchemy import create_engine, text
 from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import Store
 from bandlink.gateway.store.view import FULL_RELOAD_AFTER
-from bandlink.gateway.venue import DEMO_BANDS, SITE
+from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE
 from bandlink.protocol import reasons
 
 from .pair import TODAY, Pair
@@ -74,3 +74,21 @@ def test_a_large_change_reloads_the_whole_view(pair: Pair, store: Store) -> None
     pair.tap(bytes.fromhex(f"0466{7:010x}"))
     assert store.view.reloads == 2
     assert store.view.band(bytes.fromhex(f"0466{7:010x}")) is not None
+
+
+def test_reloading_an_unchanged_venue_logs_no_change(store: Store, db_url: str) -> None:
+    """Every gateway start loads the venue: only real changes may reach the catalog log, or it
+    would grow by the whole venue at each restart and make every other gateway reload."""
+    engine = create_engine(normalise_db_url(db_url))
+
+    def logged() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(text("SELECT count(*) FROM catalog_log")).scalar_one())
+
+    before = logged()
+    store.load_venue(DEMO_VENUE, today=TODAY)
+    assert logged() == before
+    renamed = {"site": SITE, "guests": [{"id": "g-ada", "name": "Ada Okafor-Lee"}]}
+    store.load_venue(renamed, today=TODAY)
+    assert logged() > before
+    engine.dispose()
