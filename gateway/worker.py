@@ -17,7 +17,6 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol
 
 from .core.handler import Core, Decided, Dropped, Effects, Event, Frame, Ignored, Outgoing
 from .core.readers import SessionChange
@@ -31,8 +30,7 @@ ATTEMPTS = 5  # a batch that loses this many races in a row is answered "interna
 _STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead of it, then ends
 
 
-class Clock(Protocol):
-    def __call__(self) -> int: ...
+Clock = Callable[[], int]  # wall-clock milliseconds, passed in so tests can fix the time
 
 
 def wall_ms() -> int:
@@ -163,13 +161,9 @@ def _note(event: Event, metrics: Metrics) -> None:
         metrics.taps.labels(event.role, event.reason).inc()
         if event.received_ns:
             metrics.decision_seconds.observe((time.monotonic_ns() - event.received_ns) / 1e9)
-        log.info(
-            "tap %s mid=%s %s%s",
-            event.reader,
-            event.mid.hex(),
-            event.reason,
-            " (duplicate)" if event.duplicate else "",
-        )
+        if log.isEnabledFor(logging.INFO):  # the mid's hex is built only for a line written
+            duplicate = " (duplicate)" if event.duplicate else ""
+            log.info("tap %s mid=%s %s%s", event.reader, event.mid.hex(), event.reason, duplicate)
     elif isinstance(event, Dropped):
         metrics.dropped.labels(event.code).inc()
         log.warning("dropped frame from %s: %s %s", event.reader, event.code, event.detail)

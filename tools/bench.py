@@ -247,6 +247,47 @@ def bench_store(count: int, batches: Sequence[int] = (1, 64), db: str | None = N
     return 0
 
 
+# Where a decided tap's time goes: (label, file ending, function) summed as cumulative time.
+_PROFILED = (
+    ("SQLAlchemy Connection.execute (all statements)", "engine/base.py", "execute"),
+    ("  of which the driver's cursor.execute", "engine/default.py", "do_execute"),
+    ("decode the tap (portable codec)", "protocol/messages.py", "decode"),
+    ("encode the reply (cbor2)", "gateway/core/wire.py", "encode"),
+    ("entry decision (pure)", "gateway/core/entry.py", "decide_entry"),
+    ("follow the catalog log", "gateway/store/view.py", "follow"),
+)
+
+
+def bench_store_profile(count: int, batch: int, db: str | None = None) -> int:
+    """``bench store`` at one batch size under cProfile: the share of the core's time in each
+    part (cProfile slows everything, so read shares, not rates)."""
+    import cProfile
+    import pstats
+
+    from bandlink.gateway.core.handler import Core
+    from bandlink.gateway.worker import commit_batch, wall_ms
+
+    core, frames, profile = Core(), _tap_frames(count), cProfile.Profile()
+    with _bench_store(db) as store:
+        profile.enable()
+        for at in range(0, count, batch):
+            commit_batch(core, store, frames[at : at + batch], wall_ms)
+        profile.disable()
+    stats: dict[tuple[str, int, str], tuple[Any, ...]] = pstats.Stats(profile).stats  # type: ignore[attr-defined]
+    total = sum(
+        ct for (path, _, name), (*_, ct, _callers) in stats.items() if name == "commit_batch"
+    )
+    print(f"{count} taps in batches of {batch}, under cProfile: {total * 1e6 / count:.0f} µs a tap")
+    for label, path_end, function in _PROFILED:
+        spent = sum(
+            ct
+            for (path, _, name), (*_, ct, _callers) in stats.items()
+            if name == function and path.endswith(path_end)
+        )
+        print(f"{label:50} {spent / total:6.1%}")
+    return 0
+
+
 def bench_store_paced(count: int, pause_ms: float, db: str | None = None) -> int:
     """One tap per transaction, ``pause_ms`` apart (a quiet venue, as in open loop at low
     rates): where a tap's time goes, phase by phase, beside a bare SQLite commit of one row."""

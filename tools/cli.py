@@ -104,6 +104,10 @@ def cmd_bench_heap(args: argparse.Namespace) -> int:
 def cmd_bench_store(args: argparse.Namespace) -> int:
     from .bench import bench_store
 
+    if args.profile:
+        from .bench import bench_store_profile
+
+        return bench_store_profile(args.count, (args.batch or [64])[0], args.db)
     if args.paced is not None:
         from .bench import bench_store_paced
 
@@ -205,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     store.add_argument("--db", help="SQLAlchemy URL (default: a fresh SQLite file)")
     store.add_argument(
         "--paced", type=float, metavar="MS", help="one tap per transaction, MS apart: phases"
+    )
+    store.add_argument(
+        "--profile", action="store_true", help="under cProfile: where a tap's time goes"
     )
     store.set_defaults(run=cmd_bench_store)
     _add_bench_e2e(benches)

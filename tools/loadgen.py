@@ -39,7 +39,6 @@ import os
 import select
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections import Counter, deque
@@ -48,13 +47,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import urlparse
 
 import cbor2
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
-from .processes import read_log, stop_process
+from bandlink.gateway.settings import parse_broker_url
+
+from .processes import ReadyProcess
 
 DEADLINE_MS = 800  # what a reader waits for a result (firmware's default deadline_ms)
 # paho fails a QoS 1 publish with ERR_QUEUE_SIZE past 65,535 un-acknowledged ones (16-bit packet
@@ -86,13 +86,6 @@ def band_uid(index: int, kind: int = 0x10) -> bytes:
 
 def reader_ids(count: int) -> list[str]:
     return [f"load-{n:03d}" for n in range(1, count + 1)]
-
-
-def broker_address(url: str) -> tuple[str, int]:
-    parsed = urlparse(url)
-    if parsed.scheme != "mqtt" or not parsed.hostname:
-        raise ValueError(f"broker URL must look like mqtt://host:port, not {url!r}")
-    return parsed.hostname, parsed.port or 1883
 
 
 def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -213,7 +206,7 @@ class LoadGenerator:
         on_phase: Callable[[str], object] = lambda _: None,
     ) -> None:
         check_encoding()
-        self._host, self._port = broker_address(broker_url)
+        self._host, self._port = parse_broker_url(broker_url)
         self._readers = list(readers)
         self._topics = [f"bl/1/{r}/evt" for r in readers]
         self._seq = [0] * len(readers)
@@ -437,7 +430,7 @@ class LoadGenerator:
 
 def run_echo(broker_url: str) -> int:
     """Answer every tap with itself, on the reader's res topic, until SIGTERM."""
-    host, port = broker_address(broker_url)
+    host, port = parse_broker_url(broker_url)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
         client_id=f"bandlink-echo-{os.getpid()}",
@@ -467,43 +460,12 @@ def run_echo(broker_url: str) -> int:
     return 0
 
 
-class EchoProcess:
+class EchoProcess(ReadyProcess):
     """The echo as its own process, like a gateway: ``with EchoProcess(url, workdir) as echo``."""
 
     def __init__(self, broker_url: str, workdir: Path) -> None:
-        self.command = [sys.executable, "-m", "bandlink.tools.loadgen", "echo"]
-        self.command += ["--broker", broker_url]
-        self.log_path = workdir / "echo.log"
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
-    def start(self, timeout: float = 10) -> EchoProcess:
-        # A fresh log: an earlier run's ready line must not pass for this one's.
-        with open(self.log_path, "wb") as log:
-            self._process = subprocess.Popen(
-                self.command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
-            )
-        deadline = time.monotonic() + timeout
-        while ECHO_READY not in read_log(self.log_path):
-            if self._process.poll() is not None or time.monotonic() > deadline:
-                self.stop()
-                raise LoadError(f"echo did not start:\n{read_log(self.log_path)}")
-            time.sleep(0.02)
-        return self
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop_process(self._process)
-            self._process = None
-
-    def __enter__(self) -> EchoProcess:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        command = [sys.executable, "-m", "bandlink.tools.loadgen", "echo", "--broker", broker_url]
+        super().__init__("echo", command, workdir / "echo.log", ECHO_READY, grace=1)
 
 
 # -- command line: the generator as its own process ---------------------------------------------

@@ -18,6 +18,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from bandlink.gateway.settings import parse_broker_url
+
 from .micropython import DEFAULT_HEAP, micropython_command, micropython_env
 from .processes import read_log, stop_process
 
@@ -47,7 +49,7 @@ class SimReader:
         deadline_ms: int = 800,
         heap: str = DEFAULT_HEAP,
     ) -> None:
-        host, port = broker_url.removeprefix("mqtt://").rsplit(":", 1)
+        host, port = parse_broker_url(broker_url)
         self.reader_id = reader_id
         self.heap = heap
         self.workdir = workdir
@@ -56,7 +58,7 @@ class SimReader:
             "reader": reader_id,
             "role": "gate",
             "board": "sim",
-            "broker": {"host": host, "port": int(port)},
+            "broker": {"host": host, "port": port},
             "deadline_ms": deadline_ms,
             "gate": {"direction": direction, "gate": gate},
             "state_file": f"{reader_id}.state",

@@ -36,6 +36,7 @@ log = logging.getLogger("bandlink.gateway.mqtt")
 
 _READER_TOPICS = (topics.EVENTS_SHARED, topics.BIRTHS_SHARED, topics.DEATHS_SHARED)
 _SUBSCRIPTIONS = (*_READER_TOPICS, topics.GATEWAY_STATES)
+_EVT_SUFFIX = "/" + topics.EVT
 # QoS 1 replies waiting for the broker: beyond this, paho refuses (and we count) rather than
 # letting an unbounded queue grow inside the client under a flood.
 MAX_QUEUED_REPLIES = 10_000
@@ -155,8 +156,9 @@ class Bus:
             return
         frame = Frame(msg.topic, bytes(msg.payload), wall_ms(), time.monotonic_ns())
         assert self.worker is not None, "the composition root sets the worker before start()"
-        parsed = topics.parse(msg.topic)
-        session = parsed is not None and parsed[1] in (topics.BIRTH, topics.DEATH)
+        # Only births and deaths arrive on reader topics other than evt (the core checks the
+        # rest); they may use the queue's reserve.
+        session = not msg.topic.endswith(_EVT_SUFFIX)
         if not self.worker.submit(frame, session=session):
             self._metrics.refused_busy.inc()
             self.worker.refuse(frame, "busy")
