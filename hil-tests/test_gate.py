@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
-import paho.mqtt.client as paho
 import pytest
 
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
-from bandlink.protocol import GATE, IN, Result, Tap, decode, encode, topics
+from bandlink.protocol import GATE, IN, Tap, encode
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
 from bandlink.tools.waiting import wait_for
+from bandlink.tools.wire import WireReaders
 
 ADA = DEMO_BANDS["Ada"]
 BO = DEMO_BANDS["Bo"]  # ticket expired yesterday
@@ -69,48 +68,18 @@ def test_exit_then_entry_is_green(
     assert reasons_recorded(store) == ["ok", "ok", "ok"]
 
 
-class RawClient:
-    """A paho client posing as reader gate-1 on the wire, to send frames no firmware would."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.replies: list[Result] = []
-        self.got_reply = threading.Semaphore(0)
-        subscribed = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw-gate-1")
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe(topics.reader_topic("gate-1", topics.RES), qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        reply = decode(msg.payload)
-        assert isinstance(reply, Result)
-        self.replies.append(reply)
-        self.got_reply.release()
-
-    def publish(self, payload: bytes) -> None:
-        topic = topics.reader_topic("gate-1", topics.EVT)
-        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
     broker: MosquittoBroker, gateway: GatewayGroup, store: Store
 ) -> None:
-    raw = RawClient(broker)
+    raw = WireReaders(broker)
     tap = Tap(
         reader="gate-1", ts=1, mid=os.urandom(16), uid=ADA, role=GATE, direction=IN, gate="north"
     )
-    for _ in range(2):
-        raw.publish(encode(tap))
-        assert raw.got_reply.acquire(timeout=5)
+    for sent in (1, 2):
+        raw.publish("gate-1", encode(tap))
+        assert len(raw.wait_answers(sent)) == sent
     raw.close()
-    first, second = raw.replies
+    first, second = raw.answers
     assert first.granted and first.corr == tap.mid
     assert (second.granted, second.reason, second.text) == (True, first.reason, first.text)
     assert reasons_recorded(store) == ["ok"]
@@ -119,9 +88,9 @@ def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
 def test_garbage_on_the_event_topic_leaves_the_gateway_deciding(
     broker: MosquittoBroker, gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
-    raw = RawClient(broker)
+    raw = WireReaders(broker)
     for frame in (b"\xff\x00garbage", b"\x9a\xff\xff\xff\xff", b"\xa1" * 40, bytes(6000)):
-        raw.publish(frame)
+        raw.publish("gate-1", frame)
     raw.close()
     assert entry_reader.tap(ADA).pattern == "green"
     assert reasons_recorded(store) == ["ok"]

@@ -4,34 +4,26 @@ and on PostgreSQL, through a real Mosquitto."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import paho.mqtt.client as paho
 import pytest
 
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.protocol import (
-    GATE,
     IN,
     OUT,
-    Result,
-    Tap,
-    decode,
-    encode,
     messages,
     reasons,
-    topics,
 )
 from bandlink.tools.broker import MosquittoBroker, free_port
 from bandlink.tools.gatewayproc import GatewayGroup, GatewayProcess
 from bandlink.tools.simreader import SimReader
+from bandlink.tools.wire import WireReaders
 
 ADA = DEMO_BANDS["Ada"]
 
@@ -44,50 +36,12 @@ def two_gateways(
         yield group
 
 
-class Readers:
-    """A paho client posing as the demo's gate readers on the wire, collecting every Result."""
-
-    def __init__(self, broker: MosquittoBroker) -> None:
-        self.results: dict[bytes, Result] = {}
-        self._lock = threading.Condition()
-        subscribed = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="raw-readers")
-        self.client.on_subscribe = lambda *_: subscribed.set()
-        self.client.on_message = self._on_message
-        self.client.connect(broker.host, broker.port)
-        self.client.subscribe("bl/1/+/res", qos=1)
-        self.client.loop_start()
-        assert subscribed.wait(5)
-
-    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
-        result = decode(msg.payload)
-        assert isinstance(result, Result) and result.corr is not None
-        with self._lock:
-            self.results[result.corr] = result
-            self._lock.notify_all()
-
-    def send(self, reader: str, uid: bytes, direction: int) -> bytes:
-        tap = Tap(reader=reader, ts=1, mid=os.urandom(16), uid=uid, role=GATE, direction=direction)
-        assert tap.mid is not None
-        self.client.publish(topics.reader_topic(reader, topics.EVT), encode(tap), qos=1)
-        return tap.mid
-
-    def wait(self, mids: list[bytes], timeout: float = 10) -> list[Result]:
-        with self._lock:
-            self._lock.wait_for(lambda: all(m in self.results for m in mids), timeout)
-            return [self.results[m] for m in mids]
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
-
-
 def test_one_band_at_two_entry_gates_at_once_is_let_in_once(
     broker: MosquittoBroker, two_gateways: GatewayGroup, any_db_url: str
 ) -> None:
     """Issue: 15 of 60 such pairs were both granted. Both taps go out back to back; the broker
     hands them to the two gateway processes in turn, which decide them at the same moment."""
-    readers = Readers(broker)
+    readers = WireReaders(broker)
     pairs = 30
     try:
         for _ in range(pairs):
@@ -113,7 +67,7 @@ def test_kill_9_under_load_loses_no_answered_tap(
 ) -> None:
     """A flood of taps; one gateway is SIGKILLed in the middle of it. Every tap a reader got an
     answer for is in the store with that answer: nothing is answered before it is durable."""
-    readers = Readers(broker)
+    readers = WireReaders(broker)
     bands = list(DEMO_BANDS.values())
     sent: list[bytes] = []
     try:
@@ -185,7 +139,7 @@ def test_a_stalled_store_leaves_the_network_thread_answering(
     db_url = f"sqlite:///{tmp_path / 'gateway.db'}"
     small = {"BANDLINK_QUEUE_SIZE": "4", "BANDLINK_MAX_BATCH": "1"}
     with GatewayProcess(broker.url, db_url, tmp_path, env=small) as gateway:
-        readers = Readers(broker)
+        readers = WireReaders(broker)
         lock = sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")  # the write lock, held
         try:
