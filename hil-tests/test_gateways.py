@@ -153,11 +153,13 @@ def test_a_stalled_store_leaves_the_network_thread_answering(
         late = readers.wait(mids)
         readers.close()
         log = gateway.log()
-    assert len(early) == 15 and all(r.reason == reasons.BUSY for r in early.values())
+    # While the store was locked, at least 20 - (4 queued + 1 in the worker's hands) taps were
+    # answered, all "busy" (a few more if the worker had not yet taken its first frame).
+    assert len(early) >= 15 and all(r.reason == reasons.BUSY for r in early.values())
     assert all(r.pattern == messages.RETRY for r in early.values())
     decided = [r for r in late if r.reason != reasons.BUSY]
-    assert len(decided) == 5  # one in the worker's hands, four queued
+    assert 1 <= len(decided) <= 5 and len(decided) == 20 - len(early)
     assert "broker connection lost" not in log
     store = Store(db_url)
-    assert store.count_taps() == 5
+    assert store.count_taps() == len(decided)  # busy taps leave no record
     store.close()
