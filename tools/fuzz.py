@@ -9,6 +9,13 @@ Every frame goes to ``decode``; the only acceptable outcomes are a message or ``
 counted by its code. Anything else is a failure, printed with the frame in hex (the shortest
 frame of each kind of failure), and the command exits 1.
 
+The same frames then go through the gateway's core, ``Core.handle``, on the topic their seed
+belongs on and on a real store (a scratch SQLite file, migrated, the demo venue loaded), in
+transactions of ``HANDLER_BATCH`` frames as the decision worker runs them. The only acceptable
+outcomes there are events and replies that decode (a Result answers the frame's ``mid``);
+an exception out of ``handle`` is a failure (the batch is then run again frame by frame, so the
+failure names its frame).
+
 ``--micropython`` also runs the reader's side: the same frames (same seed, same sequence) are
 streamed to ``protocol/tests/fuzz_peer.py`` on the real MicroPython unix port, at the reader's
 heap ceiling, with the compiled ``.mpy`` protocol. The peer reads each into one preallocated
@@ -30,7 +37,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from bandlink.protocol import MAX_SIZE, Message, ProtocolError, decode, encode
+from bandlink.protocol import MAX_SIZE, Birth, Death, Message, ProtocolError, decode, encode, topics
 from bandlink.protocol.cbor import MAX_ITEMS
 from bandlink.protocol.examples import examples
 
@@ -278,6 +285,8 @@ class Report:
     wall: float = 0.0  # the whole leg, generation included
     by_seed: dict[str, Counter[str]] = field(default_factory=dict)
     failures: dict[str, Failure] = field(default_factory=dict)
+    step: str = "decode"  # what the timed part of the leg is
+    clean: str = "every frame decoded or raised ProtocolError"
 
     def count(self, seed: str, outcome: str, n: int = 1) -> None:
         self.by_seed.setdefault(seed, Counter())[outcome] += n
@@ -416,12 +425,137 @@ def fuzz_micropython(frames: int, seed: int, heap: str = DEFAULT_HEAP) -> Report
     return report
 
 
+# -- the gateway's core ------------------------------------------------------------------------
+
+HANDLER_BATCH = 64
+# The gateway's clock for the handler leg: just after the examples' ts, before their deadline.
+HANDLER_NOW_MS = 1_795_000_000_400
+
+
+def _seed_topic(message: Message) -> str:
+    """The topic a seed arrives on: births and deaths on their own, everything else on evt
+    (where the core drops what does not belong)."""
+    kind = topics.BIRTH if isinstance(message, Birth) else topics.EVT
+    kind = topics.DEATH if isinstance(message, Death) else kind
+    return topics.reader_topic(message.reader or "gate-1", kind)
+
+
+def _outcome(effects: Any) -> str:
+    """What became of one frame, from its first event: a drop's code, a tap's reason, ..."""
+    for event in effects.events:
+        return str(
+            getattr(event, "code", None)
+            or getattr(event, "reason", None)
+            or getattr(event, "kind", None)
+            or ("birth" if getattr(event, "online", False) else "death")
+        )
+    return "nothing"
+
+
+def _check_replies(effects: Any, frame: bytes) -> None:
+    """Every reply the core gives must decode; a Result answers the frame's mid."""
+    from bandlink.protocol import Result
+
+    for reply in effects.replies:
+        if not reply.payload and reply.retain:
+            continue  # a retained topic cleared
+        answer = decode(reply.payload)
+        if isinstance(answer, Result):
+            asked = decode_mid(frame)
+            if asked is not None and answer.corr != asked:
+                raise AssertionError(f"a Result for {answer.corr!r} answers a tap {asked!r}")
+
+
+def decode_mid(frame: bytes) -> bytes | None:
+    try:
+        return decode(frame).mid
+    except ProtocolError:
+        return None
+
+
+def fuzz_handler(frames: int, seed: int) -> Report:
+    """The frames of ``fuzz_cpython`` through ``Core.handle`` on a real SQLite store."""
+    import tempfile
+    from datetime import date
+    from pathlib import Path
+
+    from bandlink.gateway.core.handler import Core, Frame
+    from bandlink.gateway.store import Store
+    from bandlink.gateway.venue import DEMO_VENUE
+
+    named = seeds()
+    names = [name for name, _ in named] + [RANDOM]
+    seed_topics = [_seed_topic(message) for _, message in _examples()]
+    seed_topics.append(topics.reader_topic("gate-1", topics.EVT))
+    mutator = Mutator([frame for _, frame in named], seed)
+    report = Report("gateway core (Core.handle on SQLite)", names, step="the core")
+    report.clean = "every frame handled, every reply decodes and answers its frame"
+    core = Core()
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bandlink-fuzz-") as workdir:
+        store = Store(f"sqlite:///{Path(workdir) / 'fuzz.db'}")
+        try:
+            store.migrate()
+            store.load_venue(DEMO_VENUE, today=date(2026, 11, 18))
+            done = 0
+            while done < frames:
+                count = min(HANDLER_BATCH, frames - done)
+                batch = []
+                for number in range(done, done + count):
+                    index, payload = mutator.frame()
+                    frame = Frame(seed_topics[index], payload, HANDLER_NOW_MS)
+                    batch.append((number, names[index], frame))
+                _handle_batch(core, store, batch, report)
+                done += count
+        finally:
+            store.close()
+    report.wall = report.seconds = time.perf_counter() - started
+    report.frames = frames
+    return report
+
+
+def _handle_batch(core: Any, store: Any, batch: list[tuple[int, str, Any]], report: Report) -> None:
+    """One transaction for the batch, as the worker runs them; if it raises, each frame in its
+    own transaction, to name the one that failed."""
+    outcomes = []
+    try:
+        with store.transaction() as tx:
+            for _number, name, frame in batch:
+                effects = core.handle([frame], HANDLER_NOW_MS, tx)
+                _check_replies(effects, frame.payload)
+                outcomes.append((name, _outcome(effects)))
+    except Exception:  # noqa: BLE001 - one frame of the batch failed: find which
+        outcomes = []
+        for number, name, frame in batch:
+            outcome = _handle_one(core, store, frame, report, number=number, name=name)
+            outcomes.append((name, outcome))
+    for name, outcome in outcomes:
+        report.count(name, outcome)
+
+
+def _handle_one(
+    core: Any, store: Any, frame: Any, report: Report, *, number: int, name: str
+) -> str:
+    try:
+        with store.transaction() as tx:
+            effects = core.handle([frame], HANDLER_NOW_MS, tx)
+            _check_replies(effects, frame.payload)
+            return _outcome(effects)
+    except Exception as exc:  # noqa: BLE001 - the very thing being looked for
+        place = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{place.filename.rsplit('/', 1)[-1]}:{place.lineno}"
+        detail = f"{exc} (at {where})"[:300]
+        failure = Failure(name, type(exc).__name__, detail, frame.payload, 1, number)
+        report.fail(f"{type(exc).__name__} {where}", failure)
+        return "CRASH"
+
+
 def print_report(report: Report, out: Any = None) -> None:
     out = out or sys.stdout
     rate = report.frames / report.seconds if report.seconds else 0.0
     print(
         f"\n== {report.leg}: {report.frames:,} frames, {rate:,.0f} frames/s "
-        f"({report.seconds:.1f} s in decode, {report.wall:.1f} s in all)",
+        f"({report.seconds:.1f} s in {report.step}, {report.wall:.1f} s in all)",
         file=out,
     )
     totals = report.outcomes()
@@ -436,7 +570,7 @@ def print_report(report: Report, out: Any = None) -> None:
         cells = "".join(f"{counts[o]:>12,}" for o in order)
         print(f"{name[:19]:<20}{sum(counts.values()):>9,}{cells}", file=out)
     if not report.failures:
-        print("failures: none (every frame decoded or raised ProtocolError)", file=out)
+        print(f"failures: none ({report.clean})", file=out)
         return
     print(f"\nFAILURES: {len(report.failures)} distinct", file=out)
     for failure in list(report.failures.values())[:SHOW_FAILURES]:
@@ -448,8 +582,10 @@ def print_report(report: Report, out: Any = None) -> None:
         )
 
 
-def run_fuzz(frames: int, seed: int, micropython: bool = False) -> int:
+def run_fuzz(frames: int, seed: int, micropython: bool = False, handler: bool = True) -> int:
     reports = [fuzz_cpython(frames, seed)]
+    if handler:
+        reports.append(fuzz_handler(frames, seed))
     if micropython:
         reports.append(fuzz_micropython(frames, seed))
     print(f"bandlink fuzz --frames {frames} --seed {seed}: {len(seeds())} seeds + random buffers")

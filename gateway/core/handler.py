@@ -46,6 +46,7 @@ from .wire import encode
 DIRECTION_NAMES = {IN: "in", OUT: "out"}
 ROLE_NAMES = {GATE: "gate", messages.POS: "pos", messages.PHOTO: "photo"}
 
+BAD_REQUEST = reasons.name(reasons.BAD_REQUEST)
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
     "unknown_band": "Band not recognised",
@@ -57,6 +58,7 @@ _REFUSAL_TEXT = {
     "busy": "Busy - tap again",
     "internal_error": "Please tap again",
     "stale": "Please tap again",
+    BAD_REQUEST: "Reader error - see staff",
 }
 # Refusals that are the gateway's trouble, not the guest's: the reader shows "try again".
 _TRY_AGAIN = {"busy", "internal_error", "stale"}
@@ -65,6 +67,9 @@ _TRY_AGAIN = {"busy", "internal_error", "stale"}
 # never set sends 1970 timestamps) to within this, and past the deadline by more than GRACE.
 CLOCK_TRUST_MS = 300_000
 DEADLINE_GRACE_MS = 100
+# The store keeps times and session numbers in signed 64-bit columns (BIGINT); the wire allows
+# u64. A value above this is valid CBOR the gateway cannot act on.
+STORE_INT_MAX = 2**63 - 1
 
 # What may arrive on each of a reader's topics.
 _ACCEPTED: dict[str, tuple[type[Message], ...]] = {
@@ -154,7 +159,9 @@ class Core:
         effects = Effects()
         for frame in frames:
             message = self._accept(frame, effects)
-            if isinstance(message, Tap):
+            if message is not None and _out_of_range(message):
+                self._on_out_of_range(message, frame, now_ms, effects)
+            elif isinstance(message, Tap):
                 self._on_tap(message, frame, now_ms, tx, effects)
             elif isinstance(message, Birth):
                 effects.events.append(on_birth(tx, message, now_ms))
@@ -211,6 +218,18 @@ class Core:
             effects.events.append(Dropped(reader_id, "wrong_topic", detail))
             return None
         return message
+
+    def _on_out_of_range(
+        self, message: Message, frame: Frame, now_ms: int, effects: Effects
+    ) -> None:
+        assert message.reader is not None
+        if isinstance(message, Tap):
+            record = _record(message, frame.received_ms, granted=False, reason=BAD_REQUEST)
+            effects.replies.append(self._reply(message, record, None, now_ms))
+            effects.events.append(_decided(message, record, frame, duplicate=False))
+        else:
+            detail = f"{type(message).__name__} with a number beyond the store's 64-bit range"
+            effects.events.append(Dropped(message.reader, "out_of_range", detail))
 
     # -- taps -------------------------------------------------------------------------------
 
@@ -279,6 +298,11 @@ class Core:
         return Outgoing(topics.reader_topic(tap.reader, topics.RES), encode(result))
 
 
+def _out_of_range(message: Message) -> bool:
+    """A number the store cannot hold: a tap's time, a session's number."""
+    return message.ts > STORE_INT_MAX or (message.bdseq or 0) > STORE_INT_MAX
+
+
 def _stale(tap: Tap, now_ms: int) -> bool:
     if tap.deadline is None or abs(now_ms - tap.ts) > CLOCK_TRUST_MS:
         return False
@@ -286,7 +310,7 @@ def _stale(tap: Tap, now_ms: int) -> bool:
 
 
 def _record(
-    tap: Tap, received_ms: int, *, granted: bool, reason: str, guest: str | None
+    tap: Tap, received_ms: int, *, granted: bool, reason: str, guest: str | None = None
 ) -> TapRecord:
     assert tap.reader is not None and tap.mid is not None  # a Tap requires both
     direction = "-" if tap.direction is None else DIRECTION_NAMES[tap.direction]

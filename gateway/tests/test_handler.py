@@ -225,3 +225,21 @@ def test_every_reason_the_gateway_can_give_is_in_the_wire_registry() -> None:
     would fail at the first such tap, on the hot path, instead of here."""
     given = set(entry.REASONS) | set(handler._REFUSAL_TEXT)
     assert given <= set(reasons.NAMES.values())
+
+
+@pytest.mark.parametrize("ts", [2**63, 2**64 - 1])
+def test_a_tap_whose_time_the_store_cannot_hold_is_refused_cleanly(
+    pair: Pair, store: Store, ts: int
+) -> None:
+    """Found by fuzzing: a ts of 2^63 or more is a valid u64 on the wire, but no BIGINT holds it;
+    the insert raised OverflowError out of Core.handle. Now it is answered bad_request."""
+    (result,) = pair.results([evt_frame(make_tap(ADA, ts=ts))])
+    assert (result.granted, result.reason, result.name) == (False, reasons.BAD_REQUEST, None)
+    assert store.count_taps() == 0 and store.presence("g-ada", "parkside") is None
+
+
+def test_a_session_number_the_store_cannot_hold_is_dropped(pair: Pair, store: Store) -> None:
+    effects = pair.send([birth_frame("gate-1", 2**63), death_frame("gate-1", 2**64 - 1)])
+    assert effects.replies == [] or all(r.topic.endswith("/cmd") for r in effects.replies)
+    assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["out_of_range"] * 2
+    assert store.session_of("gate-1") is None

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from bandlink.gateway.core import handler
 from bandlink.protocol import decode
 from bandlink.tools import fuzz
 from bandlink.tools.cli import main
@@ -90,3 +91,24 @@ def test_bench_codec_prints_every_codec(capsys: pytest.CaptureFixture[str]) -> N
         rates = re.search(rf"^.*{row}.* ([\d,]+) +([\d,]+)$", out, flags=re.MULTILINE)
         assert rates is not None, row
         assert int(rates.group(1).replace(",", "")) > 0
+
+
+def test_the_core_handles_every_frame(capsys: pytest.CaptureFixture[str]) -> None:
+    """The same frames through Core.handle on a real store: never an exception, and frames
+    reach every stage (drops, sessions, taps decided)."""
+    assert main(["fuzz", "--frames", "3000", "--seed", "7"]) == 0
+    core = leg(capsys.readouterr().out, "gateway core")
+    assert "3,000 frames" in core and "failures: none" in core
+    for name in ("malformed", "bad_field", "reader_mismatch", "wrong_topic", "birth", "status"):
+        assert outcome(core, name) > 0, name
+
+
+def test_the_core_leg_finds_a_number_the_store_cannot_hold(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """How the OverflowError was found: without the core's range check, a mutated tap's ts of
+    2^63 or more reached the insert and raised out of Core.handle."""
+    monkeypatch.setattr(handler, "STORE_INT_MAX", 2**64)
+    assert main(["fuzz", "--frames", "20000", "--seed", "1"]) == 1
+    core = leg(capsys.readouterr().out, "gateway core")
+    assert "OverflowError" in core
