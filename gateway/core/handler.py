@@ -249,6 +249,12 @@ class Core:
         granted, reason, read, new = self._decide(tap, band, now_ms, tx)
         record = _record(tap, frame.received_ms, granted=granted, reason=reason, guest=guest_id)
         stored = tx.record_tap(record)
+        if stored is not record and not stored.same_operation(record):
+            # Another operation's mid: its answer (and its guest's name) is not this tap's.
+            refused = _record(tap, frame.received_ms, granted=False, reason=BAD_REQUEST)
+            effects.replies.append(self._reply(tap, refused, None, now_ms))
+            effects.events.append(_decided(tap, refused, frame, duplicate=False))
+            return
         if stored is record and new is not None:
             tx.write_presence(read, new)  # Conflict if another process changed it: retried
         name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
@@ -325,6 +331,7 @@ def _record(
         reason=reason,
         guest_id=guest,
         seq=tap.seq,
+        role=ROLE_NAMES.get(tap.role, str(tap.role)),
     )
 
 

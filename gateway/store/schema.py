@@ -102,6 +102,8 @@ taps = Table(
     Column("reason", Text, nullable=False),
     Column("guest_id", Text, nullable=True),
     Column("seq", Integer, nullable=False),
+    # gate | pos | photo: with reader, uid and direction, what makes one operation (its mid)
+    Column("role", Text, nullable=False, server_default="gate"),
     Index("ix_taps_received_ms", "received_ms"),
     Index("ix_taps_uid", "uid"),
 )

@@ -63,6 +63,7 @@ def _values(tap: TapRecord) -> dict[str, Any]:
         "reason": tap.reason,
         "guest_id": tap.guest_id,
         "seq": tap.seq,
+        "role": tap.role,
     }
 
 
@@ -78,4 +79,5 @@ def _record(row: Row[Any]) -> TapRecord:
         reason=row.reason,
         guest_id=row.guest_id,
         seq=row.seq,
+        role=row.role,
     )

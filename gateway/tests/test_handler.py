@@ -17,6 +17,7 @@ from bandlink.protocol import (
     GatewayState,
     Result,
     Status,
+    Tap,
     decode,
     dumps,
     encode,
@@ -243,3 +244,44 @@ def test_a_session_number_the_store_cannot_hold_is_dropped(pair: Pair, store: St
     assert effects.replies == [] or all(r.topic.endswith("/cmd") for r in effects.replies)
     assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["out_of_range"] * 2
     assert store.session_of("gate-1") is None
+
+
+def _other_operation(tap: Tap, change: str) -> Tap:
+    fields = {
+        "reader": tap.reader,
+        "ts": tap.ts,
+        "mid": tap.mid,
+        "uid": tap.uid,
+        "role": tap.role,
+        "direction": tap.direction,
+    }
+    if change == "uid":
+        fields["uid"] = DEMO_BANDS["Dara"]  # blocked
+    elif change == "reader":
+        fields["reader"] = "gate-2"
+    elif change == "direction":
+        fields["direction"] = OUT
+    elif change == "role":
+        fields.update(role=messages.PHOTO, point="splash")
+    return Tap(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("change", ["uid", "reader", "direction", "role"])
+def test_a_known_mid_from_another_operation_is_a_bad_request(
+    pair: Pair, store: Store, change: str
+) -> None:
+    """Issue: Dara's blocked band under Ada's mid got "Welcome Ada". A mid names one operation
+    of one reader: a tap under it with another reader, band, role or direction is answered
+    bad_request, with no name, and nothing is recorded or changed."""
+    first = make_tap(ADA)
+    assert pair.results([evt_frame(first)])[0].text == "Welcome Ada"
+    before = store.presence("g-ada", "parkside")
+    other = _other_operation(first, change)
+    assert other.reader is not None
+    (result,) = pair.results([evt_frame(other, reader=other.reader)])
+    assert (result.granted, result.reason, result.name) == (False, reasons.BAD_REQUEST, None)
+    assert result.corr == first.mid and "Ada" not in (result.text or "")
+    assert store.count_taps() == 1 and store.presence("g-ada", "parkside") == before
+    assert store.presence("g-dara", "parkside") is None
+    # The operation itself is still answered as it was.
+    assert pair.results([evt_frame(first)])[0].text == "Welcome Ada"
