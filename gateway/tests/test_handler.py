@@ -263,7 +263,7 @@ def _other_operation(tap: Tap, change: str) -> Tap:
         fields["direction"] = OUT
     elif change == "role":
         fields.update(role=messages.PHOTO, point="splash")
-    return Tap(**fields)  # type: ignore[arg-type]
+    return Tap(**fields)
 
 
 @pytest.mark.parametrize("change", ["uid", "reader", "direction", "role"])
