@@ -27,6 +27,7 @@ from .messages import (
     decode,
     encode,
     encode_into,
+    peek_tap,
 )
 
 __all__ = [
@@ -57,4 +58,5 @@ __all__ = [
     "encode",
     "encode_into",
     "loads",
+    "peek_tap",
 ]

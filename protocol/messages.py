@@ -321,3 +321,30 @@ def encode_into(buf, message: Message) -> int:
 def decode(data) -> Message:
     """The single receive entry point: bytes in, a valid message out, or ProtocolError."""
     return _from_map(None, loads(data))
+
+
+def peek_tap(data) -> "tuple | None":
+    """(reader, mid, seq) of a frame whose envelope is readable as a v1 Tap's (a CBOR map with
+    version 1, type 1, a valid reader id and a 16-byte mid), whatever else it holds; else None.
+
+    For a tap that ``decode`` refused with bad_field: its sender can still be answered (a
+    Result with ``corr`` = the mid) instead of waiting for a reply that never comes. A frame
+    that is not CBOR, or not a v1 Tap, gets None: what cannot be decoded is never answered."""
+    try:
+        wire = loads(data)
+    except ProtocolError:
+        return None
+    if not isinstance(wire, dict):
+        return None
+    version, kind = wire.get(0), wire.get(1)
+    if isinstance(version, bool) or version != VERSION or isinstance(kind, bool) or kind != TAP:
+        return None
+    try:
+        reader = fields.reader_id("reader", wire.get(2))
+        mid = fields.mid("mid", wire.get(5))
+    except ProtocolError:
+        return None
+    seq = wire.get(4)
+    if isinstance(seq, bool) or not isinstance(seq, int) or not 0 <= seq < 256:
+        seq = 0
+    return reader, mid, seq

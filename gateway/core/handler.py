@@ -33,9 +33,11 @@ from bandlink.protocol import (
     Tap,
     decode,
     messages,
+    peek_tap,
     reasons,
     topics,
 )
+from bandlink.protocol.errors import BAD_FIELD
 
 from .entry import Band, Presence, Reader, Ticket, decide_entry
 from .readers import SessionChange, SessionStore, on_birth, on_death
@@ -206,6 +208,8 @@ class Core:
         except ProtocolError as err:
             detail = f"{err} ({len(frame.payload)} bytes)"
             effects.events.append(Dropped(reader_id, err.code, detail))
+            if err.code == BAD_FIELD and kind == topics.EVT:
+                self._answer_broken_tap(reader_id, frame, effects)
             return None
         if message.reader != reader_id:
             # The broker's ACL ties a reader to its own topics; a body naming another reader is
@@ -230,6 +234,19 @@ class Core:
         else:
             detail = f"{type(message).__name__} with a number beyond the store's 64-bit range"
             effects.events.append(Dropped(message.reader, "out_of_range", detail))
+
+    def _answer_broken_tap(self, reader_id: str, frame: Frame, effects: Effects) -> None:
+        """A tap that breaks a field rule, from a reader that can be told so: its envelope
+        names this topic's reader and a mid. Answered bad_request (red, nothing recorded)
+        rather than left waiting to show "try again" for a tap that can never succeed."""
+        peeked = peek_tap(frame.payload)
+        if peeked is None or peeked[0] != reader_id:
+            return
+        _reader, mid, seq = peeked
+        reply = self._result(
+            reader_id, mid, seq, frame.received_ms, granted=False, reason=BAD_REQUEST
+        )
+        effects.replies.append(reply)
 
     # -- taps -------------------------------------------------------------------------------
 
@@ -285,23 +302,46 @@ class Core:
         return decision.granted, decision.reason, read, decision.presence
 
     def _reply(self, tap: Tap, record: TapRecord, name: str | None, now_ms: int) -> Outgoing:
-        if record.granted:
-            text = ("Goodbye " if record.direction == "out" else "Welcome ") + (name or "")
-        else:
-            text = _REFUSAL_TEXT.get(record.reason, "Please see staff")
-        result = Result(
-            reader=tap.reader,
-            ts=now_ms,
-            seq=tap.seq,
-            corr=tap.mid,
+        assert tap.reader is not None and tap.mid is not None
+        return self._result(
+            tap.reader,
+            tap.mid,
+            tap.seq,
+            now_ms,
             granted=record.granted,
-            reason=reasons.code(record.reason),
+            reason=record.reason,
+            name=name,
+            direction="out" if record.direction == "out" else "in",
+        )
+
+    def _result(
+        self,
+        reader: str,
+        mid: bytes,
+        seq: int,
+        now_ms: int,
+        *,
+        granted: bool,
+        reason: str,
+        name: str | None = None,
+        direction: str = "in",
+    ) -> Outgoing:
+        if granted:
+            text = ("Goodbye " if direction == "out" else "Welcome ") + (name or "")
+        else:
+            text = _REFUSAL_TEXT.get(reason, "Please see staff")
+        result = Result(
+            reader=reader,
+            ts=now_ms,
+            seq=seq,
+            corr=mid,
+            granted=granted,
+            reason=reasons.code(reason),
             text=text.strip()[:32],
             name=name[:24] if name else None,
-            pattern=messages.RETRY if record.reason in _TRY_AGAIN else None,
+            pattern=messages.RETRY if reason in _TRY_AGAIN else None,
         )
-        assert tap.reader is not None
-        return Outgoing(topics.reader_topic(tap.reader, topics.RES), encode(result))
+        return Outgoing(topics.reader_topic(reader, topics.RES), encode(result))
 
 
 def _out_of_range(message: Message) -> bool:

@@ -285,3 +285,44 @@ def test_a_known_mid_from_another_operation_is_a_bad_request(
     assert store.presence("g-dara", "parkside") is None
     # The operation itself is still answered as it was.
     assert pair.results([evt_frame(first)])[0].text == "Welcome Ada"
+
+
+def _broken_tap(reader: str = "gate-1", mid: bytes = b"\x11" * 16) -> bytes:
+    wire = make_tap(ADA, reader=reader, mid=mid).to_wire()
+    del wire[9][2]  # a gate tap without its direction: decodes as CBOR, breaks a field rule
+    return dumps(wire)
+
+
+def test_a_tap_that_breaks_a_field_rule_is_answered_bad_request(pair: Pair, store: Store) -> None:
+    """Issue: such a tap was dropped unanswered and the reader showed "try again" for ever.
+    Its envelope names the topic's reader and a mid: it gets a red bad_request."""
+    effects = pair.send([evt_frame(_broken_tap())])
+    (reply,) = effects.replies
+    result = decode(reply.payload)
+    assert reply.topic == "bl/1/gate-1/res" and isinstance(result, Result)
+    assert (result.granted, result.reason) == (False, reasons.BAD_REQUEST)
+    assert result.corr == b"\x11" * 16
+    assert result.pattern != messages.RETRY
+    assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["bad_field"]
+    assert store.count_taps() == 0
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        _broken_tap(reader="gate-2"),  # another reader's envelope on gate-1's topic
+        dumps({0: 1, 1: 1, 2: "gate-1", 9: {}}),  # no mid to answer
+        dumps({0: 2, 1: 1, 2: "gate-1", 5: b"\x11" * 16}),  # not version 1
+        dumps({0: 1, 1: 5, 2: "gate-1", 5: b"\x11" * 16}),  # a broken Status, not a tap
+        _broken_tap()[:-1],  # not CBOR
+    ],
+)
+def test_what_cannot_be_answered_is_still_only_dropped(pair: Pair, payload: bytes) -> None:
+    effects = pair.send([evt_frame(payload)])
+    assert effects.replies == [] and [type(e) for e in effects.events] == [Dropped]
+
+
+def test_a_broken_tap_refused_busy_is_answered_bad_request_too(pair: Pair) -> None:
+    (reply,) = pair.core.refuse(evt_frame(_broken_tap()), "busy", NOON_MS).replies
+    result = decode(reply.payload)
+    assert isinstance(result, Result) and result.reason == reasons.BAD_REQUEST

@@ -1,6 +1,7 @@
 # Runs on MicroPython: the reader's side of the portable-codec tests. Each stdin line is a frame
-# in hex, prefixed "c " (a CBOR item) or "m " (a message). Each output line is "ok <re-encoded
-# hex>", "err <ProtocolError code>", or "crash <exception>" — the last must never appear.
+# in hex, prefixed "c " (a CBOR item), "m " (a message) or "p " (a tap's envelope, peeked).
+# Each output line is "ok <re-encoded hex>" ("ok <reader> <mid> <seq>" for a peek, or "none"),
+# "err <ProtocolError code>", or "crash <exception>" — the last must never appear.
 import sys
 from binascii import hexlify, unhexlify
 
@@ -10,6 +11,12 @@ import protocol
 def answer(line):
     kind, frame = line[:1], unhexlify(line[2:])
     try:
+        if kind == "p":
+            peeked = protocol.peek_tap(frame)
+            if peeked is None:
+                return "none"
+            reader, mid, seq = peeked
+            return "ok %s %s %d" % (reader, hexlify(mid).decode(), seq)
         if kind == "m":
             out = protocol.encode(protocol.decode(frame))
         else:

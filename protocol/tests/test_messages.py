@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 
 from bandlink.protocol import Message, ProtocolError, decode, dumps, encode, loads
 from bandlink.protocol import messages as m
 from bandlink.protocol.examples import examples, gate_tap
-from bandlink.protocol.tests.strategies import any_message
+from bandlink.protocol.tests.strategies import any_message, taps
 
 
 @given(any_message)
@@ -166,3 +167,28 @@ def test_a_journal_may_not_carry_another_readers_taps() -> None:
 def test_local_reason_only_on_an_offline_tap() -> None:
     with pytest.raises(ProtocolError):
         gate_tap(local_reason=1)
+
+
+@given(any_message)
+def test_peek_tap_reads_exactly_a_taps_envelope(message: Message) -> None:
+    peeked = m.peek_tap(encode(message))
+    if isinstance(message, m.Tap):
+        assert peeked == (message.reader, message.mid, message.seq)
+    else:
+        assert peeked is None
+
+
+@given(taps(), st.sampled_from([m.RESULT, 0, 99]))
+def test_peek_tap_answers_a_broken_tap_and_nothing_else(tap: m.Tap, kind: int) -> None:
+    wire = tap.to_wire()
+    wire[9] = {0: b"", 1: 7}  # a uid too short, a role out of range: decode refuses it
+    with pytest.raises(ProtocolError) as refused:
+        decode(dumps(wire))
+    assert refused.value.code == "bad_field"
+    assert m.peek_tap(dumps(wire)) == (tap.reader, tap.mid, tap.seq)
+    assert m.peek_tap(dumps({**wire, 1: kind})) is None  # not a tap
+    assert m.peek_tap(dumps({**wire, 0: 2})) is None  # not version 1
+    assert m.peek_tap(dumps({**wire, 2: "gate/1"})) is None  # no valid reader
+    assert m.peek_tap(dumps({**wire, 5: b"short"})) is None  # no mid to answer
+    assert m.peek_tap(dumps(wire)[:-1]) is None  # truncated: not CBOR
+    assert m.peek_tap(b"\xff\x00") is None and m.peek_tap(dumps([1, 1])) is None

@@ -8,7 +8,7 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bandlink.protocol import ProtocolError, decode, dumps, encode, loads
+from bandlink.protocol import ProtocolError, decode, dumps, encode, loads, peek_tap
 from bandlink.protocol.examples import examples
 from bandlink.protocol.tests.strategies import any_message
 from bandlink.protocol.tests.test_cbor import values
@@ -17,6 +17,9 @@ from bandlink.tools.micropython import run_micropython
 
 
 def cpython_answer(kind: str, frame: bytes) -> str:
+    if kind == "p":
+        peeked = peek_tap(frame)
+        return "none" if peeked is None else f"ok {peeked[0]} {peeked[1].hex()} {peeked[2]}"
     try:
         out = encode(decode(frame)) if kind == "m" else dumps(loads(frame))
     except ProtocolError as err:
@@ -79,4 +82,5 @@ def test_random_and_mutated_frames_get_the_same_answers(
     frames = [("c", dumps(item)) for item in items]
     frames += [("m", encode(message)) for message in messages]
     frames += [(kind, mutate(frame, data)) for kind, frame in frames]
+    frames += [("p", frame) for _, frame in frames]
     assert_same_answers(frames)
