@@ -174,7 +174,13 @@ def _note(event: Event, metrics: Metrics) -> None:
 
 
 def _note_session(change: SessionChange) -> None:
-    if change.online:
+    if change.online and change.stale:
+        log.info(
+            "ignored a stale birth of %s, session %d: a newer one is open",
+            change.reader,
+            change.bdseq,
+        )
+    elif change.online:
         log.info("reader %s online: %s, session %d", change.reader, change.firmware, change.bdseq)
     elif change.stale:
         log.info("ignored a death of %s for old session %s", change.reader, change.bdseq)

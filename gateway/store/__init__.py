@@ -62,8 +62,8 @@ class Transaction:
     def record_tap(self, tap: TapRecord) -> TapRecord:
         return self._taps.record(self.conn, tap)
 
-    def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> None:
-        self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
+    def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool:
+        return self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
 
     def death(self, reader: str, bdseq: int, now_ms: int) -> bool:
         return self._sessions.death(self.conn, reader, bdseq, now_ms)

@@ -3,9 +3,9 @@ process and its death seen by another still pair up, and a restarted gateway for
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, bindparam, func, select, update
+from sqlalchemy import Connection, bindparam, func, or_, select, update
 
-from .engine import upsert
+from .engine import insert
 from .schema import reader_sessions
 
 _DEATH = (
@@ -23,13 +23,22 @@ _BDSEQ = select(reader_sessions.c.bdseq).where(reader_sessions.c.reader_id == bi
 
 class Sessions:
     def __init__(self, dialect: str) -> None:
-        columns = ["reader_id", "bdseq", "online", "firmware", "changed_ms"]
-        self._birth = upsert(dialect, reader_sessions, columns)
+        ins = insert(dialect, reader_sessions)
+        table = reader_sessions.c
+        # A birth replaces a closed session, or an open one with the same or a lower bdSeq; an
+        # older birth (a late copy) while a newer session is open changes nothing.
+        replaces = or_(table.online.is_(False), ins.excluded.bdseq >= table.bdseq)
+        changes = {name: ins.excluded[name] for name in ("bdseq", "online", "firmware")}
+        changes["changed_ms"] = ins.excluded.changed_ms
+        self._birth = ins.on_conflict_do_update(
+            index_elements=["reader_id"], set_=changes, where=replaces
+        ).returning(table.reader_id)
 
     def birth(
         self, conn: Connection, reader: str, bdseq: int, firmware: str | None, now_ms: int
-    ) -> None:
-        """The reader's current session is now ``bdseq``, online."""
+    ) -> bool:
+        """The reader's current session is now ``bdseq``, online; False (and no change) if a
+        session with a higher bdSeq is open: this birth is stale."""
         row = {
             "reader_id": reader,
             "bdseq": bdseq,
@@ -37,7 +46,8 @@ class Sessions:
             "firmware": firmware,
             "changed_ms": now_ms,
         }
-        conn.execute(self._birth, row)
+        # RETURNING, not rowcount: psycopg reports no rowcount for INSERT .. ON CONFLICT.
+        return conn.execute(self._birth, row).first() is not None
 
     def death(self, conn: Connection, reader: str, bdseq: int, now_ms: int) -> bool:
         """Mark the reader offline if ``bdseq`` is its current, online session; False for the

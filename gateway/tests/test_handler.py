@@ -326,3 +326,26 @@ def test_a_broken_tap_refused_busy_is_answered_bad_request_too(pair: Pair) -> No
     (reply,) = pair.core.refuse(evt_frame(_broken_tap()), "busy", NOON_MS).replies
     result = decode(reply.payload)
     assert isinstance(result, Result) and result.reason == reasons.BAD_REQUEST
+
+
+def test_a_birth_older_than_the_open_session_is_ignored_as_stale(pair: Pair, store: Store) -> None:
+    """Issue: a birth with a lower bdSeq (a late copy, or a redelivery) replaced the newer open
+    session, so the newer session's death was then ignored and the reader looked online."""
+    pair.send([birth_frame("gate-1", 8)])
+    (change,) = [e for e in pair.send([birth_frame("gate-1", 7)]).events]
+    assert change == SessionChange("gate-1", 7, online=True, firmware="fw", stale=True)
+    assert store.session_of("gate-1") == 8
+    (again,) = pair.send([birth_frame("gate-1", 8)]).events  # a copy of the open one: fine
+    assert isinstance(again, SessionChange) and not again.stale
+    (closed,) = pair.send([death_frame("gate-1", 8)]).events
+    assert isinstance(closed, SessionChange) and not closed.stale
+    assert store.readers_online() == 0
+
+
+def test_a_closed_session_may_be_replaced_by_any_birth(pair: Pair, store: Store) -> None:
+    """A reader whose flash was wiped starts again from a low bdSeq: once its old session is
+    closed, that birth opens a new one."""
+    pair.send([birth_frame("gate-1", 8), death_frame("gate-1", 8)])
+    (change,) = pair.send([birth_frame("gate-1", 1)]).events
+    assert isinstance(change, SessionChange) and not change.stale
+    assert store.session_of("gate-1") == 1 and store.readers_online() == 1
