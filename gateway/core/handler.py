@@ -49,6 +49,8 @@ DIRECTION_NAMES = {IN: "in", OUT: "out"}
 ROLE_NAMES = {GATE: "gate", messages.POS: "pos", messages.PHOTO: "photo"}
 
 BAD_REQUEST = reasons.name(reasons.BAD_REQUEST)
+STALE = reasons.name(reasons.STALE)
+UNKNOWN_READER = reasons.name(reasons.UNKNOWN_READER)
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
     "unknown_band": "Band not recognised",
@@ -228,9 +230,7 @@ class Core:
     ) -> None:
         assert message.reader is not None
         if isinstance(message, Tap):
-            record = _record(message, frame.received_ms, granted=False, reason=BAD_REQUEST)
-            effects.replies.append(self._reply(message, record, None, now_ms))
-            effects.events.append(_decided(message, record, frame, duplicate=False))
+            self._unrecorded(message, frame, BAD_REQUEST, now_ms, effects)
         else:
             detail = f"{type(message).__name__} with a number beyond the store's 64-bit range"
             effects.events.append(Dropped(message.reader, "out_of_range", detail))
@@ -255,22 +255,24 @@ class Core:
     ) -> None:
         if _stale(tap, now_ms):
             # Nothing recorded: a resend of this operation (new deadline) is decided as new.
-            record = _record(tap, frame.received_ms, granted=False, reason="stale", guest=None)
-            effects.replies.append(self._reply(tap, record, None, now_ms))
-            effects.events.append(_decided(tap, record, frame, duplicate=False))
+            self._unrecorded(tap, frame, STALE, now_ms, effects)
+            return
+        reader = tx.view.reader(tap.reader)
+        if reader is None:
+            # Counted (the Decided event), not recorded: a device nobody registered must not
+            # be able to fill the tap log.
+            self._unrecorded(tap, frame, UNKNOWN_READER, now_ms, effects)
             return
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
         band = tx.view.band(tap.uid)
         guest_id = band.guest_id if band is not None else None
-        granted, reason, read, new = self._decide(tap, band, now_ms, tx)
+        granted, reason, read, new = self._decide(tap, reader, band, now_ms, tx)
         record = _record(tap, frame.received_ms, granted=granted, reason=reason, guest=guest_id)
         stored = tx.record_tap(record)
         if stored is not record and not stored.same_operation(record):
             # Another operation's mid: its answer (and its guest's name) is not this tap's.
-            refused = _record(tap, frame.received_ms, granted=False, reason=BAD_REQUEST)
-            effects.replies.append(self._reply(tap, refused, None, now_ms))
-            effects.events.append(_decided(tap, refused, frame, duplicate=False))
+            self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
             return
         if stored is record and new is not None:
             tx.write_presence(read, new)  # Conflict if another process changed it: retried
@@ -278,13 +280,18 @@ class Core:
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         effects.events.append(_decided(tap, stored, frame, duplicate=stored is not record))
 
+    def _unrecorded(
+        self, tap: Tap, frame: Frame, reason: str, now_ms: int, effects: Effects
+    ) -> None:
+        """Refuse a tap without recording it: its answer, and an event to count it by."""
+        record = _record(tap, frame.received_ms, granted=False, reason=reason)
+        effects.replies.append(self._reply(tap, record, None, now_ms))
+        effects.events.append(_decided(tap, record, frame, duplicate=False))
+
     def _decide(
-        self, tap: Tap, band: Band | None, now_ms: int, tx: DecisionTx
+        self, tap: Tap, reader: Reader, band: Band | None, now_ms: int, tx: DecisionTx
     ) -> tuple[bool, str, Presence | None, Presence | None]:
         """(granted, reason, presence as read, presence to write or None)."""
-        reader = tx.view.reader(tap.reader)
-        if reader is None:
-            return False, "unknown_reader", None, None
         if reader.role != "gate" or tap.role != GATE:
             # Payments and photos arrive with their issues; until then such a tap is refused.
             return False, "wrong_role", None, None

@@ -89,6 +89,19 @@ def test_what_is_queued_together_is_committed_together(store: Store) -> None:
     assert metrics.registry.get_sample_value("bandlink_batch_size_sum") == 40
 
 
+def test_taps_of_an_unknown_reader_are_counted_not_recorded(store: Store) -> None:
+    replies, metrics = Replies(), Metrics()
+    worker = DecisionWorker(Core(), store, replies.publish, metrics, clock=lambda: NOON_MS)
+    worker.start()
+    for _ in range(3):
+        worker.submit(evt_frame(make_tap(BANDS[0], reader="gate-404"), reader="gate-404"))
+    replies.wait(3)
+    worker.stop()
+    labels = {"role": "gate", "reason": "unknown_reader"}
+    assert metrics.registry.get_sample_value("bandlink_taps_total", labels) == 3
+    assert store.count_taps() == 0
+
+
 def test_a_full_queue_still_takes_a_readers_birth(store: Store) -> None:
     replies = Replies()
     worker = worker_for(store, replies, queue_size=2)
