@@ -1,4 +1,5 @@
-"""A small demo venue: one site, five guests, two gate readers (used by the demo and tests).
+"""A small demo venue: one site, five guests, three gate readers: the north gate's entry
+(gate-1) and exit (gate-2), and the south gate's entry (gate-3). Used by the demo and tests.
 
 Shape as ``Store.load_venue`` reads it. Dates are relative ("today", "today-1", "today+N", read by
 ``resolve_date`` below) so the demo works on any day. Each guest exercises one path of
@@ -70,8 +71,10 @@ DEMO_VENUE: Final[dict[str, Any]] = {
         },
     ],
     "readers": [
-        {"id": "gate-1", "site": SITE, "role": "gate", "gate": "north"},
-        {"id": "gate-2", "site": SITE, "role": "gate", "gate": "north"},
+        # The north gate's entry and exit readers (the demo's two), and a second entry gate.
+        {"id": "gate-1", "site": SITE, "role": "gate", "gate": "north", "direction": "in"},
+        {"id": "gate-2", "site": SITE, "role": "gate", "gate": "north", "direction": "out"},
+        {"id": "gate-3", "site": SITE, "role": "gate", "gate": "south", "direction": "in"},
     ],
 }
 

@@ -34,6 +34,8 @@ OFFLINE_NOT_LISTED = 22
 OFFLINE_LIMIT = 23  # pos: above the floor limit or the band's offline cap
 # The gateway's own state
 BUSY = 24  # the gateway's queue is full: nothing was decided, tap again
+# Readers and requests (continued)
+WRONG_DIRECTION = 25  # a gate tap's direction or gate is not the reader's configured one
 
 NAMES = {
     OK: "ok",
@@ -61,6 +63,7 @@ NAMES = {
     OFFLINE_NOT_LISTED: "offline_not_listed",
     OFFLINE_LIMIT: "offline_limit",
     BUSY: "busy",
+    WRONG_DIRECTION: "wrong_direction",
 }
 
 

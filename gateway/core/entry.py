@@ -69,10 +69,16 @@ _TRANSITIONS: Final[dict[tuple[bool, str], tuple[bool, str, bool]]] = {
 
 @dataclass(frozen=True, slots=True)
 class Reader:
+    """A reader as the catalog configures it (and its retained Config tells it)."""
+
     id: str
     site: str
     role: str
     gate: str
+    direction: str = "in"  # a gate's: "in" or "out"
+    config_version: int = 1  # bumped by every change to the configuration
+    deadline_ms: int = 800
+    hold_ms: int = 1500
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,6 +50,7 @@ ROLE_NAMES = {GATE: "gate", messages.POS: "pos", messages.PHOTO: "photo"}
 
 BAD_REQUEST = reasons.name(reasons.BAD_REQUEST)
 STALE = reasons.name(reasons.STALE)
+WRONG_DIRECTION = reasons.name(reasons.WRONG_DIRECTION)
 UNKNOWN_READER = reasons.name(reasons.UNKNOWN_READER)
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
@@ -59,6 +60,7 @@ _REFUSAL_TEXT = {
     "already_inside": "Already inside",
     "unknown_reader": "Reader not set up",
     "wrong_role": "Reader not a gate",
+    WRONG_DIRECTION: "Reader set up wrong - see staff",
     "busy": "Busy - tap again",
     "internal_error": "Please tap again",
     "stale": "Please tap again",
@@ -295,6 +297,11 @@ class Core:
         if reader.role != "gate" or tap.role != GATE:
             # Payments and photos arrive with their issues; until then such a tap is refused.
             return False, "wrong_role", None, None
+        direction = DIRECTION_NAMES[tap.direction if tap.direction is not None else IN]
+        if direction != reader.direction or tap.gate not in (None, reader.gate):
+            # The gateway's configuration, not the reader's claim, says which way a gate
+            # passes: an entry reader claiming "out" must not let an unknown band through.
+            return False, WRONG_DIRECTION, None, None
         guest_id = band.guest_id if band is not None else None
         read = tx.presence(guest_id, reader.site) if guest_id else None
         decision = decide_entry(
@@ -302,7 +309,7 @@ class Core:
             band=band,
             tickets=tx.view.tickets(guest_id) if guest_id else [],
             presence=read,
-            direction=DIRECTION_NAMES[tap.direction if tap.direction is not None else IN],
+            direction=reader.direction,
             today=self.today(now_ms),
             now_ms=now_ms,
         )

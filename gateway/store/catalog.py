@@ -30,6 +30,7 @@ _LOG_SINCE = (
     .limit(bindparam("limit"))
 )
 _LOG_HEAD = select(func.coalesce(func.max(catalog_log.c.seq), 0))
+GATE_NAME_MAX = 24  # a Config's gate (protocol/messages.py)
 
 
 def reader(conn: Connection, reader_id: str) -> Reader | None:
@@ -90,9 +91,28 @@ def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> No
     for guest in venue.get("guests", []):
         _load_guest(conn, guest, site=site, today=today)
     for entry in venue.get("readers", []):
-        row = {k: entry[k] for k in ("id", "role", "gate")}
-        row["site"] = entry.get("site", site)
-        _upsert_row(conn, readers, row)
+        _upsert_row(conn, readers, _reader_row(entry, site=site))
+
+
+ROLES = ("gate", "pos", "photo")
+READER_DEFAULTS = {"direction": "in", "deadline_ms": 800, "hold_ms": 1500}
+
+
+def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]:
+    """A venue file's reader, checked: what its Config will say must be sayable."""
+    row = {k: entry[k] for k in ("id", "role", "gate")}
+    row["site"] = entry.get("site", site)
+    row.update({k: entry.get(k, default) for k, default in READER_DEFAULTS.items()})
+    problems = []
+    if row["role"] not in ROLES:
+        problems.append(f"role must be one of {', '.join(ROLES)}")
+    if row["direction"] not in ("in", "out"):
+        problems.append("direction must be 'in' or 'out'")
+    if not isinstance(row["gate"], str) or len(row["gate"]) > GATE_NAME_MAX:
+        problems.append(f"gate must be text of at most {GATE_NAME_MAX} characters")
+    if problems:
+        raise ValueError(f"reader {row['id']!r}: " + "; ".join(problems))
+    return row
 
 
 def _load_guest(
@@ -121,7 +141,16 @@ def _upsert_row(conn: Connection, table: Any, row: dict[str, Any]) -> None:
 
 
 def _reader(row: Row[Any]) -> Reader:
-    return Reader(row.id, row.site, row.role, row.gate)
+    return Reader(
+        row.id,
+        row.site,
+        row.role,
+        row.gate,
+        direction=row.direction,
+        config_version=row.config_version,
+        deadline_ms=row.deadline_ms,
+        hold_ms=row.hold_ms,
+    )
 
 
 def _band(row: Any) -> Band:

@@ -62,6 +62,13 @@ readers = Table(
     Column("site", Text, nullable=False),
     Column("role", Text, nullable=False),
     Column("gate", Text, nullable=False),
+    # The reader's configuration, published to it retained (its Config): "in" or "out" for a
+    # gate; how long a guest waits for an answer, and a light stays on. The version is bumped
+    # by a trigger (migration 0003) on every change to the configuration, whoever makes it.
+    Column("direction", Text, nullable=False, server_default="in"),
+    Column("deadline_ms", Integer, nullable=False, server_default="800"),
+    Column("hold_ms", Integer, nullable=False, server_default="1500"),
+    Column("config_version", BigInteger, nullable=False, server_default="1"),
 )
 # One row per change to the four tables above, written by triggers (migration 0002), so every
 # gateway process's memory view follows changes made by any process, or by hand in SQL.

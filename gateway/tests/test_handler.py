@@ -3,6 +3,7 @@ it on both back ends."""
 
 from __future__ import annotations
 
+import os
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,6 +14,7 @@ from bandlink.gateway.core.readers import SessionChange
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 from bandlink.protocol import (
+    IN,
     OUT,
     GatewayState,
     Result,
@@ -67,7 +69,10 @@ def test_taps_in_one_batch_see_each_others_effects(pair: Pair, store: Store) -> 
     entering, again = pair.results([evt_frame(make_tap(ADA)), evt_frame(make_tap(ADA))])
     assert (entering.reason, again.reason) == (reasons.OK, reasons.ALREADY_INSIDE)
     leaving, back = pair.results(
-        [evt_frame(make_tap(ADA, direction=OUT)), evt_frame(make_tap(ADA))]
+        [
+            evt_frame(make_tap(ADA, direction=OUT, reader="gate-2"), "gate-2"),
+            evt_frame(make_tap(ADA)),
+        ]
     )
     assert (leaving.reason, back.reason) == (reasons.OK, reasons.OK)
     assert store.count_taps() == 4
@@ -93,7 +98,7 @@ def test_a_reader_whose_clock_was_never_set_is_not_called_stale(pair: Pair) -> N
 
 def test_unknown_band_and_exit_without_entry(pair: Pair) -> None:
     assert pair.tap(UNKNOWN_BAND_UID).reason == reasons.UNKNOWN_BAND
-    left = pair.tap(ADA, direction=OUT)
+    left = pair.tap(ADA, direction=OUT, reader="gate-2")
     assert (left.granted, left.reason) == (True, reasons.NOT_INSIDE)
 
 
@@ -355,3 +360,42 @@ def test_a_closed_session_may_be_replaced_by_any_birth(pair: Pair, store: Store)
     (change,) = pair.send([birth_frame("gate-1", 1)]).events
     assert isinstance(change, SessionChange) and not change.stale
     assert store.session_of("gate-1") == 1 and store.readers_online() == 1
+
+
+@pytest.mark.parametrize(
+    ("reader", "direction", "gate"),
+    [("gate-1", OUT, None), ("gate-2", IN, None), ("gate-1", IN, "south"), ("gate-2", OUT, "x")],
+)
+def test_a_tap_disagreeing_with_the_readers_configuration_is_refused(
+    pair: Pair, store: Store, reader: str, direction: int, gate: str | None
+) -> None:
+    """Issue: an entry reader claiming "out" let an unknown band through with "Goodbye". The
+    catalog, not the tap, says which way a reader's gate passes, and which gate it is."""
+    for uid in (UNKNOWN_BAND_UID, ADA):
+        tap = Tap(
+            reader=reader,
+            ts=5,
+            mid=os.urandom(16),
+            uid=uid,
+            role=messages.GATE,
+            direction=direction,
+            gate=gate,
+        )
+        (result,) = pair.results([evt_frame(tap, reader=reader)])
+        assert (result.granted, result.reason) == (False, reasons.WRONG_DIRECTION)
+        assert "Goodbye" not in (result.text or "")
+    assert store.presence("g-ada", "parkside") is None
+
+
+def test_a_tap_naming_its_own_gate_or_none_is_decided(pair: Pair) -> None:
+    named = Tap(
+        reader="gate-1",
+        ts=5,
+        mid=os.urandom(16),
+        uid=ADA,
+        role=messages.GATE,
+        direction=IN,
+        gate="north",
+    )
+    assert pair.results([evt_frame(named)])[0].reason == reasons.OK
+    assert pair.tap(UNKNOWN_BAND_UID, reader="gate-2", direction=OUT).reason == reasons.NOT_INSIDE

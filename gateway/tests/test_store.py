@@ -15,7 +15,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 
 from bandlink.gateway.core.entry import Presence, Ticket
 from bandlink.gateway.core.handler import Frame
@@ -281,6 +281,7 @@ GATE_TAPS = st.lists(
     max_size=20,
 )
 _guests = itertools.count()
+CONFIGURED = {"gate-1": IN, "gate-2": OUT, "gate-s": IN}
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +291,7 @@ def model_store(tmp_path_factory: pytest.TempPathFactory) -> Pair:
     store.load_venue(DEMO_VENUE, today=TODAY)
     store.load_venue(
         {"readers": [{"id": "gate-s", "site": SITE, "role": "gate", "gate": "south"}]}, today=TODAY
-    )
+    )  # an entry reader: gate-1 and gate-s let in, gate-2 lets out
     return Pair(store)
 
 
@@ -314,8 +315,47 @@ def test_presence_follows_a_model(
         else:
             tap = make_tap(uid, direction=direction, reader=reader)
             sent.append(tap)
-            model_inside = direction == IN  # every band here has a ticket: a flip, or a no-op
+            if direction == CONFIGURED[reader]:  # else refused: wrong_direction
+                model_inside = direction == IN  # every band here has a ticket
         assert tap.reader is not None
         pair.results([evt_frame(tap, reader=tap.reader)], NOON_MS)
         stored = pair.store.presence(guest, SITE)
         assert (stored is not None and stored.inside) == model_inside
+
+
+def test_a_readers_config_version_increases_with_every_change(store: Store, db_url: str) -> None:
+    """Bumped by a trigger, so a change made by hand in SQL counts too; a reload that changes
+    nothing leaves it."""
+    reader = store.reader("gate-1")
+    assert reader is not None and (reader.direction, reader.config_version) == ("in", 1)
+    store.load_venue(DEMO_VENUE, today=TODAY)
+    assert store.reader("gate-1") == reader
+    moved = {"id": "gate-1", "site": SITE, "role": "gate", "gate": "north", "direction": "out"}
+    store.load_venue({"readers": [moved]}, today=TODAY)
+    changed = store.reader("gate-1")
+    assert changed is not None and (changed.direction, changed.config_version) == ("out", 2)
+    engine = create_engine(normalise_db_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE readers SET hold_ms = 900 WHERE id = 'gate-1'"))
+    engine.dispose()
+    again = store.reader("gate-1")
+    assert again is not None and (again.hold_ms, again.config_version) == (900, 3)
+    other = store.reader("gate-2")
+    assert other is not None and other.config_version == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"direction": "sideways"}, "direction"),
+        ({"role": "bar"}, "role"),
+        ({"gate": "g" * 25}, "gate"),
+    ],
+)
+def test_a_venue_reader_its_config_could_not_carry_is_refused(
+    store: Store, change: dict[str, str], problem: str
+) -> None:
+    reader = {"id": "gate-7", "site": SITE, "role": "gate", "gate": "east", **change}
+    with pytest.raises(ValueError, match=problem):
+        store.load_venue({"readers": [reader]}, today=TODAY)
+    assert store.reader("gate-7") is None

@@ -1,4 +1,6 @@
-"""Issue 7: the role a tap was made in (a mid names one operation of one reader).
+"""Issue 7: the role a tap was made in (a mid names one operation of one reader); each
+reader's configuration (direction, deadline, hold) and its version, bumped by a trigger on
+every change of it, whoever makes it.
 
 Revision ID: 0003
 Revises: 0002
@@ -16,12 +18,68 @@ branch_labels: str | None = None
 depends_on: str | None = None
 
 
+# What a reader's Config carries: a change to any of them is a new configuration version.
+_CONFIG_COLUMNS = ("site", "role", "gate", "direction", "deadline_ms", "hold_ms")
+
+
 def upgrade() -> None:
     with op.batch_alter_table("taps") as batch:
         # Every tap recorded before this revision was a gate tap: no other role was served.
         batch.add_column(sa.Column("role", sa.Text(), nullable=False, server_default="gate"))
+    with op.batch_alter_table("readers") as batch:
+        batch.add_column(sa.Column("direction", sa.Text(), nullable=False, server_default="in"))
+        batch.add_column(
+            sa.Column("deadline_ms", sa.Integer(), nullable=False, server_default="800")
+        )
+        batch.add_column(sa.Column("hold_ms", sa.Integer(), nullable=False, server_default="1500"))
+        batch.add_column(
+            sa.Column("config_version", sa.BigInteger(), nullable=False, server_default="1")
+        )
+    if op.get_bind().dialect.name == "postgresql":
+        _postgresql_version_trigger()
+    else:
+        _sqlite_version_trigger()
+
+
+def _sqlite_version_trigger() -> None:
+    # AFTER, with an UPDATE of its own (SQLite's triggers cannot assign NEW); recursive triggers
+    # are off, and the second UPDATE changes no configuration column anyway.
+    changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _CONFIG_COLUMNS)
+    op.execute(
+        f"CREATE TRIGGER readers_config_version AFTER UPDATE ON readers FOR EACH ROW "
+        f"WHEN {changed} BEGIN "
+        f"UPDATE readers SET config_version = OLD.config_version + 1 WHERE id = NEW.id; END"
+    )
+
+
+def _postgresql_version_trigger() -> None:
+    old = ", ".join(f"OLD.{c}" for c in _CONFIG_COLUMNS)
+    new = ", ".join(f"NEW.{c}" for c in _CONFIG_COLUMNS)
+    op.execute(
+        f"""
+        CREATE FUNCTION bandlink_reader_config_version() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF ({new}) IS DISTINCT FROM ({old}) THEN
+                NEW.config_version := OLD.config_version + 1;
+            END IF;
+            RETURN NEW;
+        END $$
+        """
+    )
+    op.execute(
+        "CREATE TRIGGER readers_config_version BEFORE UPDATE ON readers "
+        "FOR EACH ROW EXECUTE FUNCTION bandlink_reader_config_version()"
+    )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER readers_config_version ON readers")
+        op.execute("DROP FUNCTION bandlink_reader_config_version()")
+    else:
+        op.execute("DROP TRIGGER readers_config_version")
+    with op.batch_alter_table("readers") as batch:
+        for column in ("config_version", "hold_ms", "deadline_ms", "direction"):
+            batch.drop_column(column)
     with op.batch_alter_table("taps") as batch:
         batch.drop_column("role")
