@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from .core.configs import ConfigPublisher
 from .core.handler import Core, Decided, Dropped, Effects, Event, Frame, Ignored, Outgoing
 from .core.readers import SessionChange
 from .metrics import Metrics
@@ -28,6 +29,8 @@ log = logging.getLogger("bandlink.gateway")
 SESSION_RESERVE = 1000
 ATTEMPTS = 5  # a batch that loses this many races in a row is answered "internal_error"
 _STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead of it, then ends
+_CONNECTED = Frame("", b"", 0)  # queued by connected(): publish every reader's Config again
+TICK_S = 1.0  # an idle worker follows the catalog this often (a changed Config goes out)
 
 
 Clock = Callable[[], int]  # wall-clock milliseconds, passed in so tests can fix the time
@@ -48,6 +51,7 @@ class DecisionWorker:
         max_batch: int = 256,
         queue_size: int = 10_000,
         clock: Clock = wall_ms,
+        tick_s: float = TICK_S,
     ) -> None:
         self._core = core
         self._store = store
@@ -59,6 +63,8 @@ class DecisionWorker:
         # reader's birth or death still gets in when taps are being refused.
         self._queue: queue.Queue[Frame] = queue.Queue()
         self._queue_size = queue_size
+        self._tick_s = tick_s
+        self._configs = ConfigPublisher()
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         metrics.queue_depth.set_function(self._queue.qsize)
 
@@ -70,6 +76,11 @@ class DecisionWorker:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
+
+    def connected(self) -> None:
+        """The broker connection is up (again): every reader's Config is published anew (the
+        broker may have lost its retained messages)."""
+        self._queue.put_nowait(_CONNECTED)
 
     def submit(self, frame: Frame, *, session: bool = False) -> bool:
         """Queue a frame for the next batch; False (and nothing queued) when the queue is full.
@@ -90,23 +101,41 @@ class DecisionWorker:
 
     def _run(self) -> None:
         while True:
-            batch = [self._queue.get()]
-            while len(batch) < self._max_batch:
+            try:
+                batch = [self._queue.get(timeout=self._tick_s)]
+            except queue.Empty:
+                batch = []  # idle: follow the catalog, so a changed Config goes out
+            while batch and len(batch) < self._max_batch:
                 try:
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            frames = [frame for frame in batch if frame is not _STOP]
-            stopping = len(frames) < len(batch)
+            frames = [frame for frame in batch if frame is not _STOP and frame is not _CONNECTED]
+            stopping = any(frame is _STOP for frame in batch)
+            if any(frame is _CONNECTED for frame in batch):
+                self._configs.forget()
             try:
                 if frames:
                     self._decide(frames)
+                self._housekeep(follow=not frames)
             except Exception:
                 # The thread must outlive anything one batch does (a publish that raises, a
                 # log handler that fails): a dead worker would leave the gateway deaf.
                 log.exception("the decision worker failed on a batch of %d", len(frames))
             if stopping:
                 return
+
+    def _housekeep(self, *, follow: bool) -> None:
+        """Between batches: publish the Config of every reader whose configuration changed.
+        After a batch the view is current (its transaction followed the catalog); when idle,
+        an empty transaction brings it up to date."""
+        if follow:
+            with self._store.transaction():
+                pass
+        changes = self._configs.changes(self._store.view, self._clock())
+        if changes:
+            self._publish([Outgoing(topic, payload, retain=True) for topic, payload in changes])
+            log.info("published the configuration of %d readers", len(changes))
 
     def _decide(self, frames: list[Frame]) -> None:
         self._metrics.batch_size.observe(len(frames))

@@ -92,7 +92,7 @@ class Bus:
     def publish(self, replies: Sequence[Outgoing]) -> None:
         """Called from the decision worker; paho's publish is thread-safe."""
         for reply in replies:
-            info = self._client.publish(reply.topic, reply.payload, qos=1)
+            info = self._client.publish(reply.topic, reply.payload, qos=1, retain=reply.retain)
             if info.rc == mqtt.MQTT_ERR_QUEUE_SIZE:
                 self._metrics.replies_dropped.inc()
                 log.warning("reply to %s dropped: the broker client's queue is full", reply.topic)
@@ -134,6 +134,8 @@ class Bus:
             client.subscribe(topic, qos=1)
         here = self._core.state_frame(self.gateway_id, online=True, now_ms=wall_ms())
         client.publish(here.topic, here.payload, qos=1, retain=True)
+        if self.worker is not None:
+            self.worker.connected()  # every reader's Config, retained, again
         self._connected.set()
         log.info("connected to mqtt://%s:%d as %s", self._host, self._port, self.gateway_id)
 

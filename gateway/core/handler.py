@@ -99,6 +99,7 @@ class Frame:
 class Outgoing:
     topic: str
     payload: bytes
+    retain: bool = False  # a reader's Config (and an empty payload clearing one)
 
 
 @dataclass(frozen=True, slots=True)

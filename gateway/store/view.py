@@ -35,11 +35,15 @@ class CatalogView:
         self.applied = -1  # the newest catalog_log entry reflected here; -1: never loaded
         self.reloads = 0
         self.keys_reread = 0
+        self.generation = 0  # bumped whenever the readers may have changed (core/configs.py)
 
     # -- what decisions read ----------------------------------------------------------------
 
     def reader(self, reader_id: str) -> Reader | None:
         return self._readers.get(reader_id)
+
+    def readers(self) -> list[Reader]:
+        return list(self._readers.values())
 
     def band(self, uid: bytes) -> Band | None:
         return self._bands.get(uid)
@@ -70,6 +74,7 @@ class CatalogView:
         # The head first: a change committed while we read is then re-read, never missed.
         head = catalog.log_head(conn)
         self._readers = {r.id: r for r in catalog.all_readers(conn)}
+        self.generation += 1
         self._bands = {b.uid: b for b in catalog.all_bands(conn)}
         self._names = dict(catalog.all_greeting_names(conn))
         tickets: defaultdict[str, list[Ticket]] = defaultdict(list)
@@ -82,6 +87,7 @@ class CatalogView:
     def _reread(self, conn: Connection, kind: str, key: str) -> None:
         if kind == "reader":
             _put(self._readers, key, catalog.reader(conn, key))
+            self.generation += 1
         elif kind == "band":
             # SQLite's hex() and PostgreSQL's bytea-as-JSON ("\\x..") both come back as text.
             uid = bytes.fromhex(key.removeprefix("\\x"))

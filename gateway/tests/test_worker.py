@@ -25,12 +25,16 @@ class Replies:
 
     def __init__(self, db_url: str | None = None) -> None:
         self.results: list[Result] = []
+        self.others: list[Outgoing] = []  # retained Configs, commands
         self.not_yet_stored: list[bytes] = []
         self.done = threading.Semaphore(0)
         self._witness = Store(db_url) if db_url else None
 
     def publish(self, replies: Sequence[Outgoing]) -> None:
         for reply in replies:
+            if reply.retain or not reply.topic.endswith("/res"):
+                self.others.append(reply)
+                continue
             result = decode(reply.payload)
             assert isinstance(result, Result) and result.corr is not None
             # Another connection, as after a crash: the reply's tap must already be committed.
