@@ -59,6 +59,7 @@ class GatewayService:
             self.metrics,
             max_batch=settings.max_batch,
             queue_size=settings.queue_size,
+            time_sync_s=settings.time_sync_s,
         )
         self.bus.worker = self.worker
         self.metrics.follow(self.store.readers_online, self.bus.gateways_up)

@@ -154,6 +154,9 @@ class Settings(BaseSettings):
     )
     max_batch: int = Field(default=256, ge=1, le=10_000)
     queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
+    # Seconds between TIME_SYNC commands to every reader with an open session (each birth
+    # gets one at once); 0: only on births.
+    time_sync_s: float = Field(default=60, ge=0, le=86_400)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod

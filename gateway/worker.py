@@ -31,6 +31,7 @@ ATTEMPTS = 5  # a batch that loses this many races in a row is answered "interna
 _STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead of it, then ends
 _CONNECTED = Frame("", b"", 0)  # queued by connected(): publish every reader's Config again
 TICK_S = 1.0  # an idle worker follows the catalog this often (a changed Config goes out)
+TIME_SYNC_S = 60.0  # readers with an open session get the gateway's clock this often
 
 
 Clock = Callable[[], int]  # wall-clock milliseconds, passed in so tests can fix the time
@@ -52,6 +53,7 @@ class DecisionWorker:
         queue_size: int = 10_000,
         clock: Clock = wall_ms,
         tick_s: float = TICK_S,
+        time_sync_s: float = TIME_SYNC_S,
     ) -> None:
         self._core = core
         self._store = store
@@ -65,6 +67,8 @@ class DecisionWorker:
         self._queue_size = queue_size
         self._tick_s = tick_s
         self._configs = ConfigPublisher()
+        self._time_sync_s = time_sync_s  # 0: only on births
+        self._next_sync = time.monotonic() + time_sync_s
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         metrics.queue_depth.set_function(self._queue.qsize)
 
@@ -126,7 +130,8 @@ class DecisionWorker:
                 return
 
     def _housekeep(self, *, follow: bool) -> None:
-        """Between batches: publish the Config of every reader whose configuration changed.
+        """Between batches: publish the Config of every reader whose configuration changed,
+        and every ``time_sync_s`` the gateway's clock to each reader with an open session.
         After a batch the view is current (its transaction followed the catalog); when idle,
         an empty transaction brings it up to date."""
         if follow:
@@ -136,6 +141,12 @@ class DecisionWorker:
         if changes:
             self._publish([Outgoing(topic, payload, retain=True) for topic, payload in changes])
             log.info("published the configuration of %d readers", len(changes))
+        if self._time_sync_s and time.monotonic() >= self._next_sync:
+            self._next_sync = time.monotonic() + self._time_sync_s
+            now = self._clock()
+            online = self._store.open_sessions()
+            if online:
+                self._publish([self._core.time_sync(reader, now) for reader in online])
 
     def _decide(self, frames: list[Frame]) -> None:
         self._metrics.batch_size.observe(len(frames))

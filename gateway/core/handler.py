@@ -12,7 +12,8 @@ same frame twice in one batch) is answered with the decision stored first and ap
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Protocol
@@ -21,8 +22,10 @@ from zoneinfo import ZoneInfo
 from bandlink.protocol import (
     GATE,
     IN,
+    MID_SIZE,
     OUT,
     Birth,
+    Command,
     Death,
     GatewayState,
     Journal,
@@ -158,9 +161,16 @@ class DecisionTx(SessionStore, Protocol):
     def record_tap(self, tap: TapRecord) -> TapRecord: ...
 
 
+def random_mid() -> bytes:
+    return os.urandom(MID_SIZE)
+
+
 class Core:
-    def __init__(self, zone: ZoneInfo | None = None) -> None:
+    def __init__(
+        self, zone: ZoneInfo | None = None, *, new_mid: Callable[[], bytes] = random_mid
+    ) -> None:
         self.zone = zone or ZoneInfo("UTC")  # the venue's: a ticket is valid per local day
+        self._new_mid = new_mid  # ids are passed in, like the time: commands need one each
 
     def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
         effects = Effects()
@@ -172,6 +182,10 @@ class Core:
                 self._on_tap(message, frame, now_ms, tx, effects)
             elif isinstance(message, Birth):
                 effects.events.append(on_birth(tx, message, now_ms))
+                # A (re)connected reader's clock follows ours from its first tap on, even if
+                # this birth was stale: whoever sent it is connected now.
+                assert message.reader is not None
+                effects.replies.append(self.time_sync(message.reader, now_ms))
             elif isinstance(message, Death):
                 effects.events.append(on_death(tx, message, now_ms))
             elif message is not None:
@@ -196,6 +210,13 @@ class Core:
         """This process's retained liveness message (online=False: its will, and its goodbye)."""
         topic = topics.gateway_state_topic(gateway_id)
         return Outgoing(topic, encode(GatewayState(ts=now_ms, online=online)))
+
+    def time_sync(self, reader_id: str, now_ms: int) -> Outgoing:
+        """Command TIME_SYNC: the reader sets its clock to ours."""
+        command = Command(
+            reader=reader_id, ts=now_ms, mid=self._new_mid(), op=messages.TIME_SYNC, time_ms=now_ms
+        )
+        return Outgoing(topics.reader_topic(reader_id, topics.CMD), encode(command))
 
     def today(self, now_ms: int) -> date:
         return datetime.fromtimestamp(now_ms / 1000, self.zone).date()

@@ -168,6 +168,11 @@ class Store:
         with self._read() as conn:
             return sessions.online_count(conn)
 
+    def open_sessions(self) -> list[str]:
+        """The readers whose current session is open (on any gateway process)."""
+        with self._read() as conn:
+            return sessions.online_readers(conn)
+
     def session_of(self, reader_id: str) -> int | None:
         """The bdSeq of the reader's current session, if it ever had one."""
         with self._read() as conn:

@@ -56,6 +56,11 @@ class Sessions:
         return conn.execute(_DEATH, params).rowcount == 1
 
 
+def online_readers(conn: Connection) -> list[str]:
+    query = select(reader_sessions.c.reader_id).where(reader_sessions.c.online)
+    return [str(reader) for reader in conn.scalars(query.order_by(reader_sessions.c.reader_id))]
+
+
 def online_count(conn: Connection) -> int:
     return int(conn.scalar(_ONLINE) or 0)
 

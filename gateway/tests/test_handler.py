@@ -16,6 +16,7 @@ from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 from bandlink.protocol import (
     IN,
     OUT,
+    Command,
     GatewayState,
     Result,
     Status,
@@ -175,7 +176,7 @@ def test_a_status_heartbeat_is_accepted_and_not_answered(pair: Pair) -> None:
 
 
 def test_a_death_ends_the_session_its_birth_began(pair: Pair, store: Store) -> None:
-    assert pair.send([birth_frame("gate-1", 7)]).replies == []
+    assert [r.topic for r in pair.send([birth_frame("gate-1", 7)]).replies] == ["bl/1/gate-1/cmd"]
     assert store.session_of("gate-1") == 7 and store.readers_online() == 1
     (change,) = pair.send([death_frame("gate-1", 7)]).events
     assert change == SessionChange("gate-1", 7, online=False)
@@ -399,3 +400,19 @@ def test_a_tap_naming_its_own_gate_or_none_is_decided(pair: Pair) -> None:
     )
     assert pair.results([evt_frame(named)])[0].reason == reasons.OK
     assert pair.tap(UNKNOWN_BAND_UID, reader="gate-2", direction=OUT).reason == reasons.NOT_INSIDE
+
+
+def test_every_birth_is_answered_with_the_gateways_clock(pair: Pair) -> None:
+    """A reader's clock follows the gateway's: TIME_SYNC on every birth (the reader judges
+    deadlines and stamps taps with it)."""
+    for bdseq in (5, 4):  # the second is stale, but its reader is connected: sync it too
+        (reply,) = pair.send([birth_frame("gate-1", bdseq)], now_ms=NOON_MS + bdseq).replies
+        command = decode(reply.payload)
+        assert reply.topic == "bl/1/gate-1/cmd" and not reply.retain
+        assert isinstance(command, Command) and command.op == messages.TIME_SYNC
+        assert (command.reader, command.time_ms, len(command.mid or b"")) == (
+            "gate-1",
+            NOON_MS + bdseq,
+            16,
+        )
+    assert pair.send([death_frame("gate-1", 5)]).replies == []

@@ -13,9 +13,11 @@ from bandlink.gateway.metrics import Metrics
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.gateway.worker import DecisionWorker
-from bandlink.protocol import Result, Tap, decode, reasons
+from bandlink.protocol import Command, Result, Tap, decode, reasons
+from bandlink.protocol.messages import TIME_SYNC
+from bandlink.tools.waiting import wait_for
 
-from .pair import NOON_MS, birth_frame, evt_frame, make_tap
+from .pair import NOON_MS, birth_frame, death_frame, evt_frame, make_tap
 
 BANDS = list(DEMO_BANDS.values())
 
@@ -176,3 +178,33 @@ def test_the_worker_outlives_a_publish_that_fails(store: Store) -> None:
     replies.wait(1)
     worker.stop()
     assert store.count_taps() == 2
+
+
+def test_readers_with_an_open_session_get_the_clock_periodically(store: Store) -> None:
+    replies = Replies()
+    worker = DecisionWorker(
+        Core(),
+        store,
+        replies.publish,
+        Metrics(),
+        clock=lambda: NOON_MS,
+        tick_s=0.02,
+        time_sync_s=0.1,
+    )
+    for frame in (birth_frame("gate-1", 1), birth_frame("gate-2", 1), death_frame("gate-2", 1)):
+        worker.submit(frame, session=True)
+    worker.start()
+    try:
+        synced = wait_for(
+            lambda: [r.topic for r in replies.others if r.topic.endswith("/cmd")],
+            lambda topics: len(topics) >= 5,
+        )
+    finally:
+        worker.stop()
+    # One on each birth, then every interval only to the reader still online.
+    assert synced[:2] == ["bl/1/gate-1/cmd", "bl/1/gate-2/cmd"]
+    assert set(synced[2:]) == {"bl/1/gate-1/cmd"}
+    for reply in replies.others:
+        command = decode(reply.payload)
+        if isinstance(command, Command):
+            assert command.op == TIME_SYNC and command.time_ms == NOON_MS
