@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from .adapters.mqtt import Bus
+from .core.entry import venue_day
 from .core.handler import Core
 from .metrics import Metrics
 from .settings import Settings
 from .store import Store
-from .worker import DecisionWorker
+from .worker import DecisionWorker, wall_ms
 
 log = logging.getLogger("bandlink.gateway")
 
@@ -40,7 +40,7 @@ class GatewayService:
             Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db)
         self.metrics = Metrics()
-        self.core = Core(settings.zone)
+        self.core = Core(settings.zone, closing=settings.closing_time)
         host, port = settings.broker_address
         password = settings.broker_password
         self.bus = Bus(
@@ -67,7 +67,8 @@ class GatewayService:
     def start(self) -> None:
         self.store.migrate()
         if self.settings.venue:
-            today = datetime.now(self.settings.zone).date()
+            # "today" in a venue file is the venue day (a day runs from closing to closing).
+            today = venue_day(wall_ms(), self.settings.zone, self.settings.closing_time)
             self.store.load_venue(venue_from(self.settings.venue), today=today)
         if self.settings.metrics_address:
             self.metrics.serve(*self.settings.metrics_address)

@@ -16,6 +16,7 @@ import os
 import re
 from collections.abc import Iterator
 from contextvars import ContextVar
+from datetime import time
 from pathlib import Path
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
@@ -145,7 +146,8 @@ class Settings(BaseSettings):
     broker_password: SecretStr | None = None
     db: str
     venue: str | None = None
-    timezone: str = "UTC"
+    timezone: str = "UTC"  # a site's own (venue file) wins
+    closing: str = "04:00"  # local; a site's own wins: a venue day runs closing to closing
     http: str | None = None
     metrics: str | None = None
     secret_key: SecretStr = Field(
@@ -213,6 +215,14 @@ class Settings(BaseSettings):
             ) from None
         return value
 
+    @field_validator("closing")
+    @classmethod
+    def _check_closing(cls, value: str) -> str:
+        from .venue import parse_closing
+
+        parse_closing(value)
+        return value
+
     @field_validator("http", "metrics")
     @classmethod
     def _check_listen(cls, value: str | None) -> str | None:
@@ -256,6 +266,13 @@ class Settings(BaseSettings):
     def zone(self) -> ZoneInfo:
         """The venue's time zone: tickets are valid per calendar day in it."""
         return ZoneInfo(self.timezone)
+
+    @property
+    def closing_time(self) -> time:
+        """The default closing time of a site (local): presence ends, the venue day begins."""
+        from .venue import parse_closing
+
+        return parse_closing(self.closing)
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         # SecretStr fields mask themselves; a database URL may carry a password too.

@@ -17,8 +17,9 @@ UIDs are 7-byte NXP-style (first byte 0x04, the NXP manufacturer code), written 
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from datetime import date, time, timedelta
 from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 SITE: Final = "parkside"
 
@@ -33,6 +34,8 @@ def _ticket(
 
 DEMO_VENUE: Final[dict[str, Any]] = {
     "site": SITE,
+    # No time zone: the gateway's setting. Closing time: a venue day runs from 04:00 to 04:00.
+    "sites": [{"id": SITE, "closing": "04:00"}],
     "guests": [
         {
             "id": "g-ada",
@@ -77,6 +80,27 @@ DEMO_VENUE: Final[dict[str, Any]] = {
         {"id": "gate-3", "site": SITE, "role": "gate", "gate": "south", "direction": "in"},
     ],
 }
+
+
+def parse_zone(name: str) -> ZoneInfo:
+    """An IANA time zone by name; ValueError if Python does not know it."""
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError, TypeError):
+        hint = "use an IANA name such as Europe/Berlin"
+        raise ValueError(f"unknown time zone {name!r}: {hint}") from None
+
+
+_CLOCK_TIME = re.compile(r"([01][0-9]|2[0-3]):([0-5][0-9])")
+
+
+def parse_closing(value: str) -> time:
+    """A local closing time, "HH:MM" (24-hour); ValueError otherwise."""
+    match = _CLOCK_TIME.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"closing must be a time HH:MM such as 04:00, not {value!r}")
+    return time(int(match.group(1)), int(match.group(2)))
+
 
 _RELATIVE_DATE = re.compile(r"today(?:([+-])(\d+))?")
 

@@ -23,6 +23,12 @@ even with a lost-and-blocked band or an expired ticket). Then:
     INSIDE    out    yes      "ok"              OUTSIDE (gate, time recorded)
     OUTSIDE   out    yes      "not_inside"      OUTSIDE (unchanged)
 
+Days and closing: each site has a time zone and a closing time (local, 04:00 unless the venue
+says otherwise). A *venue day* runs from one closing time to the next, so a ticket for Friday
+still admits at 01:00 on Saturday; ``venue_day`` says which day an instant belongs to. Presence
+does not outlive a closing: a presence changed before the latest closing (``last_closing_ms``)
+counts as OUTSIDE, so a guest who left two days ago without tapping out is let in today.
+
 A guest whose green light was lost (the reply never reached the reader, which showed "try
 again") is not this module's business: the reader resends that tap with the same ``mid`` and the
 store answers it with the decision already made (firmware/gate.py). A rule here ("same gate, a
@@ -32,7 +38,8 @@ Invariants (tested with hypothesis in tests/test_entry.py):
 - the state changes only on a granted "ok" tap; "not_inside" changes nothing;
 - two granted entries that count ("ok") always have a granted exit between them;
 - an entry with an unknown, blocked or ticketless band is never granted;
-- an exit is always granted.
+- an exit is always granted;
+- a presence changed before the latest closing never refuses an entry ("already_inside").
 
 Duplicate taps (same ``mid``) never reach this module: the store answers them with the stored
 decision. Reasons are the wire registry's names (protocol/reasons.py).
@@ -42,8 +49,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, time, timedelta
 from typing import Final
+from zoneinfo import ZoneInfo
 
 from bandlink.protocol import reasons
 
@@ -57,6 +65,7 @@ ALREADY_INSIDE: Final = reasons.name(reasons.ALREADY_INSIDE)
 REASONS: Final = (OK, NOT_INSIDE, UNKNOWN_BAND, BAND_BLOCKED, NO_VALID_TICKET, ALREADY_INSIDE)
 
 DIRECTIONS: Final = ("in", "out")
+DEFAULT_CLOSING: Final = time(4, 0)
 
 # (inside now, direction) -> (granted, reason, inside next): the whole state machine.
 _TRANSITIONS: Final[dict[tuple[bool, str], tuple[bool, str, bool]]] = {
@@ -79,6 +88,29 @@ class Reader:
     config_version: int = 1  # bumped by every change to the configuration
     deadline_ms: int = 800
     hold_ms: int = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """Where a site's days begin and end: its zone (None: the gateway's default) and closing."""
+
+    id: str
+    zone: ZoneInfo | None = None
+    closing: time = DEFAULT_CLOSING
+
+
+def venue_day(instant_ms: int, zone: ZoneInfo, closing: time = DEFAULT_CLOSING) -> date:
+    """The venue day ``instant_ms`` belongs to: the local date, less the closing time (wall
+    clock), so the hours after midnight and before closing belong to the day before."""
+    local = datetime.fromtimestamp(instant_ms / 1000, zone).replace(tzinfo=None)
+    return (local - timedelta(hours=closing.hour, minutes=closing.minute)).date()
+
+
+def last_closing_ms(instant_ms: int, zone: ZoneInfo, closing: time = DEFAULT_CLOSING) -> int:
+    """The latest closing at or before ``instant_ms``: the start of its venue day. (A closing
+    time that a DST change skips falls an hour later that day.)"""
+    start = datetime.combine(venue_day(instant_ms, zone, closing), closing, tzinfo=zone)
+    return min(int(start.timestamp() * 1000), instant_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,8 +166,10 @@ def decide_entry(
     direction: str,
     today: date,
     now_ms: int,
+    closed_ms: int | None = None,
 ) -> EntryDecision:
-    """Decide one gate tap. ``presence`` is the guest's presence at ``reader.site`` (or None)."""
+    """Decide one gate tap. ``presence`` is the guest's presence at ``reader.site`` (or None);
+    ``closed_ms`` the site's latest closing: a presence changed before it counts as outside."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be 'in' or 'out', not {direction!r}")
     guest_id = band.guest_id if band is not None else None
@@ -147,6 +181,13 @@ def decide_entry(
         if refusal is not None:
             return EntryDecision(granted=False, reason=refusal, presence=None)
     inside = presence is not None and presence.inside
+    if (
+        inside
+        and presence is not None
+        and closed_ms is not None
+        and presence.changed_ms < closed_ms
+    ):
+        inside = False  # left before closing without tapping out: not inside any more
     granted, reason, inside_next = _TRANSITIONS[(inside, direction)]
     if guest_id is None or inside_next == inside:
         return EntryDecision(granted=granted, reason=reason, presence=None)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import time
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -42,7 +42,17 @@ from bandlink.protocol import (
 )
 from bandlink.protocol.errors import BAD_FIELD
 
-from .entry import Band, Presence, Reader, Ticket, decide_entry
+from .entry import (
+    DEFAULT_CLOSING,
+    Band,
+    Presence,
+    Reader,
+    Site,
+    Ticket,
+    decide_entry,
+    last_closing_ms,
+    venue_day,
+)
 from .readers import SessionChange, SessionStore, on_birth, on_death
 from .records import TapRecord
 from .wire import encode
@@ -146,6 +156,7 @@ class Effects:
 
 class CatalogReads(Protocol):
     def reader(self, reader_id: str) -> Reader | None: ...
+    def site(self, site_id: str) -> Site | None: ...
     def band(self, uid: bytes) -> Band | None: ...
     def greeting_name(self, guest_id: str) -> str | None: ...
     def tickets(self, guest_id: str) -> list[Ticket]: ...
@@ -167,9 +178,15 @@ def random_mid() -> bytes:
 
 class Core:
     def __init__(
-        self, zone: ZoneInfo | None = None, *, new_mid: Callable[[], bytes] = random_mid
+        self,
+        zone: ZoneInfo | None = None,
+        *,
+        closing: time = DEFAULT_CLOSING,
+        new_mid: Callable[[], bytes] = random_mid,
     ) -> None:
-        self.zone = zone or ZoneInfo("UTC")  # the venue's: a ticket is valid per local day
+        # A site's own zone and closing time win; these are the defaults (the settings').
+        self.zone = zone or ZoneInfo("UTC")
+        self.closing = closing
         self._new_mid = new_mid  # ids are passed in, like the time: commands need one each
 
     def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
@@ -218,8 +235,11 @@ class Core:
         )
         return Outgoing(topics.reader_topic(reader_id, topics.CMD), encode(command))
 
-    def today(self, now_ms: int) -> date:
-        return datetime.fromtimestamp(now_ms / 1000, self.zone).date()
+    def site_clock(self, site: Site | None) -> tuple[ZoneInfo, time]:
+        """The zone and closing time a site's days follow."""
+        if site is None:
+            return self.zone, self.closing
+        return site.zone or self.zone, site.closing
 
     # -- the single receive entry point -----------------------------------------------------
 
@@ -291,7 +311,9 @@ class Core:
         # gateway processes) by the primary key and hands back the decision stored first.
         band = tx.view.band(tap.uid)
         guest_id = band.guest_id if band is not None else None
-        granted, reason, read, new = self._decide(tap, reader, band, now_ms, tx)
+        granted, reason, read, new = self._decide(
+            tap, reader, band, at_ms=frame.received_ms, now_ms=now_ms, tx=tx
+        )
         record = _record(tap, frame.received_ms, granted=granted, reason=reason, guest=guest_id)
         stored = tx.record_tap(record)
         if stored is not record and not stored.same_operation(record):
@@ -313,7 +335,14 @@ class Core:
         effects.events.append(_decided(tap, record, frame, duplicate=False))
 
     def _decide(
-        self, tap: Tap, reader: Reader, band: Band | None, now_ms: int, tx: DecisionTx
+        self,
+        tap: Tap,
+        reader: Reader,
+        band: Band | None,
+        *,
+        at_ms: int,
+        now_ms: int,
+        tx: DecisionTx,
     ) -> tuple[bool, str, Presence | None, Presence | None]:
         """(granted, reason, presence as read, presence to write or None)."""
         if reader.role != "gate" or tap.role != GATE:
@@ -326,14 +355,18 @@ class Core:
             return False, WRONG_DIRECTION, None, None
         guest_id = band.guest_id if band is not None else None
         read = tx.presence(guest_id, reader.site) if guest_id else None
+        # The venue day, and the closing that ends presence, by the site's clock at the
+        # instant the tap arrived (not when a backlog let us decide it).
+        zone, closing = self.site_clock(tx.view.site(reader.site))
         decision = decide_entry(
             reader=reader,
             band=band,
             tickets=tx.view.tickets(guest_id) if guest_id else [],
             presence=read,
             direction=reader.direction,
-            today=self.today(now_ms),
+            today=venue_day(at_ms, zone, closing),
             now_ms=now_ms,
+            closed_ms=last_closing_ms(at_ms, zone, closing),
         )
         return decision.granted, decision.reason, read, decision.presence
 

@@ -10,10 +10,10 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.engine import Row
 
-from ..core.entry import Band, Reader, Ticket
-from ..venue import resolve_date
+from ..core.entry import Band, Reader, Site, Ticket
+from ..venue import parse_closing, parse_zone, resolve_date
 from .engine import upsert
-from .schema import bands, catalog_log, guests, readers, tickets
+from .schema import bands, catalog_log, guests, readers, sites, tickets
 
 _READER = select(readers).where(readers.c.id == bindparam("id"))
 _BAND = select(bands.c.uid, bands.c.guest_id, bands.c.blocked).where(
@@ -23,6 +23,7 @@ _GUEST = select(guests.c.id, guests.c.first_name, guests.c.name).where(
     guests.c.id == bindparam("id")
 )
 _TICKETS = select(tickets).where(tickets.c.guest_id == bindparam("guest_id")).order_by(tickets.c.id)
+_SITE = select(sites).where(sites.c.id == bindparam("id"))
 _LOG_SINCE = (
     select(catalog_log.c.seq, catalog_log.c.kind, catalog_log.c.key)
     .where(catalog_log.c.seq > bindparam("seq"))
@@ -41,6 +42,15 @@ def reader(conn: Connection, reader_id: str) -> Reader | None:
 def band(conn: Connection, uid: bytes) -> Band | None:
     row = conn.execute(_BAND, {"uid": uid}).first()
     return None if row is None else _band(row)
+
+
+def site(conn: Connection, site_id: str) -> Site | None:
+    row = conn.execute(_SITE, {"id": site_id}).first()
+    return None if row is None else _site(row)
+
+
+def all_sites(conn: Connection) -> Iterable[Site]:
+    return (_site(row) for row in conn.execute(select(sites)))
 
 
 def greeting_name(conn: Connection, guest_id: str) -> str | None:
@@ -88,6 +98,8 @@ def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> No
 
     Dates are ISO strings, ``date`` objects, or "today", "today+N", "today-N"."""
     site = venue.get("site")
+    for entry in venue.get("sites", []):
+        _upsert_row(conn, sites, _site_row(entry))
     for guest in venue.get("guests", []):
         _load_guest(conn, guest, site=site, today=today)
     for entry in venue.get("readers", []):
@@ -138,6 +150,32 @@ def _load_guest(
 
 def _upsert_row(conn: Connection, table: Any, row: dict[str, Any]) -> None:
     conn.execute(upsert(conn.dialect.name, table, list(row), only_changes=True), row)
+
+
+def _site_row(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """A venue file's site, checked: a zone Python knows, a closing time "HH:MM"."""
+    zone = entry.get("timezone")
+    closing = entry.get("closing", "04:00")
+    try:
+        if zone is not None:
+            parse_zone(zone)
+        parse_closing(closing)
+    except ValueError as err:
+        raise ValueError(f"site {entry['id']!r}: {err}") from None
+    return {"id": entry["id"], "timezone": zone, "closing": closing}
+
+
+def _site(row: Row[Any]) -> Site:
+    # Checked when loaded from a venue file; a value set by hand in SQL that does not parse
+    # falls back to the defaults rather than stopping every decision.
+    try:
+        zone = parse_zone(row.timezone) if row.timezone else None
+    except ValueError:
+        zone = None
+    try:
+        return Site(row.id, zone, parse_closing(row.closing))
+    except ValueError:
+        return Site(row.id, zone)
 
 
 def _reader(row: Row[Any]) -> Reader:

@@ -70,16 +70,32 @@ readers = Table(
     Column("hold_ms", Integer, nullable=False, server_default="1500"),
     Column("config_version", BigInteger, nullable=False, server_default="1"),
 )
-# One row per change to the four tables above, written by triggers (migration 0002), so every
+# A site's own clock: its IANA time zone (NULL: the gateway's ``timezone`` setting) and the
+# local time it closes ("HH:MM"): a venue day runs from one closing to the next, and presence
+# does not outlive a closing (core/entry.py).
+sites = Table(
+    "sites",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("timezone", Text, nullable=True),
+    Column("closing", Text, nullable=False, server_default="04:00"),
+)
+# One row per change to the catalog tables above, written by triggers (migration 0002), so every
 # gateway process's memory view follows changes made by any process, or by hand in SQL.
 catalog_log = Table(
     "catalog_log",
     metadata,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("kind", Text, nullable=False),  # guest | band | ticket | reader
+    Column("kind", Text, nullable=False),  # guest | band | ticket | reader | site
     Column("key", Text, nullable=False),  # guest id, band uid in hex, ticket's guest id, reader id
 )
-CATALOG_TABLES = {"guests": "guest", "bands": "band", "tickets": "ticket", "readers": "reader"}
+CATALOG_TABLES = {
+    "guests": "guest",
+    "bands": "band",
+    "tickets": "ticket",
+    "readers": "reader",
+    "sites": "site",
+}
 
 # -- state a decision reads and writes in its transaction -------------------------------------
 

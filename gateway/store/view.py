@@ -1,15 +1,15 @@
-"""The catalog in memory: readers, bands, greeting names and tickets, read whole at start and
-kept current from ``catalog_log``.
+"""The catalog in memory: readers, bands, greeting names, tickets and sites, read whole at
+start and kept current from ``catalog_log``.
 
-Theory of operation: every insert, update or delete on the four catalog tables appends
-(seq, kind, key) to ``catalog_log`` in the same transaction (triggers, migration 0002), whoever
-made it: this gateway, another gateway process, an operator in psql. Each decision transaction
-first calls ``follow`` inside that transaction, which reads the log past the last number it
-applied (an index seek that finds nothing almost always) and re-reads just the keys named. So a
-band blocked a moment ago is refused at the next tap, at any gateway, with no timer and no
-notification channel; and what a decision reads from memory is what its transaction would read
-from the tables. Past ``FULL_RELOAD_AFTER`` changes at once (a venue reloaded), reading
-everything again is cheaper than key by key.
+Theory of operation: every insert, update or delete on the five catalog tables appends
+(seq, kind, key) to ``catalog_log`` in the same transaction (triggers, migrations 0002 and
+0003), whoever made it: this gateway, another gateway process, an operator in psql. Each
+decision transaction first calls ``follow`` inside that transaction, which reads the log past
+the last number it applied (an index seek that finds nothing almost always) and re-reads just
+the keys named. So a band blocked a moment ago is refused at the next tap, at any gateway, with
+no timer and no notification channel; and what a decision reads from memory is what its
+transaction would read from the tables. Past ``FULL_RELOAD_AFTER`` changes at once (a venue
+reloaded), reading everything again is cheaper than key by key.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections import defaultdict
 
 from sqlalchemy import Connection
 
-from ..core.entry import Band, Reader, Ticket
+from ..core.entry import Band, Reader, Site, Ticket
 from . import catalog
 
 FULL_RELOAD_AFTER = 1000
@@ -32,6 +32,7 @@ class CatalogView:
         self._bands: dict[bytes, Band] = {}
         self._names: dict[str, str] = {}
         self._tickets: dict[str, list[Ticket]] = {}
+        self._sites: dict[str, Site] = {}
         self.applied = -1  # the newest catalog_log entry reflected here; -1: never loaded
         self.reloads = 0
         self.keys_reread = 0
@@ -47,6 +48,9 @@ class CatalogView:
 
     def band(self, uid: bytes) -> Band | None:
         return self._bands.get(uid)
+
+    def site(self, site_id: str) -> Site | None:
+        return self._sites.get(site_id)
 
     def greeting_name(self, guest_id: str) -> str | None:
         return self._names.get(guest_id)
@@ -77,6 +81,7 @@ class CatalogView:
         self.generation += 1
         self._bands = {b.uid: b for b in catalog.all_bands(conn)}
         self._names = dict(catalog.all_greeting_names(conn))
+        self._sites = {s.id: s for s in catalog.all_sites(conn)}
         tickets: defaultdict[str, list[Ticket]] = defaultdict(list)
         for ticket in catalog.all_tickets(conn):
             tickets[ticket.guest_id].append(ticket)
@@ -94,6 +99,8 @@ class CatalogView:
             _put(self._bands, uid, catalog.band(conn, uid))
         elif kind == "guest":
             _put(self._names, key, catalog.greeting_name(conn, key))
+        elif kind == "site":
+            _put(self._sites, key, catalog.site(conn, key))
         elif kind == "ticket":
             _put(self._tickets, key, catalog.tickets_of(conn, key) or None)
 

@@ -38,7 +38,7 @@ class Pair:
     ) -> Result:
         """One tap and its decoded answer."""
         tap = make_tap(uid, direction=direction, reader=reader)
-        (result,) = self.results([evt_frame(tap, reader=reader)], now_ms)
+        (result,) = self.results([evt_frame(tap, reader=reader, received_ms=now_ms)], now_ms)
         assert result.corr == tap.mid
         return result
 
@@ -69,9 +69,15 @@ def make_tap(
     )
 
 
-def evt_frame(message: Tap | bytes, reader: str = "gate-1", kind: str = topics.EVT) -> Frame:
+def evt_frame(
+    message: Tap | bytes,
+    reader: str = "gate-1",
+    kind: str = topics.EVT,
+    *,
+    received_ms: int = NOON_MS,
+) -> Frame:
     payload = message if isinstance(message, bytes) else encode(message)
-    return Frame(topics.reader_topic(reader, kind), payload, NOON_MS)
+    return Frame(topics.reader_topic(reader, kind), payload, received_ms)
 
 
 def birth_frame(reader: str, bdseq: int) -> Frame:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given
@@ -16,6 +17,8 @@ from bandlink.gateway.core.entry import (
     Reader,
     Ticket,
     decide_entry,
+    last_closing_ms,
+    venue_day,
 )
 
 TODAY = date(2026, 7, 1)
@@ -217,3 +220,79 @@ def test_entry_granted_exactly_when_some_ticket_is_valid(tickets: list[Ticket]) 
     decision = tap("in", tickets=tuple(tickets))
     assert decision.granted == valid
     assert decision.reason == ("ok" if valid else "no_valid_ticket")
+
+
+# -- venue days and closing -----------------------------------------------------------------
+
+ZONES = st.sampled_from(
+    [ZoneInfo(z) for z in ("UTC", "Europe/London", "America/New_York", "Pacific/Auckland")]
+)
+CLOSINGS = st.builds(time, st.integers(0, 23), st.sampled_from([0, 30]))
+# 2020..2035, in ms: DST changes of every zone above included.
+INSTANTS = st.integers(1_577_836_800_000, 2_082_758_400_000)
+HOUR_MS = 3_600_000
+
+
+@given(INSTANTS, ZONES, CLOSINGS)
+def test_the_latest_closing_is_within_a_day_before(
+    instant: int, zone: ZoneInfo, closing: time
+) -> None:
+    closed = last_closing_ms(instant, zone, closing)
+    assert instant - 25 * HOUR_MS <= closed <= instant  # a DST day has 23 or 25 hours
+    assert last_closing_ms(closed, zone, closing) == closed  # a closing opens its own day
+    assert venue_day(closed, zone, closing) == venue_day(instant, zone, closing)
+
+
+@given(INSTANTS, st.integers(0, 48 * HOUR_MS), ZONES, CLOSINGS)
+def test_closings_and_venue_days_only_move_forward(
+    instant: int, later: int, zone: ZoneInfo, closing: time
+) -> None:
+    assert last_closing_ms(instant, zone, closing) <= last_closing_ms(
+        instant + later, zone, closing
+    )
+    assert venue_day(instant, zone, closing) <= venue_day(instant + later, zone, closing)
+
+
+def test_the_hours_after_midnight_belong_to_the_day_before() -> None:
+    london = ZoneInfo("Europe/London")
+    one_am = int(datetime(2026, 7, 4, 1, 0, tzinfo=london).timestamp() * 1000)  # a Saturday
+    assert venue_day(one_am, london) == date(2026, 7, 3)
+    assert venue_day(one_am + 3 * HOUR_MS, london) == date(2026, 7, 4)  # 04:00: a new day
+    assert last_closing_ms(one_am, london) == one_am - 21 * HOUR_MS  # Friday 04:00
+
+
+@given(st.integers(0, 10**7), st.integers(1, 10**7), st.sampled_from(["in", "out"]))
+def test_a_presence_older_than_the_closing_counts_as_outside(
+    changed: int, since: int, direction: str
+) -> None:
+    """Issue: presence never expired, so an entry two days ago with no exit refused today's
+    valid ticket for ever."""
+    old = Presence(GUEST, SITE, True, "north", changed, version=3)
+    reader = NORTH if direction == "in" else SOUTH
+    decision = decide_entry(
+        reader=reader,
+        band=BAND,
+        tickets=[TICKET],
+        presence=old,
+        direction=direction,
+        today=TODAY,
+        now_ms=changed + since + 1,
+        closed_ms=changed + since,
+    )
+    if direction == "in":  # let in, over the version it read
+        assert decision == EntryDecision(
+            True, "ok", Presence(GUEST, SITE, True, "north", changed + since + 1, 4)
+        )
+    else:  # an exit with no entry on record since the closing
+        assert decision == EntryDecision(True, "not_inside", None)
+    fresh = decide_entry(
+        reader=NORTH,
+        band=BAND,
+        tickets=[TICKET],
+        presence=old,
+        direction="in",
+        today=TODAY,
+        now_ms=changed + 1,
+        closed_ms=changed,
+    )
+    assert fresh.reason == "already_inside"  # changed at (or after) the closing: still inside

@@ -29,7 +29,7 @@ from bandlink.protocol import (
     topics,
 )
 
-from .pair import NOON_MS, Pair, birth_frame, death_frame, evt_frame, make_tap
+from .pair import NOON_MS, TODAY, Pair, birth_frame, death_frame, evt_frame, make_tap
 
 ADA = DEMO_BANDS["Ada"]
 DAY_MS = 86_400_000
@@ -416,3 +416,78 @@ def test_every_birth_is_answered_with_the_gateways_clock(pair: Pair) -> None:
             16,
         )
     assert pair.send([death_frame("gate-1", 5)]).replies == []
+
+
+def test_each_site_keeps_its_own_time_zone(store: Store) -> None:
+    """The gateway's zone is the default; a site's own zone wins. At 23:30 UTC it is already
+    tomorrow in Auckland: Emil's ticket for TODAY no longer admits there."""
+    late = NOON_MS + DAY_MS // 2 - 30 * 60_000
+    emil = DEMO_BANDS["Emil"]
+    store.load_venue({"sites": [{"id": "parkside", "timezone": "Pacific/Auckland"}]}, today=TODAY)
+    assert Pair(store, Core(ZoneInfo("UTC"))).tap(emil, now_ms=late).reason == (
+        reasons.NO_VALID_TICKET
+    )
+    store.load_venue({"sites": [{"id": "parkside", "timezone": "Europe/London"}]}, today=TODAY)
+    assert Pair(store, Core(ZoneInfo("Pacific/Auckland"))).tap(emil, now_ms=late).granted
+
+
+def test_the_day_is_the_one_the_tap_arrived_in_not_the_one_it_was_decided_in(
+    pair: Pair,
+) -> None:
+    """Emil's ticket is for TODAY only, and TODAY's venue day ends at 04:00 the next morning
+    (UTC here). A tap that arrived at 03:59 and was decided at 04:01 (a backlog) is TODAY's;
+    one that arrived at 04:01 is not, even if decided at 03:59 by a clock running behind."""
+    closing = NOON_MS + 16 * 3_600_000  # 04:00 the day after TODAY
+    emil = DEMO_BANDS["Emil"]
+    late = evt_frame(make_tap(emil), received_ms=closing + 60_000)
+    assert pair.results([late], now_ms=closing - 60_000)[0].reason == reasons.NO_VALID_TICKET
+    in_time = evt_frame(make_tap(emil), received_ms=closing - 60_000)
+    assert pair.results([in_time], now_ms=closing + 60_000)[0].reason == reasons.OK
+
+
+def test_presence_ends_at_closing(pair: Pair, store: Store) -> None:
+    """Issue: presence never expired: an entry two days ago with no exit refused today's valid
+    ticket. A presence changed before the site's latest closing (04:00) counts as outside."""
+    two_days_ago = NOON_MS - 2 * DAY_MS
+    store.load_venue(
+        {
+            "guests": [
+                {
+                    "id": "g-ada",
+                    "name": "Ada Okafor",
+                    "first_name": "Ada",
+                    "tickets": [
+                        {
+                            "id": "t-ada-old",
+                            "site": "parkside",
+                            "valid_from": "today-2",
+                            "valid_until": "today-2",
+                        }
+                    ],
+                }
+            ]
+        },
+        today=TODAY,
+    )
+    assert pair.tap(ADA, now_ms=two_days_ago).reason == reasons.OK
+    assert pair.tap(ADA, now_ms=two_days_ago + 3_600_000).reason == reasons.ALREADY_INSIDE
+    today = pair.tap(ADA)  # no exit since: today's ticket admits again
+    assert (today.granted, today.reason) == (True, reasons.OK)
+    assert pair.tap(ADA).reason == reasons.ALREADY_INSIDE  # and today's presence counts
+    # Closing at 13:00 instead: the entry at noon today is before it, so at 13:30 it is gone.
+    store.load_venue({"sites": [{"id": "parkside", "closing": "13:00"}]}, today=TODAY)
+    assert pair.tap(ADA, now_ms=NOON_MS + 90 * 60_000).reason == reasons.OK
+
+
+@pytest.mark.parametrize(
+    ("site", "problem"),
+    [
+        ({"id": "x", "timezone": "Mars/Olympus"}, "time zone"),
+        ({"id": "x", "closing": "25:00"}, "closing"),
+    ],
+)
+def test_a_site_with_a_clock_that_does_not_parse_is_refused(
+    store: Store, site: dict[str, str], problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        store.load_venue({"sites": [site]}, today=TODAY)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import time
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -279,6 +280,21 @@ def test_timezone_zone() -> None:
 )
 def test_bad_timezone_refused(zone: str) -> None:
     assert "Europe/Berlin" in refused("timezone", broker=BROKER, db=DB, timezone=zone)
+
+
+def test_closing_time() -> None:
+    assert load_settings(broker=BROKER, db=DB).closing_time == time(4, 0)
+    assert load_settings(broker=BROKER, db=DB, closing="23:30").closing_time == time(23, 30)
+
+
+@pytest.mark.parametrize("closing", ["24:00", "4:00", "04:60", "04.00", "noon"])
+def test_bad_closing_refused(closing: str) -> None:
+    assert "HH:MM" in refused("closing", broker=BROKER, db=DB, closing=closing)
+
+
+def test_time_sync_interval() -> None:
+    assert load_settings(broker=BROKER, db=DB).time_sync_s == 60
+    assert "greater than or equal" in refused("time_sync_s", broker=BROKER, db=DB, time_sync_s=-1)
 
 
 @pytest.mark.parametrize("gateway_id", ["gw-1", "north.gate_2", "G" * 32, "x"])

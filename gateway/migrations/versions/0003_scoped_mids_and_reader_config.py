@@ -1,6 +1,7 @@
 """Issue 7: the role a tap was made in (a mid names one operation of one reader); each
 reader's configuration (direction, deadline, hold) and its version, bumped by a trigger on
-every change of it, whoever makes it.
+every change of it, whoever makes it; sites with their own time zone and closing time,
+logged to catalog_log like the other catalog tables.
 
 Revision ID: 0003
 Revises: 0002
@@ -35,10 +36,33 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("config_version", sa.BigInteger(), nullable=False, server_default="1")
         )
+    op.create_table(
+        "sites",
+        sa.Column("id", sa.Text(), nullable=False),
+        sa.Column("timezone", sa.Text(), nullable=True),
+        sa.Column("closing", sa.Text(), nullable=False, server_default="04:00"),
+        sa.PrimaryKeyConstraint("id", name="pk_sites"),
+    )
     if op.get_bind().dialect.name == "postgresql":
         _postgresql_version_trigger()
+        op.execute(
+            "CREATE TRIGGER sites_logged AFTER INSERT OR UPDATE OR DELETE ON sites "
+            "FOR EACH ROW EXECUTE FUNCTION bandlink_catalog_changed('site', 'id')"
+        )
     else:
         _sqlite_version_trigger()
+        for event, rows in {
+            "insert": ("NEW",),
+            "update": ("OLD", "NEW"),
+            "delete": ("OLD",),
+        }.items():
+            body = " ".join(
+                f"INSERT INTO catalog_log (kind, key) VALUES ('site', {row}.id);" for row in rows
+            )
+            op.execute(
+                f"CREATE TRIGGER sites_{event}_logged AFTER {event.upper()} ON sites "
+                f"FOR EACH ROW BEGIN {body} END"
+            )
 
 
 def _sqlite_version_trigger() -> None:
@@ -74,10 +98,14 @@ def _postgresql_version_trigger() -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER sites_logged ON sites")
         op.execute("DROP TRIGGER readers_config_version ON readers")
         op.execute("DROP FUNCTION bandlink_reader_config_version()")
     else:
+        for event in ("insert", "update", "delete"):
+            op.execute(f"DROP TRIGGER sites_{event}_logged")
         op.execute("DROP TRIGGER readers_config_version")
+    op.drop_table("sites")
     with op.batch_alter_table("readers") as batch:
         for column in ("config_version", "hold_ms", "deadline_ms", "direction"):
             batch.drop_column(column)
