@@ -15,6 +15,7 @@ from typing import Any
 from .adapters.mqtt import Bus
 from .core.entry import venue_day
 from .core.handler import Core
+from .core.limits import TokenBuckets
 from .metrics import Metrics
 from .settings import Settings
 from .store import Store
@@ -51,6 +52,7 @@ class GatewayService:
             gateway_id=settings.gateway_id,
             user=settings.broker_user,
             password=password.get_secret_value() if password else None,
+            limits=TokenBuckets(settings.reader_rate, settings.reader_burst),
         )
         self.worker = DecisionWorker(
             self.core,
@@ -60,6 +62,7 @@ class GatewayService:
             max_batch=settings.max_batch,
             queue_size=settings.queue_size,
             time_sync_s=settings.time_sync_s,
+            flood_log_s=settings.flood_log_s,
         )
         self.bus.worker = self.worker
         self.metrics.follow(self.store.readers_online, self.bus.gateways_up)

@@ -44,6 +44,11 @@ class Metrics:
         self.refused_busy = Counter(
             "bandlink_refused_busy", "Taps answered busy: the decision queue was full", registry=r
         )
+        self.rate_limited = Counter(
+            "bandlink_rate_limited",
+            "Taps answered busy: their reader was over its rate limit",
+            registry=r,
+        )
         self.replies_dropped = Counter(
             "bandlink_replies_dropped", "Replies the broker client's queue refused", registry=r
         )

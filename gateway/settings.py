@@ -159,6 +159,12 @@ class Settings(BaseSettings):
     # Seconds between TIME_SYNC commands to every reader with an open session (each birth
     # gets one at once); 0: only on births.
     time_sync_s: float = Field(default=60, ge=0, le=86_400)
+    # Per reader: taps a second, and the burst allowed above it; over it a tap is answered
+    # busy (RETRY) without being decided. 0: no limit.
+    reader_rate: float = Field(default=20, ge=0)
+    reader_burst: int = Field(default=40, ge=1)
+    # Seconds over which dropped frames past the first few are summarised in one log line.
+    flood_log_s: float = Field(default=10, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @classmethod

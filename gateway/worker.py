@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 
 from .core.configs import ConfigPublisher
 from .core.handler import Core, Decided, Dropped, Effects, Event, Frame, Ignored, Outgoing
+from .core.limits import FloodLog
 from .core.readers import SessionChange
 from .metrics import Metrics
 from .store import Store, is_retryable
@@ -32,6 +33,7 @@ _STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead
 _CONNECTED = Frame("", b"", 0)  # queued by connected(): publish every reader's Config again
 TICK_S = 1.0  # an idle worker follows the catalog this often (a changed Config goes out)
 TIME_SYNC_S = 60.0  # readers with an open session get the gateway's clock this often
+FLOOD_LOG_S = 10.0  # drops past the first few of an interval are summarised once per interval
 
 
 Clock = Callable[[], int]  # wall-clock milliseconds, passed in so tests can fix the time
@@ -54,6 +56,7 @@ class DecisionWorker:
         clock: Clock = wall_ms,
         tick_s: float = TICK_S,
         time_sync_s: float = TIME_SYNC_S,
+        flood_log_s: float = FLOOD_LOG_S,
     ) -> None:
         self._core = core
         self._store = store
@@ -67,6 +70,7 @@ class DecisionWorker:
         self._queue_size = queue_size
         self._tick_s = tick_s
         self._configs = ConfigPublisher()
+        self.flood = FloodLog(log, interval_s=flood_log_s)
         self._time_sync_s = time_sync_s  # 0: only on births
         self._next_sync = time.monotonic() + time_sync_s
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
@@ -80,6 +84,7 @@ class DecisionWorker:
         if self._thread.is_alive():
             self._queue.put(_STOP)
             self._thread.join(timeout)
+        self.flood.flush(time.monotonic(), force=True)
 
     def connected(self) -> None:
         """The broker connection is up (again): every reader's Config is published anew (the
@@ -134,6 +139,7 @@ class DecisionWorker:
         and every ``time_sync_s`` the gateway's clock to each reader with an open session.
         After a batch the view is current (its transaction followed the catalog); when idle,
         an empty transaction brings it up to date."""
+        self.flood.flush(time.monotonic())
         if follow:
             with self._store.transaction():
                 pass
@@ -172,7 +178,29 @@ class DecisionWorker:
         if effects.replies:
             self._publish(effects.replies)
         for event in effects.events:
-            _note(event, self._metrics)
+            self._note(event)
+
+    def _note(self, event: Event) -> None:
+        metrics = self._metrics
+        if isinstance(event, Decided):
+            metrics.taps.labels(event.role, event.reason).inc()
+            if event.received_ns:
+                metrics.decision_seconds.observe((time.monotonic_ns() - event.received_ns) / 1e9)
+            if event.reason == "busy":  # refused undecided: under a flood, one line per tap
+                line = f"tap {event.reader} mid={event.mid.hex()} busy"
+                self.flood.note("busy", event.reader, line, time.monotonic())
+            elif log.isEnabledFor(logging.INFO):  # the mid's hex is built only when written
+                duplicate = " (duplicate)" if event.duplicate else ""
+                mid = event.mid.hex()
+                log.info("tap %s mid=%s %s%s", event.reader, mid, event.reason, duplicate)
+        elif isinstance(event, Dropped):
+            metrics.dropped.labels(event.code).inc()
+            line = f"dropped frame from {event.reader}: {event.code} {event.detail}"
+            self.flood.note(event.code, event.reader, line, time.monotonic())
+        elif isinstance(event, SessionChange):
+            _note_session(event)
+        elif isinstance(event, Ignored):
+            metrics.ignored.labels(event.kind).inc()
 
 
 def commit_batch(
@@ -194,23 +222,6 @@ def commit_batch(
             on_retry()
             log.info("batch of %d lost a race (%s); deciding again", len(frames), err)
     raise AssertionError("unreachable")
-
-
-def _note(event: Event, metrics: Metrics) -> None:
-    if isinstance(event, Decided):
-        metrics.taps.labels(event.role, event.reason).inc()
-        if event.received_ns:
-            metrics.decision_seconds.observe((time.monotonic_ns() - event.received_ns) / 1e9)
-        if log.isEnabledFor(logging.INFO):  # the mid's hex is built only for a line written
-            duplicate = " (duplicate)" if event.duplicate else ""
-            log.info("tap %s mid=%s %s%s", event.reader, event.mid.hex(), event.reason, duplicate)
-    elif isinstance(event, Dropped):
-        metrics.dropped.labels(event.code).inc()
-        log.warning("dropped frame from %s: %s %s", event.reader, event.code, event.detail)
-    elif isinstance(event, SessionChange):
-        _note_session(event)
-    elif isinstance(event, Ignored):
-        metrics.ignored.labels(event.kind).inc()
 
 
 def _note_session(change: SessionChange) -> None:

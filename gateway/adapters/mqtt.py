@@ -29,6 +29,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from bandlink.protocol import GatewayState, ProtocolError, decode, topics
 
 from ..core.handler import Core, Frame, Outgoing
+from ..core.limits import TokenBuckets
 from ..metrics import Metrics
 from ..worker import DecisionWorker, wall_ms
 
@@ -53,12 +54,14 @@ class Bus:
         gateway_id: str,
         user: str | None = None,
         password: str | None = None,
+        limits: TokenBuckets | None = None,
     ) -> None:
         self._core = core
         self._metrics = metrics
         self._host, self._port = host, port
         self.gateway_id = gateway_id
         self.worker: DecisionWorker | None = None  # set by the composition root before start
+        self._limits = limits or TokenBuckets(0, 1)  # per reader id, on this thread only
         self._connected = threading.Event()
         self._gateways_online: set[str] = set()
         self._client = mqtt.Client(
@@ -159,9 +162,12 @@ class Bus:
         frame = Frame(msg.topic, bytes(msg.payload), wall_ms(), time.monotonic_ns())
         assert self.worker is not None, "the composition root sets the worker before start()"
         # Only births and deaths arrive on reader topics other than evt (the core checks the
-        # rest); they may use the queue's reserve.
+        # rest); they may use the queue's reserve, and are not rate limited.
         session = not msg.topic.endswith(_EVT_SUFFIX)
-        if not self.worker.submit(frame, session=session):
+        if not session and not self._limits.allow(_reader_of(msg.topic), time.monotonic()):
+            self._metrics.rate_limited.inc()
+            self.worker.refuse(frame, "busy")
+        elif not self.worker.submit(frame, session=session):
             self._metrics.refused_busy.inc()
             self.worker.refuse(frame, "busy")
 
@@ -174,3 +180,9 @@ class Bus:
             self._gateways_online.add(gateway)
         else:  # offline, or an empty retained message clearing the topic
             self._gateways_online.discard(gateway)
+
+
+def _reader_of(topic: str) -> str:
+    """The reader level of ``bl/1/<reader>/evt`` (what the broker's ACL vouches for)."""
+    parsed = topics.parse(topic)
+    return parsed[0] if parsed is not None else topic

@@ -1,10 +1,12 @@
 """The gateway process's parts together (the composition root: settings, store, core, worker,
 MQTT adapter) on a real Mosquitto that is locked down (password file and ACL, no anonymous
-clients): what a reader gets from the gateway besides results."""
+clients): what a reader gets from the gateway besides results, and a reader's flood."""
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,9 +17,21 @@ from paho.mqtt.enums import CallbackAPIVersion
 from bandlink.gateway.main import GatewayService
 from bandlink.gateway.settings import load_settings
 from bandlink.gateway.store import Store
-from bandlink.gateway.venue import SITE
-from bandlink.protocol import GATE, Birth, Command, Config, Message, decode, encode, topics
-from bandlink.protocol.messages import IN, OUT, TIME_SYNC
+from bandlink.gateway.venue import DEMO_BANDS, SITE
+from bandlink.protocol import (
+    GATE,
+    Birth,
+    Command,
+    Config,
+    Message,
+    Result,
+    Tap,
+    decode,
+    encode,
+    reasons,
+    topics,
+)
+from bandlink.protocol.messages import IN, OUT, RETRY, TIME_SYNC
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.waiting import wait_for
 
@@ -40,6 +54,8 @@ def gateway(locked_broker: MosquittoBroker, tmp_path: Path) -> Iterator[GatewayS
         gateway_id="gw-t",
         broker_user=login.user,
         broker_password=login.password,
+        reader_rate=20,
+        reader_burst=40,
     )
     service = GatewayService(settings)
     service.start()
@@ -62,7 +78,8 @@ class Reader:
         self.client.on_subscribe = lambda *_: subscribed.set()
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
-        own = [(topics.reader_topic(reader_id, kind), 1) for kind in (topics.CFG, topics.CMD)]
+        kinds = (topics.CFG, topics.CMD, topics.RES)
+        own = [(topics.reader_topic(reader_id, kind), 1) for kind in kinds]
         self.client.subscribe(own)
         self.client.loop_start()
         assert subscribed.wait(5)
@@ -75,6 +92,14 @@ class Reader:
     def of(self, kind: type[Message]) -> list[Message]:
         with self._lock:
             return [m for _, _, m in self.received if isinstance(m, kind)]
+
+    def tap(self, uid: bytes, direction: int = IN) -> bytes:
+        tap = Tap(
+            reader=self.reader_id, ts=1, mid=os.urandom(16), uid=uid, role=GATE, direction=direction
+        )
+        assert tap.mid is not None
+        self.client.publish(topics.reader_topic(self.reader_id, topics.EVT), encode(tap), qos=1)
+        return tap.mid
 
     def birth(self, bdseq: int) -> None:
         birth = Birth(reader=self.reader_id, ts=1, bdseq=bdseq, firmware="t", role=GATE)
@@ -118,3 +143,28 @@ def test_a_birth_is_answered_with_the_gateways_clock(
         assert command.time_ms is not None and command.time_ms > 1_700_000_000_000
     finally:
         reader.close()
+
+
+def test_one_readers_flood_is_answered_busy_past_its_rate_and_others_are_decided(
+    locked_broker: MosquittoBroker, gateway: GatewayService
+) -> None:
+    flooding, other = Reader(locked_broker, "gate-1"), Reader(locked_broker, "gate-3")
+    try:
+        started = time.monotonic()
+        mids = [flooding.tap(DEMO_BANDS["Bo"]) for _ in range(300)]
+        (mine,) = [other.tap(DEMO_BANDS["Ada"])]
+        results = wait_for(lambda: flooding.of(Result), lambda found: len(found) >= 300)
+        elapsed = time.monotonic() - started
+        (answer,) = wait_for(lambda: other.of(Result), lambda found: len(found) >= 1)
+    finally:
+        flooding.close()
+        other.close()
+    assert {r.corr for r in results if isinstance(r, Result)} == set(mids)  # all answered
+    busy = [r for r in results if isinstance(r, Result) and r.reason == reasons.BUSY]
+    decided = len(results) - len(busy)
+    print(f"flood: {len(results)} taps in {elapsed:.2f} s, {decided} decided, {len(busy)} busy")
+    assert 40 <= decided <= 40 + 20 * elapsed + 5, (decided, elapsed)
+    assert all(r.pattern == RETRY for r in busy)
+    assert isinstance(answer, Result) and answer.corr == mine and answer.reason == reasons.OK
+    limited = gateway.metrics.registry.get_sample_value("bandlink_rate_limited_total")
+    assert limited == len(busy)

@@ -3,6 +3,9 @@ bounded queue, and a frame that trips a bug costs only its own answer."""
 
 from __future__ import annotations
 
+import io
+import logging
+import re
 import threading
 from collections.abc import Sequence
 
@@ -13,7 +16,7 @@ from bandlink.gateway.metrics import Metrics
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.gateway.worker import DecisionWorker
-from bandlink.protocol import Command, Result, Tap, decode, reasons
+from bandlink.protocol import Command, Result, Tap, decode, dumps, reasons
 from bandlink.protocol.messages import TIME_SYNC
 from bandlink.tools.waiting import wait_for
 
@@ -208,3 +211,34 @@ def test_readers_with_an_open_session_get_the_clock_periodically(store: Store) -
         command = decode(reply.payload)
         if isinstance(command, Command):
             assert command.op == TIME_SYNC and command.time_ms == NOON_MS
+
+
+def test_a_garbage_flood_logs_a_summary_not_a_line_per_frame(store: Store) -> None:
+    """Issue: 20,000 garbage frames wrote 2.5 MB of log, a line each. Now the first few of an
+    interval get a line each, and the rest one summary line per interval."""
+    written = io.StringIO()
+    handler = logging.StreamHandler(written)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger = logging.getLogger("bandlink.gateway")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    replies = Replies()
+    worker = worker_for(store, replies, queue_size=30_000)
+    garbage = [b"\xff\x00garbage", b"\xa1" * 40, dumps({0: 1, 1: 77}), b"\x9a\xff\xff\xff\xff"]
+    try:
+        for n in range(20_000):
+            reader = f"gate-{1 + n % 3}"
+            assert worker.submit(evt_frame(garbage[n % 4], reader=reader))
+        worker.start()
+        worker.submit(evt_frame(make_tap(BANDS[0])))  # and the gateway still decides
+        replies.wait(1)
+        worker.stop()
+    finally:
+        logger.removeHandler(handler)
+    log = written.getvalue()
+    assert [r.reason for r in replies.results] == [reasons.OK]
+    assert len(log.encode()) < 5_000, log[:2000]
+    assert "dropped frame from gate-1: malformed" in log  # the first ones, one line each
+    summary = re.search(r"dropped ([\d,]+) more frames in \d+ s: (.*)", log)
+    assert summary is not None and int(summary[1].replace(",", "")) == 20_000 - 10
+    assert "malformed" in summary[2] and "from gate-" in summary[2]
