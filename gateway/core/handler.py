@@ -414,8 +414,12 @@ class Core:
 
 
 def _out_of_range(message: Message) -> bool:
-    """A number the store cannot hold: a tap's time, a session's number."""
-    return message.ts > STORE_INT_MAX or (message.bdseq or 0) > STORE_INT_MAX
+    """A number the store cannot hold: a tap's time, a birth's or death's session number."""
+    if isinstance(message, Tap):
+        return message.ts > STORE_INT_MAX
+    if isinstance(message, Birth | Death):
+        return (message.bdseq or 0) > STORE_INT_MAX
+    return False
 
 
 def _stale(tap: Tap, now_ms: int) -> bool:

@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import bandlink.protocol
+from bandlink.gateway.core.configs import ConfigPublisher
+from bandlink.gateway.core.handler import Outgoing
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, UNKNOWN_BAND_UID
 from bandlink.protocol import (
@@ -31,7 +33,7 @@ from bandlink.protocol import (
 from bandlink.protocol.examples import examples
 from bandlink.protocol.tests.strategies import any_message
 
-from .pair import TODAY, Pair, evt_frame
+from .pair import TODAY, Pair, birth_frame, evt_frame
 
 SCHEMA_TEXT = Path(bandlink.protocol.__file__).with_name("bandlink.cddl").read_text("utf-8")
 SCHEMA = pycddl.Schema(SCHEMA_TEXT)  # the first rule, `message`, is the root
@@ -129,6 +131,13 @@ def test_every_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
         frames += gateway.send([evt_frame(tap, reader=tap.reader)]).replies
     frames += core.refuse(evt_frame(taps[0]), "busy", 1000).replies
     assert len(frames) == 3 + len(taps)
+    # What else a reader gets: its retained Config, the clock on its birth.
+    frames += gateway.send([birth_frame("gate-1", 3)]).replies
+    with gateway.store.transaction():
+        pass
+    configs = ConfigPublisher().changes(gateway.store.view, 11)
+    frames += [Outgoing(topic, payload, retain=True) for topic, payload in configs]
+    assert len(frames) == 3 + len(taps) + 1 + 3
     for frame in frames:
         message = decode(frame.payload)
         BY_RULE[TYPE_RULES[message.TYPE - 1]].validate_cbor(frame.payload)

@@ -292,6 +292,13 @@ def test_bad_closing_refused(closing: str) -> None:
     assert "HH:MM" in refused("closing", broker=BROKER, db=DB, closing=closing)
 
 
+def test_the_rate_limit_is_off_unless_set() -> None:
+    assert load_settings(broker=BROKER, db=DB).reader_rate == 0
+    limited = load_settings(broker=BROKER, db=DB, reader_rate=20, reader_burst=40)
+    assert (limited.reader_rate, limited.reader_burst) == (20, 40)
+    assert "greater than or equal" in refused("reader_burst", broker=BROKER, db=DB, reader_burst=0)
+
+
 def test_time_sync_interval() -> None:
     assert load_settings(broker=BROKER, db=DB).time_sync_s == 60
     assert "greater than or equal" in refused("time_sync_s", broker=BROKER, db=DB, time_sync_s=-1)
