@@ -170,6 +170,7 @@ class DecisionTx(SessionStore, Protocol):
     def presence(self, guest_id: str, site: str) -> Presence | None: ...
     def write_presence(self, read: Presence | None, new: Presence) -> None: ...
     def record_tap(self, tap: TapRecord) -> TapRecord: ...
+    def tap_by_mid(self, mid: bytes) -> TapRecord | None: ...
 
 
 def random_mid() -> bytes:
@@ -297,15 +298,18 @@ class Core:
     def _on_tap(
         self, tap: Tap, frame: Frame, now_ms: int, tx: DecisionTx, effects: Effects
     ) -> None:
+        # The order of SPEC.md's "Deciding a gate tap"; busy (2) is the adapter's.
+        if tap.offline:
+            # A tap decided offline travels only inside a Journal; on its own it is a bug.
+            self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
+            return
         if _stale(tap, now_ms):
             # Nothing recorded: a resend of this operation (new deadline) is decided as new.
             self._unrecorded(tap, frame, STALE, now_ms, effects)
             return
         reader = tx.view.reader(tap.reader)
         if reader is None:
-            # Counted (the Decided event), not recorded: a device nobody registered must not
-            # be able to fill the tap log.
-            self._unrecorded(tap, frame, UNKNOWN_READER, now_ms, effects)
+            self._unknown_reader(tap, frame, now_ms, tx, effects)
             return
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
@@ -325,6 +329,25 @@ class Core:
         name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         effects.events.append(_decided(tap, stored, frame, duplicate=stored is not record))
+
+    def _unknown_reader(
+        self, tap: Tap, frame: Frame, now_ms: int, tx: DecisionTx, effects: Effects
+    ) -> None:
+        """Counted (the Decided event), not recorded: a device nobody registered must not be
+        able to fill the tap log. A mid stored before still answers as SPEC orders it: another
+        operation's is a bad request, this one's (its reader since removed) the stored answer."""
+        assert tap.mid is not None
+        stored = tx.tap_by_mid(tap.mid)
+        if stored is None:
+            self._unrecorded(tap, frame, UNKNOWN_READER, now_ms, effects)
+            return
+        asked = _record(tap, frame.received_ms, granted=False, reason=UNKNOWN_READER)
+        if not stored.same_operation(asked):
+            self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
+            return
+        name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
+        effects.replies.append(self._reply(tap, stored, name, now_ms))
+        effects.events.append(_decided(tap, stored, frame, duplicate=True))
 
     def _unrecorded(
         self, tap: Tap, frame: Frame, reason: str, now_ms: int, effects: Effects

@@ -62,6 +62,9 @@ class Transaction:
     def record_tap(self, tap: TapRecord) -> TapRecord:
         return self._taps.record(self.conn, tap)
 
+    def tap_by_mid(self, mid: bytes) -> TapRecord | None:
+        return taps.by_mid(self.conn, mid)
+
     def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool:
         return self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
 

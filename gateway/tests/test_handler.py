@@ -7,10 +7,12 @@ import os
 from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from bandlink.gateway.core import entry, handler
 from bandlink.gateway.core.handler import Core, Decided, Dropped, Ignored
 from bandlink.gateway.core.readers import SessionChange
+from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 from bandlink.protocol import (
@@ -491,3 +493,40 @@ def test_a_site_with_a_clock_that_does_not_parse_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         store.load_venue({"sites": [site]}, today=TODAY)
+
+
+def test_a_tap_decided_offline_sent_on_its_own_is_a_bad_request(pair: Pair, store: Store) -> None:
+    """An offline tap travels only inside a Journal (SPEC, Tap): alone it is not decided."""
+    tap = Tap(
+        reader="gate-1",
+        ts=5,
+        mid=os.urandom(16),
+        uid=ADA,
+        role=messages.GATE,
+        direction=IN,
+        offline=True,
+        local_granted=True,
+    )
+    (result,) = pair.results([evt_frame(tap)])
+    assert (result.granted, result.reason) == (False, reasons.BAD_REQUEST)
+    assert store.count_taps() == 0 and store.presence("g-ada", "parkside") is None
+
+
+def test_a_known_mid_is_answered_before_the_reader_is_checked(
+    pair: Pair, store: Store, db_url: str
+) -> None:
+    """SPEC's order: a mid stored before is answered by scope (bad_request for another
+    operation, the stored answer for this one) even once its reader has left the catalog."""
+    first = make_tap(ADA)
+    assert pair.results([evt_frame(first)])[0].reason == reasons.OK
+    posing = Tap(reader="gate-9", ts=5, mid=first.mid, uid=ADA, role=messages.GATE, direction=IN)
+    (result,) = pair.results([evt_frame(posing, reader="gate-9")])
+    assert (result.reason, result.name) == (reasons.BAD_REQUEST, None)
+    engine = create_engine(normalise_db_url(db_url))
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM readers WHERE id = 'gate-1'"))
+    engine.dispose()
+    again = pair.results([evt_frame(first)])[0]
+    assert (again.granted, again.reason, again.text) == (True, reasons.OK, "Welcome Ada")
+    assert pair.tap(DEMO_BANDS["Emil"]).reason == reasons.UNKNOWN_READER
+    assert store.count_taps() == 1
