@@ -70,8 +70,8 @@ class GatewayService:
     def start(self) -> None:
         self.store.migrate()
         if self.settings.venue:
-            # "today" in a venue file is the venue day (a day runs from closing to closing).
-            today = venue_day(wall_ms(), self.settings.zone, self.settings.closing_time)
+            # "today" in a venue file: the date in the venue's zone, as decisions see it.
+            today = venue_day(wall_ms(), self.settings.zone)
             self.store.load_venue(venue_from(self.settings.venue), today=today)
         if self.settings.metrics_address:
             self.metrics.serve(*self.settings.metrics_address)

@@ -147,7 +147,7 @@ class Settings(BaseSettings):
     db: str
     venue: str | None = None
     timezone: str = "UTC"  # a site's own (venue file) wins
-    closing: str = "04:00"  # local; a site's own wins: a venue day runs closing to closing
+    closing: str = "04:00"  # local; a site's own wins: presence ends at the latest closing
     http: str | None = None
     metrics: str | None = None
     secret_key: SecretStr = Field(
@@ -277,7 +277,7 @@ class Settings(BaseSettings):
 
     @property
     def closing_time(self) -> time:
-        """The default closing time of a site (local): presence ends, the venue day begins."""
+        """The default closing time of a site (local): presence does not outlive it."""
         from .venue import parse_closing
 
         return parse_closing(self.closing)

@@ -34,7 +34,7 @@ def _ticket(
 
 DEMO_VENUE: Final[dict[str, Any]] = {
     "site": SITE,
-    # No time zone: the gateway's setting. Closing time: a venue day runs from 04:00 to 04:00.
+    # No time zone: the gateway's setting. Closing: at 04:00 every guest counts as outside.
     "sites": [{"id": SITE, "closing": "04:00"}],
     "guests": [
         {

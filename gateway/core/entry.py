@@ -24,10 +24,10 @@ even with a lost-and-blocked band or an expired ticket). Then:
     OUTSIDE   out    yes      "not_inside"      OUTSIDE (unchanged)
 
 Days and closing: each site has a time zone and a closing time (local, 04:00 unless the venue
-says otherwise). A *venue day* runs from one closing time to the next, so a ticket for Friday
-still admits at 01:00 on Saturday; ``venue_day`` says which day an instant belongs to. Presence
-does not outlive a closing: a presence changed before the latest closing (``last_closing_ms``)
-counts as OUTSIDE, so a guest who left two days ago without tapping out is let in today.
+says otherwise). *Today* is the date in the site's zone at the instant the tap arrived
+(``venue_day``): tickets are valid per such day. Presence does not outlive a closing: a
+presence changed before the site's latest closing (``last_closing_ms``) counts as OUTSIDE, so
+a guest who left two days ago without tapping out is let in today.
 
 A guest whose green light was lost (the reply never reached the reader, which showed "try
 again") is not this module's business: the reader resends that tap with the same ``mid`` and the
@@ -99,18 +99,20 @@ class Site:
     closing: time = DEFAULT_CLOSING
 
 
-def venue_day(instant_ms: int, zone: ZoneInfo, closing: time = DEFAULT_CLOSING) -> date:
-    """The venue day ``instant_ms`` belongs to: the local date, less the closing time (wall
-    clock), so the hours after midnight and before closing belong to the day before."""
-    local = datetime.fromtimestamp(instant_ms / 1000, zone).replace(tzinfo=None)
-    return (local - timedelta(hours=closing.hour, minutes=closing.minute)).date()
+def venue_day(instant_ms: int, zone: ZoneInfo) -> date:
+    """The site's date at ``instant_ms``: what a ticket's dates are compared with."""
+    return datetime.fromtimestamp(instant_ms / 1000, zone).date()
 
 
 def last_closing_ms(instant_ms: int, zone: ZoneInfo, closing: time = DEFAULT_CLOSING) -> int:
-    """The latest closing at or before ``instant_ms``: the start of its venue day. (A closing
-    time that a DST change skips falls an hour later that day.)"""
-    start = datetime.combine(venue_day(instant_ms, zone, closing), closing, tzinfo=zone)
-    return min(int(start.timestamp() * 1000), instant_ms)
+    """The latest instant at or before ``instant_ms`` at which the site's clock read
+    ``closing``. (A closing time a DST change skips counts an hour later that day.)"""
+    local = datetime.fromtimestamp(instant_ms / 1000, zone)
+    day = local.date()
+    if local.replace(tzinfo=None).time() < closing:
+        day -= timedelta(days=1)
+    closed = datetime.combine(day, closing, tzinfo=zone)
+    return min(int(closed.timestamp() * 1000), instant_ms)
 
 
 @dataclass(frozen=True, slots=True)

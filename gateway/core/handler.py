@@ -387,7 +387,7 @@ class Core:
             tickets=tx.view.tickets(guest_id) if guest_id else [],
             presence=read,
             direction=reader.direction,
-            today=venue_day(at_ms, zone, closing),
+            today=venue_day(at_ms, zone),
             now_ms=now_ms,
             closed_ms=last_closing_ms(at_ms, zone, closing),
         )

@@ -436,15 +436,15 @@ def test_each_site_keeps_its_own_time_zone(store: Store) -> None:
 def test_the_day_is_the_one_the_tap_arrived_in_not_the_one_it_was_decided_in(
     pair: Pair,
 ) -> None:
-    """Emil's ticket is for TODAY only, and TODAY's venue day ends at 04:00 the next morning
-    (UTC here). A tap that arrived at 03:59 and was decided at 04:01 (a backlog) is TODAY's;
-    one that arrived at 04:01 is not, even if decided at 03:59 by a clock running behind."""
-    closing = NOON_MS + 16 * 3_600_000  # 04:00 the day after TODAY
+    """Emil's ticket is for TODAY only (UTC here). A tap that arrived at 23:59 and was decided
+    at 00:01 (a backlog) is TODAY's; one that arrived at 00:01 is not, even if decided at 23:59
+    by a clock running behind."""
+    midnight = NOON_MS + DAY_MS // 2
     emil = DEMO_BANDS["Emil"]
-    late = evt_frame(make_tap(emil), received_ms=closing + 60_000)
-    assert pair.results([late], now_ms=closing - 60_000)[0].reason == reasons.NO_VALID_TICKET
-    in_time = evt_frame(make_tap(emil), received_ms=closing - 60_000)
-    assert pair.results([in_time], now_ms=closing + 60_000)[0].reason == reasons.OK
+    late = evt_frame(make_tap(emil), received_ms=midnight + 60_000)
+    assert pair.results([late], now_ms=midnight - 60_000)[0].reason == reasons.NO_VALID_TICKET
+    in_time = evt_frame(make_tap(emil), received_ms=midnight - 60_000)
+    assert pair.results([in_time], now_ms=midnight + 60_000)[0].reason == reasons.OK
 
 
 def test_presence_ends_at_closing(pair: Pair, store: Store) -> None:
