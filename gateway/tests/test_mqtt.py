@@ -118,7 +118,7 @@ def test_a_reader_finds_its_config_retained_and_follows_changes(
     try:
         (config,) = wait_for(lambda: exit_reader.of(Config), lambda found: len(found) >= 1)
         assert isinstance(config, Config)
-        assert (config.version, config.gate, config.direction) == (1, "north", OUT)
+        assert (config.gate, config.direction) == ("north", OUT)
         assert exit_reader.received[0][1], "retained: there before the reader subscribed"
         # The venue changes while the gateway runs: the reader hears of it within a second.
         turned = {"id": "gate-2", "site": SITE, "role": "gate", "gate": "north", "direction": "in"}
@@ -127,7 +127,8 @@ def test_a_reader_finds_its_config_retained_and_follows_changes(
         store.close()
         configs = wait_for(lambda: exit_reader.of(Config), lambda found: len(found) >= 2)
         latest = configs[-1]
-        assert isinstance(latest, Config) and (latest.version, latest.direction) == (2, IN)
+        assert isinstance(latest, Config) and latest.direction == IN
+        assert latest.version > config.version
     finally:
         exit_reader.close()
 

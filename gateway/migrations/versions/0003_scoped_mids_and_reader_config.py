@@ -65,14 +65,24 @@ def upgrade() -> None:
             )
 
 
+# A new version is above the reader's last one, and above every version any reader ever had
+# (the catalog log's head grows with every catalog change): a reader removed and added again
+# gets a version higher than the one it runs, which it would otherwise ignore.
+_NEXT = "(SELECT coalesce(max(seq), 0) FROM catalog_log) + 1"
+
+
 def _sqlite_version_trigger() -> None:
-    # AFTER, with an UPDATE of its own (SQLite's triggers cannot assign NEW); recursive triggers
-    # are off, and the second UPDATE changes no configuration column anyway.
+    # AFTER, with an UPDATE of their own (SQLite's triggers cannot assign NEW); recursive
+    # triggers are off, and that UPDATE changes no configuration column anyway.
     changed = " OR ".join(f"OLD.{c} IS NOT NEW.{c}" for c in _CONFIG_COLUMNS)
     op.execute(
         f"CREATE TRIGGER readers_config_version AFTER UPDATE ON readers FOR EACH ROW "
-        f"WHEN {changed} BEGIN "
-        f"UPDATE readers SET config_version = OLD.config_version + 1 WHERE id = NEW.id; END"
+        f"WHEN {changed} BEGIN UPDATE readers SET config_version = "
+        f"max(OLD.config_version + 1, {_NEXT}) WHERE id = NEW.id; END"
+    )
+    op.execute(
+        f"CREATE TRIGGER readers_first_config_version AFTER INSERT ON readers FOR EACH ROW "
+        f"BEGIN UPDATE readers SET config_version = {_NEXT} WHERE id = NEW.id; END"
     )
 
 
@@ -83,15 +93,17 @@ def _postgresql_version_trigger() -> None:
         f"""
         CREATE FUNCTION bandlink_reader_config_version() RETURNS trigger LANGUAGE plpgsql AS $$
         BEGIN
-            IF ({new}) IS DISTINCT FROM ({old}) THEN
-                NEW.config_version := OLD.config_version + 1;
+            IF TG_OP = 'INSERT' THEN
+                NEW.config_version := {_NEXT};
+            ELSIF ({new}) IS DISTINCT FROM ({old}) THEN
+                NEW.config_version := greatest(OLD.config_version + 1, {_NEXT});
             END IF;
             RETURN NEW;
         END $$
         """
     )
     op.execute(
-        "CREATE TRIGGER readers_config_version BEFORE UPDATE ON readers "
+        "CREATE TRIGGER readers_config_version BEFORE INSERT OR UPDATE ON readers "
         "FOR EACH ROW EXECUTE FUNCTION bandlink_reader_config_version()"
     )
 
@@ -105,6 +117,7 @@ def downgrade() -> None:
         for event in ("insert", "update", "delete"):
             op.execute(f"DROP TRIGGER sites_{event}_logged")
         op.execute("DROP TRIGGER readers_config_version")
+        op.execute("DROP TRIGGER readers_first_config_version")
     op.drop_table("sites")
     with op.batch_alter_table("readers") as batch:
         for column in ("config_version", "hold_ms", "deadline_ms", "direction"):
