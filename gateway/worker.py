@@ -8,6 +8,11 @@ transaction, commits (the one fsync of the batch), and only then hands the repli
 ``publish``: no reply leaves before its effect is on disk. A transaction that lost a race with
 another gateway process (a compare-and-set conflict, a deadlock) is run again from the start;
 one that fails otherwise is split, so a frame that trips a bug costs only its own answer.
+
+Between batches (and, idle, every ``tick_s``) the worker keeps house: it publishes, retained,
+the Config of every reader whose configuration changed in the catalog (all of them after each
+broker connection), every ``time_sync_s`` a TIME_SYNC to each reader with an open session, and
+ends the flood log's interval (drops past the first few are summarised, not logged one by one).
 """
 
 from __future__ import annotations

@@ -2,12 +2,17 @@
 
 ``Core.handle(frames, now_ms, tx)`` is the single receive entry point. It decodes each frame
 (anything malformed, oversize, on the wrong topic or claiming another reader's id becomes a
-``Dropped`` event: counted and logged by the caller, never answered), decides every tap against
-``tx`` (the catalog from memory, presence and the tap log inside one database transaction) and
-returns what to publish once that transaction is committed, and what happened.
+``Dropped`` event: counted and logged by the caller, never answered, except a tap that breaks a
+field rule but whose envelope still names this topic's reader and a mid: that one is answered
+``bad_request``), decides every tap against ``tx`` (the catalog from memory, presence and the
+tap log inside one database transaction) in the order of SPEC.md's "Deciding a gate tap", and
+returns what to publish once that transaction is committed (results, a TIME_SYNC for every
+birth), and what happened.
 
-A tap's effect is keyed by its ``mid``: a duplicate (QoS 1 redelivery, a reader's resend, the
-same frame twice in one batch) is answered with the decision stored first and applied once.
+A tap's effect is keyed by its ``mid``, which names one operation of one reader: a duplicate
+(QoS 1 redelivery, a reader's resend, the same frame twice in one batch) is answered with the
+decision stored first and applied once; a tap under a known mid from another reader, band, role
+or direction is a bad request, and learns nothing of the stored one.
 """
 
 from __future__ import annotations
