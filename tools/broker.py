@@ -4,88 +4,46 @@ Each broker gets its own config in its own directory, so parallel test runs neve
 The config follows FIELD-NOTES: no persistence, log to stdout (captured in ``mosquitto.log``),
 and ``set_tcp_nodelay true`` so request/response latency is not held up by Nagle's algorithm.
 
-Locked down like a venue's broker (docs/SECURITY.md): every client logs in with its own
-identity, from a password file made with ``mosquitto_passwd``; the client id is the user name
-(``use_username_as_clientid``), so nobody can take over a reader's session by its id; and the
-ACL gives each identity only its own topics:
+Locked down like a venue's broker (docs/SECURITY.md; ``allow_anonymous=True``, the default until
+every client logs in, is the old open broker): no anonymous
+client is let in; every client logs in with its own identity, from the password file and ACL
+in the broker's directory (``tools/access.py``: hashed by ``mosquitto_passwd``, each identity
+confined to its own topics); the client id is the user name (``use_username_as_clientid``), so
+nobody can take over a reader's session by its id; and a message larger than the protocol's
+limit is dropped by the broker before any gateway spends time on it.
 
-- a reader (user name = reader id) publishes only its own ``evt``, ``birth`` and ``death`` and
-  reads only its own ``res``, ``cfg``, ``cmd`` and the gateways' states;
-- a gateway (user name ``<gateway id>@gateway``, which no reader id can be) reads every reader's
-  ``evt``, ``birth``, ``death`` (so only gateways can join the shared subscription) and the
-  gateways' states, and publishes results, configurations, commands and its own state.
-
-``reader_login`` / ``gateway_login`` create an identity (the broker re-reads its files on
-SIGHUP, without dropping anyone) and hand back its credentials.
+``reader_login`` / ``gateway_login`` make an identity on first use (the broker re-reads its
+files on SIGHUP, without dropping anyone) and hand back its credentials. Identities provisioned
+into the directory beforehand (``bandlink provision``) are kept as they are.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bandlink.protocol import topics
-
+from .access import BrokerAccess, Login, gateway_user, reader_user
 from .processes import read_log, stop_process
+
+__all__ = ["HOST", "MESSAGE_SIZE_LIMIT", "BrokerError", "Login", "MosquittoBroker", "free_port"]
 
 HOST = "127.0.0.1"
 _START_TIMEOUT_S = 5
 _RELOAD_TIMEOUT_S = 5
-GATEWAY_USER_SUFFIX = "@gateway"
 # The wire protocol's limit on a message (protocol/SPEC.md, "Sizes"): larger ones are dropped
 # by the broker before any gateway spends time on them.
 MESSAGE_SIZE_LIMIT = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """One broker identity's credentials."""
-
-    user: str
-    password: str
-
-
-def gateway_user(gateway_id: str) -> str:
-    """A gateway process's broker user name: never a valid reader id, so never a reader's."""
-    return gateway_id + GATEWAY_USER_SUFFIX
-
-
-def reader_acl() -> str:
-    """ACL patterns every identity gets, written for readers (``%u``: the user name)."""
-    own = topics.reader_topic("%u", "")
-    lines = [f"pattern write {own}{kind}" for kind in (topics.EVT, topics.BIRTH, topics.DEATH)]
-    lines += [f"pattern read {own}{kind}" for kind in (topics.RES, topics.CFG, topics.CMD)]
-    lines.append(f"pattern read {topics.GATEWAY_STATES}")
-    return "\n".join(lines) + "\n"
-
-
-def gateway_acl(gateway_id: str) -> str:
-    """The ACL of one gateway identity."""
-    every = topics.reader_topic("+", "")
-    lines = [f"user {gateway_user(gateway_id)}"]
-    lines += [f"topic read {every}{kind}" for kind in (topics.EVT, topics.BIRTH, topics.DEATH)]
-    lines += [f"topic write {every}{kind}" for kind in (topics.RES, topics.CFG, topics.CMD)]
-    lines.append(f"topic readwrite {topics.gateway_state_topic(gateway_id)}")
-    return "\n".join(lines) + "\n"
-
-
-def find_mosquitto_passwd() -> str:
-    found = shutil.which("mosquitto_passwd") or shutil.which("mosquitto_passwd", path="/usr/bin")
-    if found is None:
-        raise BrokerError("mosquitto_passwd not found: `apt-get install -y mosquitto`")
-    return found
 
 
 class BrokerError(RuntimeError):
@@ -131,11 +89,9 @@ class MosquittoBroker:
         self.directory = Path(directory)
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
-        self.password_path = self.directory / "passwords"
-        self.acl_path = self.directory / "acl"
+        self.access = BrokerAccess(self.directory)
         self.allow_anonymous = allow_anonymous
-        self._logins: dict[str, Login] = {}  # user name -> credentials
-        self._gateways: list[str] = []  # gateway ids, in the order their logins were made
+        self._logins: dict[str, Login] = {}  # user name -> credentials, those made here
         self._process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -151,46 +107,28 @@ class MosquittoBroker:
 
     def reader_login(self, reader_id: str) -> Login:
         """The credentials of reader ``reader_id`` (user name = reader id), made on first use."""
-        topics.reader_topic(reader_id, "")  # a topic level: checked like one below
-        return self._login(reader_id)
+        return self._make([reader_user(reader_id)])[0]
+
+    def reader_logins(self, reader_ids: Sequence[str]) -> list[Login]:
+        """``reader_login`` for many readers at once: one hashing run, one reload."""
+        return self._make([reader_user(r) for r in reader_ids])
 
     def gateway_login(self, gateway_id: str) -> Login:
         """The credentials of gateway process ``gateway_id``, made on first use."""
-        topics.gateway_state_topic(gateway_id)  # refuses an id that is not a valid topic level
-        if gateway_id not in self._gateways:
-            self._gateways.append(gateway_id)
-        return self._login(gateway_user(gateway_id))
+        return self._make([gateway_user(gateway_id)])[0]
 
-    def _login(self, user: str) -> Login:
-        login = self._logins.get(user)
-        if login is None:
-            login = self._logins[user] = Login(user, secrets.token_urlsafe(18))
+    def _make(self, users: Sequence[str]) -> list[Login]:
+        fresh = [u for u in dict.fromkeys(users) if u not in self._logins]
+        if fresh:
+            made = self.access.add(fresh)
+            self._logins.update((login.user, login) for login in made)
             if self._process is not None and not self.allow_anonymous:
-                self._write_access()
-                self._reload(login)
-        return login
-
-    def _write_access(self) -> None:
-        """The password file (hashed by mosquitto_passwd) and the ACL, from the logins made."""
-        plain = "".join(f"{login.user}:{login.password}\n" for login in self._logins.values())
-        staged = self.password_path.with_suffix(".new")
-        staged.write_text(plain)
-        staged.chmod(0o600)
-        if plain:  # mosquitto_passwd refuses an empty file
-            hashed = subprocess.run(
-                [find_mosquitto_passwd(), "-U", str(staged)],
-                check=False,
-                capture_output=True,
-                text=True,
-            )
-            if hashed.returncode != 0:
-                raise BrokerError(f"mosquitto_passwd -U failed: {hashed.stderr.strip()}")
-        staged.replace(self.password_path)
-        acl = reader_acl() + "".join("\n" + gateway_acl(g) for g in self._gateways)
-        self.acl_path.write_text(acl)
+                self._reload(made[-1])
+        return [self._logins[u] for u in users]
 
     def _reload(self, login: Login) -> None:
-        """SIGHUP makes Mosquitto re-read both files; done once the new login is accepted."""
+        """SIGHUP makes Mosquitto re-read both files; done once the newest login is accepted
+        (the probe logs in with it: nobody else uses a login this young)."""
         assert self._process is not None
         self._process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + _RELOAD_TIMEOUT_S
@@ -219,14 +157,14 @@ class MosquittoBroker:
         # Started as root, Mosquitto drops to user `mosquitto` unless told to stay who we are
         # (for any other user the option is ignored). The log goes to our own open file.
         user = pwd.getpwuid(os.geteuid()).pw_name
-        self._write_access()
+        self.access.ensure()
         if self.allow_anonymous:  # the old open broker: anyone may do anything
             access = "allow_anonymous true\n"
         else:
             access = (
                 "allow_anonymous false\n"
-                f"password_file {self.password_path}\n"
-                f"acl_file {self.acl_path}\n"
+                f"password_file {self.access.password_path}\n"
+                f"acl_file {self.access.acl_path}\n"
                 "use_username_as_clientid true\n"
             )
         self.config_path.write_text(
