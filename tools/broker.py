@@ -4,8 +4,7 @@ Each broker gets its own config in its own directory, so parallel test runs neve
 The config follows FIELD-NOTES: no persistence, log to stdout (captured in ``mosquitto.log``),
 and ``set_tcp_nodelay true`` so request/response latency is not held up by Nagle's algorithm.
 
-Locked down like a venue's broker (docs/SECURITY.md; ``allow_anonymous=True``, the default until
-every client logs in, is the old open broker): no anonymous
+Locked down like a venue's broker (docs/SECURITY.md), and there is no other kind: no anonymous
 client is let in; every client logs in with its own identity, from the password file and ACL
 in the broker's directory (``tools/access.py``: hashed by ``mosquitto_passwd``, each identity
 confined to its own topics); the client id is the user name (``use_username_as_clientid``), so
@@ -82,7 +81,7 @@ class MosquittoBroker:
     keeps the port, so clients can reconnect to the same URL. Its config and log live in
     ``directory``, which the caller owns (a test's tmp_path, the demo's var/ folder)."""
 
-    def __init__(self, directory: str | Path, *, allow_anonymous: bool = True) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.host = HOST
         self.port = free_port()
         self.timeout = _START_TIMEOUT_S
@@ -90,7 +89,6 @@ class MosquittoBroker:
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
         self.access = BrokerAccess(self.directory)
-        self.allow_anonymous = allow_anonymous
         self._logins: dict[str, Login] = {}  # user name -> credentials, those made here
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -122,7 +120,7 @@ class MosquittoBroker:
         if fresh:
             made = self.access.add(fresh)
             self._logins.update((login.user, login) for login in made)
-            if self._process is not None and not self.allow_anonymous:
+            if self._process is not None:
                 self._reload(made[-1])
         return [self._logins[u] for u in users]
 
@@ -158,19 +156,13 @@ class MosquittoBroker:
         # (for any other user the option is ignored). The log goes to our own open file.
         user = pwd.getpwuid(os.geteuid()).pw_name
         self.access.ensure()
-        if self.allow_anonymous:  # the old open broker: anyone may do anything
-            access = "allow_anonymous true\n"
-        else:
-            access = (
-                "allow_anonymous false\n"
-                f"password_file {self.access.password_path}\n"
-                f"acl_file {self.access.acl_path}\n"
-                "use_username_as_clientid true\n"
-            )
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
-            + access
-            + f"message_size_limit {MESSAGE_SIZE_LIMIT}\n"
+            "allow_anonymous false\n"
+            f"password_file {self.access.password_path}\n"
+            f"acl_file {self.access.acl_path}\n"
+            "use_username_as_clientid true\n"
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}\n"
             "persistence false\n"
             "log_dest stdout\n"
             "set_tcp_nodelay true\n"
