@@ -179,22 +179,18 @@ def test_a_stranger_cannot_answer_taps_so_refused_bands_stay_red(
     stranger.publish(topics.reader_topic("gate-1", topics.RES), encode(blind))
     bands = list(REFUSED_BANDS) * 10
     shown = [entry_reader.tap(band).pattern for band in bands]
-    assert "green" not in shown
+    assert shown == ["red"] * 30  # not one "try again": no tap went to the stranger either
     assert stranger.taps_seen() == [] and stranger.forged == 0
-    # What reached a real gateway was refused for its own reason.
-    refused = [("gate-1", False, "in", REFUSED_BANDS[b]) for b in bands]
-    assert set(recorded(store)) <= set(refused)
+    # Every tap reached a real gateway, and each was refused for its own reason.
+    assert recorded(store) == [("gate-1", False, "in", REFUSED_BANDS[b]) for b in bands]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Mosquitto 2.0.11's acl_file checks no SUBSCRIBE: a reader identity joins the "
-    "gateways' share group and each tap the broker hands it is dropped by the read ACL, "
-    "so 1 in N+1 taps goes unanswered ('try again'); see the report",
-)
 def test_a_reader_identity_cannot_join_the_gateways_share_group(
     broker: MosquittoBroker, gateway: GatewayGroup, stranger: Stranger
 ) -> None:
+    """Mosquitto's plain acl_file let this subscription in (and then dropped, unread, each tap
+    the broker handed the stranger: 1 in N+1 went unanswered, "try again"); the broker's
+    access plugin refuses it, so every tap reaches a gateway and is answered."""
     stranger.subscribe(topics.EVENTS_SHARED, topics.BIRTHS_SHARED)
     gate_1 = WireReaders(broker, ["gate-1"])
     try:

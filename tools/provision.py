@@ -1,14 +1,16 @@
 """``bandlink provision``: give a reader or a gateway process its own broker identity.
 
-``provision_reader`` makes (or replaces) the identity in a broker directory's password file and
-ACL (``tools/access.py``: hashed by ``mosquitto_passwd``) and writes the credentials into the
-reader's ``config.json`` (``broker: {host, port, user, password}``, as the firmware reads it);
+``provision_reader`` makes (or replaces) the identity in a broker directory's password file
+(hashed by ``mosquitto_passwd``) and access rules (``tools/access.py``) and writes the
+credentials into the reader's ``config.json`` (``broker: {host, port, user, password}``, as
+the firmware reads it);
 ``provision_gateway`` does the same for a gateway process, into its TOML settings file
 (``broker_user``, ``broker_password`` and its ``gateway_id``, which its identity is bound to).
 Everything else in an existing file is kept. Both files end up readable by their owner only,
 and the password is written nowhere else: never printed, never on a command line.
 
-A broker already running from that directory takes the new identity on SIGHUP.
+A broker already running from that directory takes the new identity when it next starts: its
+access plugin reads the directory at start only.
 """
 
 from __future__ import annotations
@@ -109,6 +111,6 @@ def run_provision(kind: str, ident: str, broker_dir: Path, config: Path, broker:
         return 2
     access = BrokerAccess(broker_dir)
     print(f"{kind} {ident}: broker user {login.user!r} in {access.password_path} (hashed)")
-    print(f"  ACL {access.acl_path}; credentials in {config} (mode 0600)")
-    print("  a broker running from that directory takes it on SIGHUP")
+    print(f"  access rules {access.dynsec_path}; credentials in {config} (mode 0600)")
+    print("  a broker running from that directory takes it when restarted")
     return 0
