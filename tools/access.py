@@ -178,6 +178,17 @@ def dynsec_config(entries: Sequence[tuple[str, str]]) -> dict[str, Any]:
     }
 
 
+def write_private(path: Path, text: str) -> None:
+    """``text`` into ``path``, readable by its owner only from the first byte on (a password
+    file, a config with credentials), replacing any old file atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(path.name + ".tmp")
+    staged.unlink(missing_ok=True)
+    staged.touch(mode=0o600)
+    staged.write_text(text)
+    staged.replace(path)
+
+
 def find_mosquitto_passwd() -> str:
     found = shutil.which("mosquitto_passwd") or shutil.which("mosquitto_passwd", path="/usr/bin")
     if found is None:
@@ -186,7 +197,7 @@ def find_mosquitto_passwd() -> str:
 
 
 class BrokerAccess:
-    """The password file and ACL in ``directory``: ``add()`` identities, read ``users()``."""
+    """The password file and access rules in ``directory``: ``add()`` identities, ``users()``."""
 
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
@@ -201,7 +212,7 @@ class BrokerAccess:
         """Both files exist (an empty password file lets nobody in) and agree."""
         self.directory.mkdir(parents=True, exist_ok=True)
         if not self.password_path.exists():
-            self._write_private(self.password_path, "")
+            write_private(self.password_path, "")
         self._write_dynsec()
 
     def add_reader(self, reader_id: str) -> Login:
@@ -221,14 +232,14 @@ class BrokerAccess:
         hashed = self._hash(logins)
         kept = [(u, h) for u, h in self._entries() if u not in hashed]
         lines = "".join(f"{u}:{h}\n" for u, h in [*kept, *hashed.items()])
-        self._write_private(self.password_path, lines)
+        write_private(self.password_path, lines)
         self._write_dynsec()
         return logins
 
     def _hash(self, logins: Sequence[Login]) -> dict[str, str]:
         """user -> mosquitto_passwd's hash of its password, for ``logins``."""
         staged = self.directory / (PASSWORD_FILE + ".new")
-        self._write_private(staged, "".join(f"{x.user}:{x.password}\n" for x in logins))
+        write_private(staged, "".join(f"{x.user}:{x.password}\n" for x in logins))
         try:
             done = subprocess.run(
                 [find_mosquitto_passwd(), "-U", str(staged)],
@@ -250,16 +261,7 @@ class BrokerAccess:
 
     def _write_dynsec(self) -> None:
         config = dynsec_config(self._entries())
-        self._write_private(self.dynsec_path, json.dumps(config, indent=1) + "\n")
-
-    @staticmethod
-    def _write_private(path: Path, text: str) -> None:
-        """Write ``text`` to ``path`` readable by its owner only, replacing it atomically."""
-        staged = path.with_name(path.name + ".tmp")
-        staged.unlink(missing_ok=True)
-        staged.touch(mode=0o600)
-        staged.write_text(text)
-        staged.replace(path)
+        write_private(self.dynsec_path, json.dumps(config, indent=1) + "\n")
 
 
 def _parse(text: str) -> list[tuple[str, str]]:

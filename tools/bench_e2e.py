@@ -2,7 +2,8 @@
 
 Everything runs on this machine as its own process, on loopback: a private Mosquitto; N gateway
 processes (``gw-0``..) on one store, with a generated venue of K gate readers and enough guests;
-the load generator (``tools/loadgen.py``) playing the K readers; and one real-firmware reader
+the load generator (``tools/loadgen.py``) playing the K readers, each over its own connection
+with its own login, as the locked broker requires; and one real-firmware reader
 (``fw-1``, MicroPython) tapping a fresh band every 100 ms while the load runs, so the tap-to-light
 a guest would see under that load is measured too.
 

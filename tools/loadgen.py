@@ -57,7 +57,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from bandlink.gateway.settings import parse_broker_url
 
-from .access import Login
+from .access import Login, write_private
 from .processes import ReadyProcess
 
 DEADLINE_MS = 800  # what a reader waits for a result (firmware's default deadline_ms)
@@ -95,9 +95,7 @@ def reader_ids(count: int) -> list[str]:
 
 def write_logins(path: Path, logins: Sequence[Login]) -> Path:
     """The readers' credentials for ``--logins``: JSON, readable by its owner only."""
-    path.touch(mode=0o600)
-    path.chmod(0o600)
-    path.write_text(json.dumps({login.user: login.password for login in logins}))
+    write_private(path, json.dumps({login.user: login.password for login in logins}))
     return path
 
 

@@ -23,17 +23,7 @@ from typing import Any
 
 from bandlink.gateway.settings import parse_broker_url
 
-from .access import AccessError, BrokerAccess, Login
-
-
-def _write_private(path: Path, text: str) -> None:
-    """``text`` into ``path``, mode 0600 from the first byte on, replacing it atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    staged = path.with_name(path.name + ".tmp")
-    staged.unlink(missing_ok=True)
-    staged.touch(mode=0o600)
-    staged.write_text(text)
-    staged.replace(path)
+from .access import AccessError, BrokerAccess, Login, write_private
 
 
 def provision_reader(
@@ -53,7 +43,7 @@ def provision_reader(
         "reader": reader_id,
         "broker": broker | {"user": login.user, "password": login.password},
     }
-    _write_private(config_path, json.dumps(config, indent=2) + "\n")
+    write_private(config_path, json.dumps(config, indent=2) + "\n")
     return login
 
 
@@ -85,7 +75,7 @@ def provision_gateway(
         raise AccessError(
             f"{settings_path}: could not set {', '.join(values)} (multi-line values?)"
         )
-    _write_private(settings_path, result)
+    write_private(settings_path, result)
     return login
 
 

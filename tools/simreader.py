@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bandlink.gateway.settings import parse_broker_url
 
-from .access import Login
+from .access import Login, write_private
 from .micropython import DEFAULT_HEAP, micropython_command, micropython_env
 from .processes import read_log, stop_process
 
@@ -90,9 +90,7 @@ class SimReader:
             antenna.settimeout(timeout)
             self._settings["antenna"] = f"127.0.0.1:{antenna.getsockname()[1]}"
             config_path = self.workdir / f"{self.reader_id}.json"
-            config_path.touch(mode=0o600)
-            config_path.chmod(0o600)
-            config_path.write_text(json.dumps(self._settings))
+            write_private(config_path, json.dumps(self._settings))
             with open(self.log_path, "ab") as log:
                 self._process = subprocess.Popen(
                     micropython_command("-m", "main", str(config_path), heap=self.heap),
