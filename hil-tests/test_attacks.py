@@ -415,3 +415,19 @@ def test_an_oversize_message_never_reaches_a_gateway(
     assert "too_large" not in gateway.log()
     time.sleep(SETTLE_S)
     assert sender.answers == []
+
+
+def test_a_gateway_identity_speaks_only_for_itself(
+    broker: MosquittoBroker, gateway: GatewayGroup, entry_reader: SimReader
+) -> None:
+    """A gateway's credentials, lifted, still cannot say the OTHER gateways are offline."""
+    rogue = Stranger(broker, broker.gateway_login("gw-9"))
+    try:
+        offline = encode(GatewayState(ts=now_ms(), online=False))
+        for member in gateway.members:
+            rogue.publish(topics.gateway_state_topic(member.gateway_id), offline, retain=True)
+    finally:
+        rogue.close()
+    time.sleep(SETTLE_S)
+    assert set(_retained_states(broker).values()) == {True}
+    assert entry_reader.tap(ADA).pattern == "green"
