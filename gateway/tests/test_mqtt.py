@@ -39,9 +39,9 @@ from .pair import TODAY
 
 
 @pytest.fixture
-def locked_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(tmp_path_factory.mktemp("locked"), allow_anonymous=False) as running:
-        yield running
+def locked_broker(broker: MosquittoBroker) -> MosquittoBroker:
+    """The shared fixture's broker: locked (no anonymous client, an ACL per identity)."""
+    return broker
 
 
 @pytest.fixture
