@@ -24,6 +24,7 @@ from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 from bandlink.protocol import (
     GATE,
+    IN,
     OUT,
     Command,
     GatewayState,
@@ -217,10 +218,11 @@ def test_a_reader_identity_gets_no_other_readers_taps_or_results(
     )
     gate_1 = WireReaders(broker, ["gate-1"])
     try:
-        answers = [gate_1.wait([gate_1.send("gate-1", ADA, n % 2)])[0] for n in range(10)]
+        answers = [gate_1.wait([gate_1.send("gate-1", ADA, IN)])[0] for _ in range(10)]
     finally:
         gate_1.close()
-    assert [a.reason for a in answers] == [reasons.OK] * 10
+    # gate-1 is an entry gate: Ada is let in once, then refused as inside, by a real gateway.
+    assert [a.reason for a in answers] == [reasons.OK] + [reasons.ALREADY_INSIDE] * 9
     time.sleep(SETTLE_S)
     foreign = [m.topic for m in stranger.delivered if not m.topic.startswith("bl/1/$gw/")]
     assert foreign == []

@@ -41,11 +41,11 @@ def test_one_band_at_two_entry_gates_at_once_is_let_in_once(
 ) -> None:
     """Issue: 15 of 60 such pairs were both granted. Both taps go out back to back; the broker
     hands them to the two gateway processes in turn, which decide them at the same moment."""
-    readers = WireReaders(broker)
+    readers = WireReaders(broker, ("gate-1", "gate-2", "gate-3"))  # north in, north out, south in
     pairs = 30
     try:
         for _ in range(pairs):
-            entries = [readers.send("gate-1", ADA, IN), readers.send("gate-2", ADA, IN)]
+            entries = [readers.send("gate-1", ADA, IN), readers.send("gate-3", ADA, IN)]
             granted = [r.granted for r in readers.wait(entries)]
             assert sorted(granted) == [False, True], "exactly one of the two entries"
             (leave,) = readers.wait([readers.send("gate-2", ADA, OUT)])
