@@ -18,6 +18,7 @@ class Stored:
     def __init__(self, path):
         self.path = path
         self._tmp = path + ".tmp"  # made once: a write per tap should not build it each time
+        self.from_tmp = False  # the last read() found only the temporary file
 
     def write(self, data):
         """Replace the file's contents with data (bytes, bytearray or memoryview)."""
@@ -28,6 +29,7 @@ class Stored:
     def read(self):
         """The file's bytes; the temporary file's when the file is missing; None if neither."""
         for path in (self.path, self._tmp):
+            self.from_tmp = path is self._tmp
             try:
                 with open(path, "rb") as f:
                     return f.read()
