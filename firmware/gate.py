@@ -52,7 +52,7 @@ class Gate:
         slot = table.find(uid, now)
         if slot < 0:  # a new operation, on flash before it is sent (SPEC: mid persisted first)
             mid, ts = os.urandom(MID_SIZE), now
-            slot = table.add(uid, mid, ts, now)
+            slot = table.add(uid, mid, ts)
         else:  # the same band again soon after no answer: the same operation, a new deadline
             mid, ts = table.mid(slot), table.ts(slot)
         tap = Tap(
@@ -67,11 +67,10 @@ class Gate:
             gate=self._gate,
         )
         # A reply asking for RETRY (the gateway was busy, or the tap came stale, and nothing was
-        # decided) is shown like no reply, and the same operation is resent if the band taps
-        # again within the window.
+        # decided) is shown like no reply; the operation stays in the table, to be resent if the
+        # band taps again within the window.
         result = await reader.request(tap, deadline_ms)
         if result is None or result.pattern == messages.RETRY:
-            table.unanswered(slot, now)
             reader.signal.show(feedback.RETRY, "Please tap again")
             return
         table.answered(slot)

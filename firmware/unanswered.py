@@ -8,20 +8,21 @@
 # their own operation back; a reboot keeps them, because a mid is on flash before it is sent.
 #
 # Theory of operation
-# - An entry is (uid, mid, ts, when): the band, its operation's mid and ts, and `when`, the wall
-#   clock (reader.wall_ms(), ms since 1970) of the last attempt that went unanswered. The wall
-#   clock, not ticks_ms: ticks start again at a reboot.
-# - An entry is live while 0 <= now - when < WINDOW_MS. A clock that went back (a time sync, a
-#   reboot before the next sync) makes an entry's age unknowable: it counts as expired, and the
-#   band gets a fresh mid. Resending by mistake could replay another guest's decision; a fresh
-#   mid by mistake at worst refuses a lost green as "already inside".
-# - Taking a new operation takes a free or expired slot, else the one with the oldest `when`.
-#   An answer (any result but RETRY) removes the band's entry; no answer, or RETRY, keeps it
-#   and moves its `when` to that attempt.
-# - Flash is written only when the table changes: a new operation (before it is sent), an
-#   answer (the entry goes), a resend that went unanswered again (its `when` moves). The whole
-#   table is one preallocated buffer, written whole through flash.Stored (temporary file, then
-#   rename), so a torn write never loses it.
+# - An entry is (uid, mid, ts): the band and its operation. `ts` is on the wall clock
+#   (reader.wall_ms(), ms since 1970, the gateway's time as far as the reader knows it), not on
+#   ticks_ms, which start again at a reboot.
+# - An entry is live while 0 <= now - ts < WINDOW_MS: the window counts from the operation's
+#   first send, not from its last resend (SPEC, Resending), so it never outlasts 30 s, however
+#   often the band is tapped. A clock that went back (a time sync, a reboot before the next
+#   sync) makes an entry's age unknowable: it counts as expired, and the band gets a fresh mid.
+#   Resending by mistake could replay another guest's decision; a fresh mid by mistake at worst
+#   refuses a lost green as "already inside".
+# - A new operation takes a free or expired slot, else the one with the oldest ts. An answer
+#   (any result but RETRY) removes the band's entry; no answer, or RETRY, leaves it as it is.
+# - Flash is written only when the table changes: a new operation (before it is sent) and an
+#   answer (the entry goes); a resend writes nothing. The whole table is one preallocated
+#   buffer, written whole through flash.Stored (temporary file, then rename), so a torn write
+#   never loses it.
 import struct
 
 from flash import Stored
@@ -31,12 +32,11 @@ WINDOW_MS = const(30_000)
 _SLOTS = const(8)
 _UID_MAX = const(10)  # ISO 14443-A: 4, 7 or 10 bytes
 _MID_SIZE = const(16)
-# One entry: uid length (0: free), uid, mid, ts (u64), when (u64), big-endian.
+# One entry: uid length (0: free), uid, mid, ts (u64, big-endian).
 _AT_UID = const(1)
 _AT_MID = const(1 + _UID_MAX)
 _AT_TS = const(_AT_MID + _MID_SIZE)
-_AT_WHEN = const(_AT_TS + 8)
-_ENTRY = const(_AT_WHEN + 8)
+_ENTRY = const(_AT_TS + 8)
 _FORMAT = const(1)  # first byte of the file: its layout; a file of another layout is ignored
 
 
@@ -66,24 +66,17 @@ class Unanswered:
     def ts(self, slot):
         return struct.unpack_from(">Q", self._buf, 1 + slot * _ENTRY + _AT_TS)[0]
 
-    def add(self, uid, mid, ts, now_ms):
-        """Record a new operation for this band and store the table; returns its slot."""
-        slot = self._free(now_ms)
+    def add(self, uid, mid, ts):
+        """Record a new operation (ts: now) for this band and store the table; its slot."""
+        slot = self._free(ts)
         at = 1 + slot * _ENTRY
         buf = self._buf
         buf[at] = len(uid)
         buf[at + _AT_UID : at + _AT_UID + len(uid)] = uid
         buf[at + _AT_MID : at + _AT_MID + _MID_SIZE] = mid
-        struct.pack_into(">QQ", buf, at + _AT_TS, ts, now_ms)
+        struct.pack_into(">Q", buf, at + _AT_TS, ts)
         self._file.write(buf)
         return slot
-
-    def unanswered(self, slot, attempt_ms):
-        """The operation in slot was sent again at attempt_ms and went unanswered again."""
-        at = 1 + slot * _ENTRY + _AT_WHEN
-        if struct.unpack_from(">Q", self._buf, at)[0] != attempt_ms:
-            struct.pack_into(">Q", self._buf, at, attempt_ms)
-            self._file.write(self._buf)
 
     def answered(self, slot):
         """The operation in slot got its answer: the band's next tap is a new operation."""
@@ -97,20 +90,20 @@ class Unanswered:
         return sum(1 for slot in range(self._slots) if self._buf[1 + slot * _ENTRY])
 
     def _free(self, now_ms):
-        oldest, oldest_when = 0, -1
+        oldest, oldest_ts = 0, -1
         for slot in range(self._slots):
             at = 1 + slot * _ENTRY
             if not self._live(at, now_ms):
                 return slot
-            when = struct.unpack_from(">Q", self._buf, at + _AT_WHEN)[0]
-            if oldest_when < 0 or when < oldest_when:
-                oldest, oldest_when = slot, when
+            ts = struct.unpack_from(">Q", self._buf, at + _AT_TS)[0]
+            if oldest_ts < 0 or ts < oldest_ts:
+                oldest, oldest_ts = slot, ts
         return oldest
 
     def _live(self, at, now_ms):
         if not self._buf[at]:
             return False
-        age = now_ms - struct.unpack_from(">Q", self._buf, at + _AT_WHEN)[0]
+        age = now_ms - struct.unpack_from(">Q", self._buf, at + _AT_TS)[0]
         return 0 <= age < WINDOW_MS
 
     def _same(self, at, uid):
