@@ -4,6 +4,9 @@ to answer, and publishes Configs and Commands. No gateway process and no store r
 
 Every tap is recorded as it arrives, with the reader's flash files read at that moment
 (``Arrival.taps_file``): what the reader had on flash before it published.
+
+Every client logs in (SPEC, Transport: the broker refuses anonymous clients): paho as a gateway
+identity, the reader as its reader id.
 """
 
 from __future__ import annotations
@@ -35,8 +38,20 @@ class Arrival:
 def sim_reader(
     reader_id: str, broker: MosquittoBroker, workdir: Path, **settings: object
 ) -> SimReader:
-    """The real firmware as a simulated gate reader on this broker."""
-    return SimReader(reader_id, broker.url, workdir, **settings)  # type: ignore[arg-type]
+    """The real firmware as a simulated gate reader on this broker, logged in as itself."""
+    reader = SimReader(reader_id, broker.url, workdir, **settings)
+    login = broker.reader_login(reader_id)
+    # SimReader takes no credentials (yet): they go into the config.json it writes at start.
+    reader._settings["broker"].update(user=login.user, password=login.password)
+    return reader
+
+
+def paho_gateway(broker: MosquittoBroker, gateway_id: str) -> paho.Client:
+    """A paho client logged in as gateway process gateway_id (client id = its user name)."""
+    login = broker.gateway_login(gateway_id)
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=login.user)
+    client.username_pw_set(login.user, login.password)
+    return client
 
 
 class PlayedGateway:
@@ -48,7 +63,7 @@ class PlayedGateway:
         self.births: list[Birth] = []
         self._lock = threading.Condition()
         subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bltest-gateway")
+        self.client = paho_gateway(broker, "bltest-gw")
         self.client.on_connect = lambda c, *_: c.subscribe(
             [(self._topic(topics.EVT), 1), (self._topic(topics.BIRTH), 1)]
         )

@@ -22,12 +22,12 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from gateway_double import paho_gateway, sim_reader
 
 from bandlink.protocol import Command, Death, GatewayState, encode, messages, topics
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
-from bandlink.tools.simreader import Feedback, SimReader
+from bandlink.tools.simreader import Feedback
 from bandlink.tools.waiting import wait_for
 
 SCRIPT = Path(__file__).with_name("liveness_mqtt.py")
@@ -51,7 +51,7 @@ class Gateways:
         self.births = 0
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bltest-gateways")
+        self.client = paho_gateway(broker, "bltest-gateways")
         self.client.on_connect = lambda c, *_: c.subscribe(
             [("bltest/ctl/gw", 1), (topics.reader_topic(READER, topics.BIRTH), 1)]
         )
@@ -145,6 +145,7 @@ def test_reader_on_micropython(
     name: str, broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
 ) -> None:
     antenna = Antenna()
+    login = broker.reader_login("live-1")  # the reader id liveness_mqtt.py runs as
     try:
         done = run_micropython(
             str(SCRIPT.relative_to(REPO_ROOT)),
@@ -153,6 +154,7 @@ def test_reader_on_micropython(
                 "BANDLINK_TEST_BROKER_PORT": str(broker.port),
                 "BANDLINK_TEST_ANTENNA": antenna.address,
                 "BANDLINK_TEST_STATE": str(tmp_path / "reader.state"),
+                "BANDLINK_TEST_PASSWORD": login.password,
             },
             timeout=60,
         )
@@ -183,7 +185,7 @@ def test_a_gate_says_try_again_at_once_only_when_no_gateway_is_online(
 ) -> None:
     gateways.state("gw-a", True)
     gateways.state("gw-b", True)
-    with SimReader(READER, broker.url, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateways.wait_birth()
         gateways.barrier()

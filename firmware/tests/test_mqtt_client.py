@@ -2,7 +2,10 @@
 
 Each ``test_*`` of ``broker_mqtt.py`` runs in its own micropython process with a fresh broker.
 A paho client stands in for the outside world: it listens on ``bltest/ctl/#`` and restarts or
-freezes the broker, or publishes to the reader, when the MicroPython side asks.
+freezes the broker, or publishes to the reader, when the MicroPython side asks. ``test_locked_*``
+run on a broker that refuses anonymous clients and applies the venue ACL, with no paho.
+
+Every client logs in: each name broker_mqtt.py gives a client gets its own identity.
 """
 
 from __future__ import annotations
@@ -16,13 +19,23 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from gateway_double import paho_gateway
 
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
 
 SCRIPT = Path(__file__).with_name("broker_mqtt.py")
-NAMES = re.findall(r"^(?:async )?def (test_\w+)", SCRIPT.read_text(), re.MULTILINE)
+TESTS = re.findall(r"^(?:async )?def (test_\w+)", SCRIPT.read_text(), re.MULTILINE)
+NAMES = [name for name in TESTS if not name.startswith("test_locked_")]
+LOCKED = [name for name in TESTS if name.startswith("test_locked_")]
+# Every client id the script names (client("rt"), MQTTClient("down", ...), login("empty-id")).
+CLIENTS = sorted(
+    set(
+        re.findall(
+            r"(?:client|login|MQTTClient|ResilientClient)\(\s*\"([\w.-]+)\"", SCRIPT.read_text()
+        )
+    )
+)
 HEAP = "64k"
 
 
@@ -33,7 +46,7 @@ class Controller:
         self.broker = broker
         self.threads: list[threading.Thread] = []
         self.subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bltest-ctl")
+        self.client = paho_gateway(broker, "bltest-ctl")
         self.client.on_connect = lambda c, *_: c.subscribe("bltest/ctl/#", qos=1)
         self.client.on_subscribe = lambda *_: self.subscribed.set()
         self.client.on_message = self._on_message
@@ -78,13 +91,13 @@ def controller(broker: MosquittoBroker) -> Iterator[Controller]:
     ctl.close()
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_on_micropython(name: str, broker: MosquittoBroker, controller: Controller) -> None:
+def run_script(name: str, broker: MosquittoBroker) -> None:
+    logins = ",".join(f"{c}:{broker.reader_login(c).password}" for c in CLIENTS)
     done = run_micropython(
         str(SCRIPT.relative_to(REPO_ROOT)),
         name,
         heap=HEAP,
-        env={"BANDLINK_TEST_BROKER_PORT": str(broker.port)},
+        env={"BANDLINK_TEST_BROKER_PORT": str(broker.port), "BANDLINK_TEST_LOGINS": logins},
         timeout=60,
     )
     output = (done.stdout + done.stderr).decode(errors="replace")
@@ -92,5 +105,18 @@ def test_on_micropython(name: str, broker: MosquittoBroker, controller: Controll
     assert "1 passed, 0 failed" in output, output
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_on_micropython(name: str, broker: MosquittoBroker, controller: Controller) -> None:
+    run_script(name, broker)
+
+
+@pytest.mark.parametrize("name", LOCKED)
+def test_on_micropython_locked_broker(name: str, tmp_path: Path) -> None:
+    with MosquittoBroker(tmp_path, allow_anonymous=False) as locked:
+        run_script(name, locked)
+
+
 def test_script_has_tests() -> None:
     assert len(NAMES) >= 8, NAMES
+    assert len(LOCKED) >= 3, LOCKED
+    assert "gate-9" in CLIENTS and "empty-id" in CLIENTS, CLIENTS
