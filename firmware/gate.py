@@ -16,17 +16,14 @@ import feedback
 from micropython import const
 from unanswered import Unanswered
 
-from protocol import GATE, IN, MID_SIZE, OUT, Tap, messages, reasons
+from protocol import GATE, MID_SIZE, Tap, messages, reasons
 
 _UID_MAX = const(10)
 
 
 class Gate:
     def __init__(self, reader):
-        settings = reader.config["gate"]
         self._reader = reader
-        self._direction = OUT if settings["direction"] == "out" else IN
-        self._gate = settings.get("gate") or None
         self._uid = bytearray(_UID_MAX)
         self._unanswered = Unanswered(reader.config["state_file"] + ".taps")
 
@@ -40,7 +37,8 @@ class Gate:
 
     async def _tap(self, uid):
         reader = self._reader
-        deadline_ms = reader.config["deadline_ms"]
+        running = reader.running  # the gateway's Config, else config.json
+        deadline_ms = running.deadline_ms
         now = reader.wall_ms()
         # Every gateway said it is offline (bl/1/$gw/+/state): ask for another tap now, not in a
         # second. Nothing is sent, so nothing is recorded: the band's unanswered operation, if
@@ -63,8 +61,8 @@ class Gate:
             deadline=now + deadline_ms,
             uid=uid,
             role=GATE,
-            direction=self._direction,
-            gate=self._gate,
+            direction=running.direction,
+            gate=running.gate,
         )
         # A reply asking for RETRY (the gateway was busy, or the tap came stale, and nothing was
         # decided) is shown like no reply; the operation stays in the table, to be resent if the
