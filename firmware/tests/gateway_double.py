@@ -116,12 +116,28 @@ class PlayedGateway:
         command = Command(reader=self.reader_id, ts=TS, mid=os.urandom(16), op=op, **fields)
         self.client.publish(self._topic(topics.CMD), encode(command), qos=1).wait_for_publish(5)
 
-    def rebirth(self) -> Birth:
+    def rebirth(self, timeout: float = 10) -> Birth:
         """Ask for a birth and return it: a barrier, since the broker keeps our order."""
         with self._lock:
             seen = len(self.births)
         self.command(messages.REBIRTH)
-        return self.wait_births(seen + 1)
+        return self.wait_births(seen + 1, timeout)
+
+    def next_session(self, bdseq: int, timeout: float = 20) -> Birth:
+        """A birth of a session after bdseq (the reader reconnected); asks until one comes, as
+        a birth published while this client was itself reconnecting is lost."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.client.is_connected():
+                time.sleep(0.05)  # paho reconnects by itself; a publish now would only queue
+                continue
+            try:
+                birth = self.rebirth(timeout=1)
+            except (AssertionError, RuntimeError):
+                continue  # the REBIRTH came before the reader was back, or paho dropped again
+            if birth.bdseq is not None and birth.bdseq > bdseq:
+                return birth
+        raise AssertionError(f"no birth after session {bdseq} in {timeout} s")
 
     def close(self) -> None:
         self.client.disconnect()
