@@ -49,10 +49,10 @@ class Gate:
         table = self._unanswered
         slot = table.find(uid, now)
         if slot < 0:  # a new operation, on flash before it is sent (SPEC: mid persisted first)
-            mid, ts = os.urandom(MID_SIZE), now
-            slot = table.add(uid, mid, ts)
+            mid, ts, direction = os.urandom(MID_SIZE), now, running.direction
+            slot = table.add(uid, mid, ts, direction)
         else:  # the same band again soon after no answer: the same operation, a new deadline
-            mid, ts = table.mid(slot), table.ts(slot)
+            mid, ts, direction = table.mid(slot), table.ts(slot), table.direction(slot)
         tap = Tap(
             reader=reader.id,
             ts=ts,
@@ -61,7 +61,7 @@ class Gate:
             deadline=now + deadline_ms,
             uid=uid,
             role=GATE,
-            direction=running.direction,
+            direction=direction,
             gate=running.gate,
         )
         # A reply asking for RETRY (the gateway was busy, or the tap came stale, and nothing was

@@ -8,7 +8,10 @@
 # their own operation back; a reboot keeps them, because a mid is on flash before it is sent.
 #
 # Theory of operation
-# - An entry is (uid, mid, ts): the band and its operation. `ts` is on the wall clock
+# - An entry is (uid, mid, ts, direction): the band and its operation. A resend is the same
+#   operation, so it goes out with the direction it was made with, even if a Config changed the
+#   reader's since (the gateway takes a known mid with another direction for a misuse). `ts` is
+#   on the wall clock
 #   (reader.wall_ms(), ms since 1970, the gateway's time as far as the reader knows it), not on
 #   ticks_ms, which start again at a reboot.
 # - An entry is live while 0 <= now - ts < WINDOW_MS: the window counts from the operation's
@@ -32,11 +35,12 @@ WINDOW_MS = const(30_000)
 _SLOTS = const(8)
 _UID_MAX = const(10)  # ISO 14443-A: 4, 7 or 10 bytes
 _MID_SIZE = const(16)
-# One entry: uid length (0: free), uid, mid, ts (u64, big-endian).
+# One entry: uid length (0: free), uid, mid, ts (u64, big-endian), direction.
 _AT_UID = const(1)
 _AT_MID = const(1 + _UID_MAX)
 _AT_TS = const(_AT_MID + _MID_SIZE)
-_ENTRY = const(_AT_TS + 8)
+_AT_DIRECTION = const(_AT_TS + 8)
+_ENTRY = const(_AT_DIRECTION + 1)
 _FORMAT = const(1)  # first byte of the file: its layout; a file of another layout is ignored
 
 
@@ -66,7 +70,10 @@ class Unanswered:
     def ts(self, slot):
         return struct.unpack_from(">Q", self._buf, 1 + slot * _ENTRY + _AT_TS)[0]
 
-    def add(self, uid, mid, ts):
+    def direction(self, slot):
+        return self._buf[1 + slot * _ENTRY + _AT_DIRECTION]
+
+    def add(self, uid, mid, ts, direction=0):
         """Record a new operation (ts: now) for this band and store the table; its slot."""
         slot = self._free(ts)
         at = 1 + slot * _ENTRY
@@ -75,6 +82,7 @@ class Unanswered:
         buf[at + _AT_UID : at + _AT_UID + len(uid)] = uid
         buf[at + _AT_MID : at + _AT_MID + _MID_SIZE] = mid
         struct.pack_into(">Q", buf, at + _AT_TS, ts)
+        buf[at + _AT_DIRECTION] = direction
         self._file.write(buf)
         return slot
 

@@ -56,10 +56,12 @@ def test_an_operation_is_found_by_its_band_and_kept_over_a_reboot():
     assert table.find(band(1), NOW + 1) == slot
     assert table.find(band(2), NOW + 1) < 0
     assert table.find(band(1)[:4], NOW + 1) < 0, "a 4-byte uid that begins the same is another"
+    table.add(band(2), MID, NOW, 1)
     again = Unanswered(path)  # a reboot
     slot = again.find(band(1), NOW + 1000)
     assert slot >= 0
-    assert (again.mid(slot), again.ts(slot)) == (MID, NOW - 5)
+    assert (again.mid(slot), again.ts(slot), again.direction(slot)) == (MID, NOW - 5, 0)
+    assert again.direction(again.find(band(2), NOW + 1000)) == 1
 
 
 def test_the_window_counts_from_the_operations_ts():

@@ -135,3 +135,22 @@ def test_a_stored_config_the_reader_cannot_run_is_ignored_at_boot(
         assert reader.tap(BAND).pattern == "green"
         assert_runs(last_tap(gateway), IN, "north", 800)
     assert "config on flash ignored" in reader.log()
+
+
+def test_a_resend_keeps_the_direction_its_operation_was_made_with(
+    locked: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+) -> None:
+    gateway.config(version=3, role=GATE, gate="south", direction=OUT)
+    gateway.answer = lambda tap: None  # silent: the first tap goes unanswered
+    with reader_on(locked, tmp_path) as reader:
+        reader.wait_online()
+        gateway.wait_births(1)
+        assert reader.tap(BAND).pattern == "retry"
+        gateway.config(version=4, role=GATE, gate="south", direction=IN)
+        gateway.wait_births(2)
+        gateway.answer = grant
+        assert reader.tap(BAND).pattern == "green"  # the same operation: still an exit
+        assert reader.tap(BAND).pattern == "green"  # a new one: an entry now
+    first, resent, fresh = gateway.taps()
+    assert (resent.mid, resent.direction) == (first.mid, OUT)
+    assert fresh.mid != first.mid and fresh.direction == IN
