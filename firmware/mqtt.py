@@ -99,7 +99,7 @@ class MQTTClient:
         self.keepalive = keepalive
         self.will = will  # (topic, payload, qos, retain)
         self.on_message = _ignore
-        self.dropped = 0  # incoming packets thrown away: larger than bufsize, or malformed
+        self.dropped = 0  # incoming packets thrown away: too large, malformed, topic not UTF-8
         self.last_error = None  # why the last connect failed (str); None once connected
         self.unacked = 0  # our QoS 1 publishes not PUBACKed yet
         self._tx = bytearray(max(bufsize, 64))
