@@ -22,9 +22,8 @@ BAND = bytes.fromhex("04a1b2c3d4e5f6")
 
 
 @pytest.fixture
-def locked(tmp_path: Path) -> Iterator[MosquittoBroker]:
-    with MosquittoBroker(tmp_path / "broker", allow_anonymous=False) as running:
-        yield running
+def locked(locked_broker: MosquittoBroker) -> MosquittoBroker:
+    return locked_broker
 
 
 @pytest.fixture

@@ -6,9 +6,11 @@ A paho client plays two (or more) gateway processes, publishing retained Gateway
 against a private Mosquitto:
 
 - ``liveness_mqtt.py``: the real ``app.Reader`` with its real MQTT link, one test per process,
-  checking ``Reader.gateway_online``, ``bad_frames`` and the heap directly;
+  checking ``Reader.gateway_online``, ``bad_frames`` and the heap directly (on an open broker:
+  the reader steers the test on ``bltest/ctl/gw``, and one paho client plays 200 gateways);
 - the whole firmware through ``SimReader``: what a guest sees, "try again" at once only when no
-  gateway is online, and after the deadline while one still is.
+  gateway is online, and after the deadline while one still is (on a locked broker, each
+  gateway's state from a client logged in as that gateway).
 """
 
 from __future__ import annotations
@@ -45,9 +47,14 @@ def state_topic(gateway: str) -> str:
 
 class Gateways:
     """paho, publishing the gateway processes' retained states; on request of the MicroPython
-    side (bltest/ctl/gw, see liveness_mqtt.py) or of the test itself."""
+    side (bltest/ctl/gw, see liveness_mqtt.py, on an open broker) or of the test itself. With
+    own_logins, each gateway's state comes from a client logged in as that gateway, as the ACL
+    of a locked broker requires (SPEC, Transport); else all from one client."""
 
-    def __init__(self, broker: MosquittoBroker) -> None:
+    def __init__(self, broker: MosquittoBroker, own_logins: bool = False) -> None:
+        self.broker = broker
+        self.own_logins = own_logins
+        self._clients: dict[str, paho.Client] = {}  # gateway id -> its own client
         self.births = 0
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
@@ -63,7 +70,8 @@ class Gateways:
 
     def publish(self, gateway: str, payload: bytes, wait: bool = True) -> None:
         """Retained on the gateway's state topic; wait=False on paho's own thread."""
-        info = self.client.publish(state_topic(gateway), payload, qos=1, retain=True)
+        client = self._client_of(gateway) if self.own_logins else self.client
+        info = client.publish(state_topic(gateway), payload, qos=1, retain=True)
         if wait:
             info.wait_for_publish(5)
 
@@ -105,14 +113,30 @@ class Gateways:
         else:
             raise AssertionError(what)
 
+    def _client_of(self, gateway: str) -> paho.Client:
+        client = self._clients.get(gateway)
+        if client is None:
+            client = self._clients[gateway] = paho_gateway(self.broker, gateway)
+            client.connect(self.broker.host, self.broker.port)
+            client.loop_start()
+        return client
+
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, *self._clients.values()):
+            client.disconnect()
+            client.loop_stop()
 
 
 @pytest.fixture
-def gateways(broker: MosquittoBroker) -> Iterator[Gateways]:
-    played = Gateways(broker)
+def gateways(open_broker: MosquittoBroker) -> Iterator[Gateways]:
+    played = Gateways(open_broker)
+    yield played
+    played.close()
+
+
+@pytest.fixture
+def locked_gateways(locked_broker: MosquittoBroker) -> Iterator[Gateways]:
+    played = Gateways(locked_broker, own_logins=True)
     yield played
     played.close()
 
@@ -142,8 +166,9 @@ class Antenna:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_reader_on_micropython(
-    name: str, broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
+    name: str, open_broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
 ) -> None:
+    broker = open_broker
     antenna = Antenna()
     login = broker.reader_login("live-1")  # the reader id liveness_mqtt.py runs as
     try:
@@ -181,8 +206,9 @@ def waited(seen: Feedback) -> bool:
 
 
 def test_a_gate_says_try_again_at_once_only_when_no_gateway_is_online(
-    broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
+    locked_broker: MosquittoBroker, locked_gateways: Gateways, tmp_path: Path
 ) -> None:
+    broker, gateways = locked_broker, locked_gateways
     gateways.state("gw-a", True)
     gateways.state("gw-b", True)
     with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:

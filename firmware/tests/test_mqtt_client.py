@@ -3,7 +3,8 @@
 Each ``test_*`` of ``broker_mqtt.py`` runs in its own micropython process with a fresh broker.
 A paho client stands in for the outside world: it listens on ``bltest/ctl/#`` and restarts or
 freezes the broker, or publishes to the reader, when the MicroPython side asks. ``test_locked_*``
-run on a broker that refuses anonymous clients and applies the venue ACL, with no paho.
+run on a broker that refuses anonymous clients and applies the venue ACL, with no paho; the
+others on an open one (their topics are their own).
 
 Every client logs in: each name broker_mqtt.py gives a client gets its own identity.
 """
@@ -85,8 +86,8 @@ class Controller:
 
 
 @pytest.fixture
-def controller(broker: MosquittoBroker) -> Iterator[Controller]:
-    ctl = Controller(broker)
+def controller(open_broker: MosquittoBroker) -> Iterator[Controller]:
+    ctl = Controller(open_broker)
     yield ctl
     ctl.close()
 
@@ -106,14 +107,13 @@ def run_script(name: str, broker: MosquittoBroker) -> None:
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_on_micropython(name: str, broker: MosquittoBroker, controller: Controller) -> None:
-    run_script(name, broker)
+def test_on_micropython(name: str, open_broker: MosquittoBroker, controller: Controller) -> None:
+    run_script(name, open_broker)
 
 
 @pytest.mark.parametrize("name", LOCKED)
-def test_on_micropython_locked_broker(name: str, tmp_path: Path) -> None:
-    with MosquittoBroker(tmp_path, allow_anonymous=False) as locked:
-        run_script(name, locked)
+def test_on_micropython_locked_broker(name: str, locked_broker: MosquittoBroker) -> None:
+    run_script(name, locked_broker)
 
 
 def test_script_has_tests() -> None:
