@@ -87,6 +87,8 @@ def test_the_reader_runs_by_the_gateways_retained_config_and_keeps_it_over_a_reb
         assert reader.tap(BAND).pattern == "green"
         assert_runs(last_tap(gateway), IN, "east", 800)
     log = reader.log()
+    assert "config applied, version 3: gate south, direction out, deadline 500 ms, hold 1500" in log
+    assert "config applied, version 4: gate east, direction in, deadline 800 ms, hold 300 ms" in log
     assert "config version 9 ignored: for role 1, and this reader runs role 0" in log, log
     assert "config version 10 ignored: addressed to gate-2" in log, log
     assert "frame dropped on bl/1/gate-1/cfg" in log, log
