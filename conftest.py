@@ -14,7 +14,9 @@ from bandlink.tools.postgres import PostgresCluster, scratch_directory
 
 @pytest.fixture
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MosquittoBroker]:
-    """A private Mosquitto on a free loopback port, stopped (no process, no port) afterwards."""
+    """A private Mosquitto on a free loopback port, locked (no anonymous client; identities from
+    ``reader_login``/``gateway_login``, each confined by the ACL), stopped (no process, no port)
+    afterwards."""
     with MosquittoBroker(tmp_path_factory.mktemp("mosquitto")) as running:
         yield running
 

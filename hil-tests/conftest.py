@@ -23,7 +23,7 @@ def db_url(tmp_path: Path) -> str:
 @pytest.fixture
 def gateway(broker: MosquittoBroker, db_url: str, tmp_path: Path) -> Iterator[GatewayGroup]:
     """The gateway service: two processes, as the demo runs it."""
-    with GatewayGroup(broker.url, db_url, tmp_path, count=2) as running:
+    with GatewayGroup(broker, db_url, tmp_path, count=2) as running:
         yield running
 
 
@@ -38,7 +38,10 @@ def store(gateway: GatewayGroup, db_url: str) -> Iterator[Store]:
 def _reader(
     reader_id: str, direction: str, broker: MosquittoBroker, tmp_path: Path
 ) -> Iterator[SimReader]:
-    with SimReader(reader_id, broker.url, tmp_path, direction=direction, gate="north") as reader:
+    login = broker.reader_login(reader_id)
+    with SimReader(
+        reader_id, broker.url, tmp_path, direction=direction, gate="north", login=login
+    ) as reader:
         reader.wait_online()
         yield reader
 

@@ -26,7 +26,9 @@ class BusyGateway:
         self.mids: list[bytes] = []
         self.core = Core()
         ready = threading.Event()
-        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="busy-gw")
+        login = broker.gateway_login("gw-busy")
+        self.client = paho.Client(paho.CallbackAPIVersion.VERSION2)
+        self.client.username_pw_set(login.user, login.password)
         self.client.on_subscribe = lambda *_: ready.set()
         self.client.on_message = self._on_message
         self.client.connect(broker.host, broker.port)
@@ -58,7 +60,8 @@ def busy(broker: MosquittoBroker) -> Iterator[BusyGateway]:
 def test_busy_means_tap_again_now_and_the_same_operation_is_resent(
     busy: BusyGateway, broker: MosquittoBroker, tmp_path: Path
 ) -> None:
-    with SimReader("gate-1", broker.url, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    login = broker.reader_login("gate-1")
+    with SimReader("gate-1", broker.url, tmp_path, deadline_ms=DEADLINE_MS, login=login) as reader:
         reader.wait_online()
         first = reader.tap(DEMO_BANDS["Ada"])
         second = reader.tap(DEMO_BANDS["Ada"])

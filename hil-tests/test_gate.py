@@ -88,15 +88,14 @@ def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
 def test_garbage_on_the_event_topic_leaves_the_gateway_deciding(
     broker: MosquittoBroker, gateway: GatewayGroup, store: Store, entry_reader: SimReader
 ) -> None:
-    raw = WireReaders(broker)
-    for frame in (b"\xff\x00garbage", b"\x9a\xff\xff\xff\xff", b"\xa1" * 40, bytes(6000)):
-        raw.publish("gate-1", frame)
+    """(A frame over 4096 bytes never gets this far: the broker drops it, test_attacks.py.)"""
+    raw = WireReaders(broker, ["gate-2"])  # gate-1 is the firmware's: its login is its own
+    for frame in (b"\xff\x00garbage", b"\x9a\xff\xff\xff\xff", b"\xa1" * 40):
+        raw.publish("gate-2", frame)
     raw.close()
     assert entry_reader.tap(ADA).pattern == "green"
     assert reasons_recorded(store) == ["ok"]
-    log = gateway.log()
-    for code in ("malformed", "too_large"):
-        assert f"dropped frame from gate-1: {code}" in log
+    assert "dropped frame from gate-2: malformed" in gateway.log()
 
 
 @pytest.mark.parametrize("how", ["stopped", "killed"])

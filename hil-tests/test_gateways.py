@@ -32,7 +32,7 @@ ADA = DEMO_BANDS["Ada"]
 def two_gateways(
     broker: MosquittoBroker, any_db_url: str, tmp_path: Path
 ) -> Iterator[GatewayGroup]:
-    with GatewayGroup(broker.url, any_db_url, tmp_path, count=2) as group:
+    with GatewayGroup(broker, any_db_url, tmp_path, count=2) as group:
         yield group
 
 
@@ -99,10 +99,13 @@ def test_metrics_count_taps_readers_and_gateways(broker: MosquittoBroker, tmp_pa
     port = free_port()
     db_url = f"sqlite:///{tmp_path / 'gateway.db'}"
     metrics = ["--metrics", f"127.0.0.1:{port}"]
+    first, second = (broker.gateway_login(g) for g in ("gw-1", "gw-2"))
     with (
-        GatewayProcess(broker.url, db_url, tmp_path, gateway_id="gw-1", extra_args=metrics),
-        GatewayProcess(broker.url, db_url, tmp_path, gateway_id="gw-2", venue=None),
-        SimReader("gate-1", broker.url, tmp_path) as reader,
+        GatewayProcess(
+            broker.url, db_url, tmp_path, gateway_id="gw-1", extra_args=metrics, login=first
+        ),
+        GatewayProcess(broker.url, db_url, tmp_path, gateway_id="gw-2", venue=None, login=second),
+        SimReader("gate-1", broker.url, tmp_path, login=broker.reader_login("gate-1")) as reader,
     ):
         reader.wait_online()
         assert reader.tap(ADA).pattern == "green"
@@ -138,7 +141,8 @@ def test_a_stalled_store_leaves_the_network_thread_answering(
     answering the overflow "busy" at once; when the store frees up, the queued taps are decided."""
     db_url = f"sqlite:///{tmp_path / 'gateway.db'}"
     small = {"BANDLINK_QUEUE_SIZE": "4", "BANDLINK_MAX_BATCH": "1"}
-    with GatewayProcess(broker.url, db_url, tmp_path, env=small) as gateway:
+    login = broker.gateway_login("gw-1")
+    with GatewayProcess(broker.url, db_url, tmp_path, env=small, login=login) as gateway:
         readers = WireReaders(broker)
         lock = sqlite3.connect(tmp_path / "gateway.db", isolation_level=None)
         lock.execute("BEGIN IMMEDIATE")  # the write lock, held

@@ -26,8 +26,9 @@ def log_lines(gateway: GatewayGroup, pattern: str, count: int, timeout: float = 
 def test_each_connection_is_a_new_session_even_across_restarts(
     broker: MosquittoBroker, gateway: GatewayGroup, tmp_path: Path
 ) -> None:
+    login = broker.reader_login("gate-1")
     for _ in range(2):
-        with SimReader("gate-1", broker.url, tmp_path) as reader:
+        with SimReader("gate-1", broker.url, tmp_path, login=login) as reader:
             reader.wait_online()
     sessions = log_lines(gateway, r"reader gate-1 online: bandlink-[\d.]+, session (\d+)", 2)
     assert len(sessions) == 2
@@ -37,7 +38,7 @@ def test_each_connection_is_a_new_session_even_across_restarts(
 def test_a_reader_that_dies_is_reported_offline_by_its_will(
     broker: MosquittoBroker, gateway: GatewayGroup, tmp_path: Path
 ) -> None:
-    reader = SimReader("gate-1", broker.url, tmp_path).start()
+    reader = SimReader("gate-1", broker.url, tmp_path, login=broker.reader_login("gate-1")).start()
     reader.wait_online()
     (session,) = log_lines(gateway, r"reader gate-1 online: \S+, session (\d+)", 1)
     assert reader.pid is not None

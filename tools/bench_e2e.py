@@ -2,7 +2,8 @@
 
 Everything runs on this machine as its own process, on loopback: a private Mosquitto; N gateway
 processes (``gw-0``..) on one store, with a generated venue of K gate readers and enough guests;
-the load generator (``tools/loadgen.py``) playing the K readers; and one real-firmware reader
+the load generator (``tools/loadgen.py``) playing the K readers, each over its own connection
+with its own login, as the locked broker requires; and one real-firmware reader
 (``fw-1``, MicroPython) tapping a fresh band every 100 ms while the load runs, so the tap-to-light
 a guest would see under that load is measured too.
 
@@ -48,12 +49,14 @@ from typing import Any, Protocol
 from .broker import MosquittoBroker, free_port
 from .gatewayproc import GatewayProcess
 from .loadgen import (
+    ECHO_ID,
     PHASE_PREFIX,
     EchoProcess,
     band_uid,
     loadgen_command,
     percentile,
     reader_ids,
+    write_logins,
 )
 from .micropython import REPO_ROOT
 from .postgres import PostgresCluster, scratch_directory
@@ -456,9 +459,10 @@ def drive(
 ) -> Phase:
     """Run the load generator once, as its own process, against whatever answers on the broker
     (the echo or the gateways). This process meanwhile only meters, samples and taps the probe."""
+    logins = broker.reader_logins(reader_ids(plan.readers))  # made once, then the same
     command = loadgen_command(
         broker.url,
-        readers=plan.readers,
+        logins=write_logins(plan.workdir / "loadgen-logins.json", logins),
         bands=plan.bands,
         seconds=plan.seconds,
         rate=plan.rate,
@@ -517,7 +521,7 @@ def _read_mids(path: Path) -> list[bytes]:
 
 
 def echo_phase(plan: Plan, broker: MosquittoBroker) -> Phase:
-    with EchoProcess(broker.url, plan.workdir) as echo:
+    with EchoProcess(broker.url, plan.workdir, broker.gateway_login(ECHO_ID)) as echo:
         return drive(plan, broker, {"echo": echo.pid}, echo=True)
 
 
@@ -543,6 +547,7 @@ def _start_gateways(plan: Plan, broker: MosquittoBroker, stack: ExitStack) -> li
             venue=str(venue_path) if i == 0 else None,
             gateway_id=f"gw-{i}",
             log_level="warning",
+            login=broker.gateway_login(f"gw-{i}"),
             extra_args=["--metrics", f"127.0.0.1:{free_port()}"],
         )
         gateways.append(stack.enter_context(gateway))  # started and ready, one after the other
@@ -571,7 +576,14 @@ def gateway_phase(plan: Plan, broker: MosquittoBroker) -> GatewayRun:
     mids_file = plan.workdir / "decided.mids"
     with ExitStack() as stack:
         gateways = _start_gateways(plan, broker, stack)
-        reader = SimReader(FIRMWARE_READER, broker.url, plan.workdir, direction="in", gate="fw")
+        reader = SimReader(
+            FIRMWARE_READER,
+            broker.url,
+            plan.workdir,
+            direction="in",
+            gate="fw",
+            login=broker.reader_login(FIRMWARE_READER),
+        )
         stack.enter_context(reader).wait_online()
         before = count_taps(plan.db)
         fw_bands = [band_uid(i, FIRMWARE_BAND_KIND) for i in range(plan.firmware_bands)]

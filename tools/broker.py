@@ -4,88 +4,63 @@ Each broker gets its own config in its own directory, so parallel test runs neve
 The config follows FIELD-NOTES: no persistence, log to stdout (captured in ``mosquitto.log``),
 and ``set_tcp_nodelay true`` so request/response latency is not held up by Nagle's algorithm.
 
-Locked down like a venue's broker (docs/SECURITY.md): every client logs in with its own
-identity, from a password file made with ``mosquitto_passwd``; the client id is the user name
-(``use_username_as_clientid``), so nobody can take over a reader's session by its id; and the
-ACL gives each identity only its own topics:
+Locked down like a venue's broker (docs/SECURITY.md), and there is no other kind: no anonymous
+client is let in; every client logs in with its own identity, and may publish, subscribe to and
+receive only its own topics, as the dynamic-security plugin is configured from the broker's
+directory (``tools/access.py``: hashed by ``mosquitto_passwd``, a role per identity); the
+client id is the user name (``use_username_as_clientid``), so nobody can take over a reader's
+session by its id; and a message larger than the protocol's limit is dropped by the broker
+before any gateway spends time on it.
 
-- a reader (user name = reader id) publishes only its own ``evt``, ``birth`` and ``death`` and
-  reads only its own ``res``, ``cfg``, ``cmd`` and the gateways' states;
-- a gateway (user name ``<gateway id>@gateway``, which no reader id can be) reads every reader's
-  ``evt``, ``birth``, ``death`` (so only gateways can join the shared subscription) and the
-  gateways' states, and publishes results, configurations, commands and its own state.
-
-``reader_login`` / ``gateway_login`` create an identity (the broker re-reads its files on
-SIGHUP, without dropping anyone) and hand back its credentials.
+``reader_login`` / ``gateway_login`` make an identity on first use and hand back its
+credentials: written to the directory's files, and, while the broker runs, created in it
+through the plugin's control topic by a client of its own (``tools@control``, a fresh password
+each start), without dropping anyone. Identities provisioned into the directory beforehand
+(``bandlink provision``) are kept as they are. ``harness_login`` is for test harnesses that
+play the whole gateway service or drive the broker (any bandlink or test topic); nothing else
+uses it.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import os
 import pwd
-import secrets
 import shutil
-import signal
 import socket
 import subprocess
+import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bandlink.protocol import topics
-
+from .access import (
+    DYNSEC_TOPIC,
+    BrokerAccess,
+    Login,
+    acls,
+    control_user,
+    gateway_user,
+    harness_user,
+    reader_user,
+)
 from .processes import read_log, stop_process
+
+__all__ = ["HOST", "MESSAGE_SIZE_LIMIT", "BrokerError", "Login", "MosquittoBroker", "free_port"]
 
 HOST = "127.0.0.1"
 _START_TIMEOUT_S = 5
-_RELOAD_TIMEOUT_S = 5
-GATEWAY_USER_SUFFIX = "@gateway"
+_CONTROL_TIMEOUT_S = 5
+_CONTROL_USER = control_user("tools")
 # The wire protocol's limit on a message (protocol/SPEC.md, "Sizes"): larger ones are dropped
 # by the broker before any gateway spends time on them.
 MESSAGE_SIZE_LIMIT = 4096
-
-
-@dataclass(frozen=True, slots=True)
-class Login:
-    """One broker identity's credentials."""
-
-    user: str
-    password: str
-
-
-def gateway_user(gateway_id: str) -> str:
-    """A gateway process's broker user name: never a valid reader id, so never a reader's."""
-    return gateway_id + GATEWAY_USER_SUFFIX
-
-
-def reader_acl() -> str:
-    """ACL patterns every identity gets, written for readers (``%u``: the user name)."""
-    own = topics.reader_topic("%u", "")
-    lines = [f"pattern write {own}{kind}" for kind in (topics.EVT, topics.BIRTH, topics.DEATH)]
-    lines += [f"pattern read {own}{kind}" for kind in (topics.RES, topics.CFG, topics.CMD)]
-    lines.append(f"pattern read {topics.GATEWAY_STATES}")
-    return "\n".join(lines) + "\n"
-
-
-def gateway_acl(gateway_id: str) -> str:
-    """The ACL of one gateway identity."""
-    every = topics.reader_topic("+", "")
-    lines = [f"user {gateway_user(gateway_id)}"]
-    lines += [f"topic read {every}{kind}" for kind in (topics.EVT, topics.BIRTH, topics.DEATH)]
-    lines += [f"topic write {every}{kind}" for kind in (topics.RES, topics.CFG, topics.CMD)]
-    lines.append(f"topic readwrite {topics.gateway_state_topic(gateway_id)}")
-    return "\n".join(lines) + "\n"
-
-
-def find_mosquitto_passwd() -> str:
-    found = shutil.which("mosquitto_passwd") or shutil.which("mosquitto_passwd", path="/usr/bin")
-    if found is None:
-        raise BrokerError("mosquitto_passwd not found: `apt-get install -y mosquitto`")
-    return found
 
 
 class BrokerError(RuntimeError):
@@ -101,6 +76,15 @@ def find_mosquitto() -> str:
             "or `apt-get install -y mosquitto`"
         )
     return found
+
+
+def find_dynsec_plugin() -> str:
+    """Path of Mosquitto's dynamic-security plugin (Debian: /usr/lib/<arch>/)."""
+    found = sorted(glob.glob("/usr/lib/*/mosquitto_dynamic_security.so"))
+    found += sorted(glob.glob("/usr/lib/mosquitto_dynamic_security.so"))
+    if not found:
+        raise BrokerError("mosquitto_dynamic_security.so not found: `apt-get install mosquitto`")
+    return found[0]
 
 
 def free_port() -> int:
@@ -124,19 +108,17 @@ class MosquittoBroker:
     keeps the port, so clients can reconnect to the same URL. Its config and log live in
     ``directory``, which the caller owns (a test's tmp_path, the demo's var/ folder)."""
 
-    def __init__(self, directory: str | Path, *, allow_anonymous: bool = True) -> None:
+    def __init__(self, directory: str | Path) -> None:
         self.host = HOST
         self.port = free_port()
         self.timeout = _START_TIMEOUT_S
         self.directory = Path(directory)
         self.config_path = self.directory / "mosquitto.conf"
         self.log_path = self.directory / "mosquitto.log"
-        self.password_path = self.directory / "passwords"
-        self.acl_path = self.directory / "acl"
-        self.allow_anonymous = allow_anonymous
-        self._logins: dict[str, Login] = {}  # user name -> credentials
-        self._gateways: list[str] = []  # gateway ids, in the order their logins were made
+        self.access = BrokerAccess(self.directory)
+        self._logins: dict[str, Login] = {}  # user name -> credentials, those made here
         self._process: subprocess.Popen[bytes] | None = None
+        self._control: _Control | None = None
 
     @property
     def url(self) -> str:
@@ -151,88 +133,44 @@ class MosquittoBroker:
 
     def reader_login(self, reader_id: str) -> Login:
         """The credentials of reader ``reader_id`` (user name = reader id), made on first use."""
-        topics.reader_topic(reader_id, "")  # a topic level: checked like one below
-        return self._login(reader_id)
+        return self._make([reader_user(reader_id)])[0]
+
+    def reader_logins(self, reader_ids: Sequence[str]) -> list[Login]:
+        """``reader_login`` for many readers at once: one hashing run, one reload."""
+        return self._make([reader_user(r) for r in reader_ids])
 
     def gateway_login(self, gateway_id: str) -> Login:
         """The credentials of gateway process ``gateway_id``, made on first use."""
-        topics.gateway_state_topic(gateway_id)  # refuses an id that is not a valid topic level
-        if gateway_id not in self._gateways:
-            self._gateways.append(gateway_id)
-        return self._login(gateway_user(gateway_id))
+        return self._make([gateway_user(gateway_id)])[0]
 
-    def _login(self, user: str) -> Login:
-        login = self._logins.get(user)
-        if login is None:
-            login = self._logins[user] = Login(user, secrets.token_urlsafe(18))
-            if self._process is not None and not self.allow_anonymous:
-                self._write_access()
-                self._reload(login)
-        return login
+    def harness_login(self, name: str) -> Login:
+        """For a test harness only: ``<name>@harness``, allowed any bandlink or test topic."""
+        return self._make([harness_user(name)])[0]
 
-    def _write_access(self) -> None:
-        """The password file (hashed by mosquitto_passwd) and the ACL, from the logins made."""
-        plain = "".join(f"{login.user}:{login.password}\n" for login in self._logins.values())
-        staged = self.password_path.with_suffix(".new")
-        staged.write_text(plain)
-        staged.chmod(0o600)
-        if plain:  # mosquitto_passwd refuses an empty file
-            hashed = subprocess.run(
-                [find_mosquitto_passwd(), "-U", str(staged)],
-                check=False,
-                capture_output=True,
-                text=True,
-            )
-            if hashed.returncode != 0:
-                raise BrokerError(f"mosquitto_passwd -U failed: {hashed.stderr.strip()}")
-        staged.replace(self.password_path)
-        acl = reader_acl() + "".join("\n" + gateway_acl(g) for g in self._gateways)
-        self.acl_path.write_text(acl)
-
-    def _reload(self, login: Login) -> None:
-        """SIGHUP makes Mosquitto re-read both files; done once the new login is accepted."""
-        assert self._process is not None
-        self._process.send_signal(signal.SIGHUP)
-        deadline = time.monotonic() + _RELOAD_TIMEOUT_S
-        while not self._accepts_login(login):
-            if time.monotonic() > deadline:
-                raise BrokerError(f"mosquitto did not take login {login.user!r}:\n{self.log()}")
-            time.sleep(0.005)
-
-    def _accepts_login(self, login: Login) -> bool:
-        probe = mqtt.Client(CallbackAPIVersion.VERSION2)
-        probe.username_pw_set(login.user, login.password)
-        answers: list[bool] = []
-        probe.on_connect = lambda _c, _u, _f, reason, _p: answers.append(not reason.is_failure)
-        try:
-            probe.connect(self.host, self.port, keepalive=5)
-            deadline = time.monotonic() + 1
-            while not answers and time.monotonic() < deadline:
-                probe.loop(0.02)
-        except OSError:
-            return False
-        finally:
-            probe.disconnect()
-        return answers == [True]
+    def _make(self, users: Sequence[str]) -> list[Login]:
+        fresh = [u for u in dict.fromkeys(users) if u not in self._logins]
+        if fresh:
+            known = set(self.access.users())
+            made = self.access.add(fresh)
+            self._logins.update((login.user, login) for login in made)
+            if self._control is not None:  # stopped, the files suffice: read at start
+                for login in made:
+                    # One identity a message: the broker's size limit holds for these too.
+                    self._control.command(_commands(login, login.user in known))
+        return [self._logins[u] for u in users]
 
     def _write_config(self) -> None:
         # Started as root, Mosquitto drops to user `mosquitto` unless told to stay who we are
         # (for any other user the option is ignored). The log goes to our own open file.
         user = pwd.getpwuid(os.geteuid()).pw_name
-        self._write_access()
-        if self.allow_anonymous:  # the old open broker: anyone may do anything
-            access = "allow_anonymous true\n"
-        else:
-            access = (
-                "allow_anonymous false\n"
-                f"password_file {self.password_path}\n"
-                f"acl_file {self.acl_path}\n"
-                "use_username_as_clientid true\n"
-            )
+        self.access.ensure()
         self.config_path.write_text(
             f"listener {self.port} {self.host}\n"
-            + access
-            + f"message_size_limit {MESSAGE_SIZE_LIMIT}\n"
+            "allow_anonymous false\n"
+            f"plugin {find_dynsec_plugin()}\n"
+            f"plugin_opt_config_file {self.access.dynsec_path}\n"
+            "use_username_as_clientid true\n"
+            f"message_size_limit {MESSAGE_SIZE_LIMIT}\n"
             "persistence false\n"
             "log_dest stdout\n"
             "set_tcp_nodelay true\n"
@@ -243,6 +181,8 @@ class MosquittoBroker:
         if self._process is not None:
             raise BrokerError(f"broker already running (pid {self._process.pid})")
         self.directory.mkdir(parents=True, exist_ok=True)
+        (control,) = self.access.add([_CONTROL_USER])  # a fresh password each start
+        self._logins[control.user] = control
         self._write_config()
         with open(self.log_path, "ab") as log:
             self._process = subprocess.Popen(
@@ -252,6 +192,7 @@ class MosquittoBroker:
                 stdin=subprocess.DEVNULL,
             )
         self._wait_ready()
+        self._control = _Control(self.host, self.port, control)
         return self
 
     def _wait_ready(self) -> None:
@@ -269,6 +210,9 @@ class MosquittoBroker:
 
     def stop(self) -> None:
         """Stop the broker; returns once the process is reaped and the port is closed."""
+        control, self._control = self._control, None
+        if control is not None:
+            control.close()
         process, self._process = self._process, None
         if process is not None:
             stop_process(process)
@@ -288,3 +232,61 @@ class MosquittoBroker:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _commands(login: Login, known: bool) -> list[dict[str, Any]]:
+    """Dynamic-security commands giving a running broker ``login`` (a new password if known)."""
+    if known:
+        return [
+            {"command": "setClientPassword", "username": login.user, "password": login.password}
+        ]
+    return [
+        {"command": "createRole", "rolename": login.user, "acls": acls(login.user)},
+        {
+            "command": "createClient",
+            "username": login.user,
+            "password": login.password,
+            "roles": [{"rolename": login.user}],
+        },
+    ]
+
+
+class _Control:
+    """The client that manages a running broker's identities (``$CONTROL/dynamic-security``):
+    each ``command`` list is sent and its answer awaited; any error raises BrokerError."""
+
+    def __init__(self, host: str, port: int, login: Login) -> None:
+        self._answers: list[Any] = []
+        self._answered = threading.Condition()
+        subscribed = threading.Event()
+        client = self._client = mqtt.Client(CallbackAPIVersion.VERSION2)
+        client.username_pw_set(login.user, login.password)
+        client.on_connect = lambda c, *_: c.subscribe(DYNSEC_TOPIC + "/response", qos=1)
+        client.on_subscribe = lambda *_: subscribed.set()
+        client.on_message = self._on_message
+        client.connect(host, port, keepalive=30)
+        client.loop_start()
+        if not subscribed.wait(_CONTROL_TIMEOUT_S):
+            self.close()
+            raise BrokerError("the broker's control client could not log in and subscribe")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._answered:
+            self._answers.append(json.loads(msg.payload))
+            self._answered.notify_all()
+
+    def command(self, commands: list[dict[str, Any]]) -> None:
+        with self._answered:
+            seen = len(self._answers)
+        self._client.publish(DYNSEC_TOPIC, json.dumps({"commands": commands}), qos=1)
+        with self._answered:
+            if not self._answered.wait_for(lambda: len(self._answers) > seen, _CONTROL_TIMEOUT_S):
+                raise BrokerError("the broker did not answer a dynamic-security command")
+            responses = self._answers[seen].get("responses", [])
+        errors = [f"{r.get('command')}: {r['error']}" for r in responses if r.get("error")]
+        if errors:
+            raise BrokerError("dynamic-security refused: " + "; ".join(errors))
+
+    def close(self) -> None:
+        self._client.loop_stop()
+        self._client.disconnect()

@@ -37,6 +37,11 @@ def cmd_gateway(args: argparse.Namespace) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if settings.broker_user is None:
+        logging.getLogger("bandlink").warning(
+            "no broker_user set (BANDLINK_BROKER_USER, or `bandlink provision gateway`): "
+            "a locked broker refuses an anonymous client"
+        )
     service = GatewayService(settings)
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
@@ -64,6 +69,7 @@ def cmd_sim_reader(args: argparse.Namespace) -> int:
             direction=args.direction,
             gate=args.gate,
             heap=args.heap,
+            config=Path(args.config),
         )
         with reader:
             reader.wait_online()
@@ -75,6 +81,12 @@ def cmd_sim_reader(args: argparse.Namespace) -> int:
                         f"{feedback.pattern:6} {feedback.ms:6.1f} ms  {feedback.text}", flush=True
                     )
     return 0
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from .provision import run_provision
+
+    return run_provision(args.kind, args.id, Path(args.broker_dir), Path(args.config), args.broker)
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -152,6 +164,39 @@ def _add_bench_e2e(benches: argparse._SubParsersAction[argparse.ArgumentParser])
     e2e.set_defaults(run=cmd_bench_e2e)
 
 
+def _add_sim_reader(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    sim = commands.add_parser("sim-reader", help="run one simulated reader (real firmware)")
+    sim.add_argument("--broker", required=True, help="mqtt://host:port")
+    sim.add_argument("--reader", required=True, help="reader id, e.g. gate-1")
+    sim.add_argument("--direction", default="in", choices=["in", "out"])
+    sim.add_argument("--gate", default="", help="gate name reported with each tap")
+    sim.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size")
+    sim.add_argument(
+        "--config",
+        required=True,
+        help="the reader's config.json with its broker login (`bandlink provision reader`)",
+    )
+    sim.set_defaults(run=cmd_sim_reader)
+
+
+def _add_provision(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    provision = commands.add_parser(
+        "provision",
+        help="give a reader or gateway its broker identity",
+        description="Make (or replace) the identity in the broker directory's password file "
+        "(hashed by mosquitto_passwd) and ACL, and write the credentials into the reader's "
+        "config.json or the gateway's settings TOML (mode 0600). The password is not printed.",
+    )
+    provision.add_argument("kind", choices=["reader", "gateway"])
+    provision.add_argument("id", help="reader id (e.g. gate-1) or gateway id (e.g. gw-1)")
+    provision.add_argument("--broker-dir", required=True, help="the broker's directory")
+    provision.add_argument(
+        "--config", required=True, help="the reader's config.json or the gateway's settings TOML"
+    )
+    provision.add_argument("--broker", help="mqtt://host:port to write into the file as well")
+    provision.set_defaults(run=cmd_provision)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bandlink", description="Open firmware and gateway for NFC wristbands and readers."
@@ -166,7 +211,10 @@ def build_parser() -> argparse.ArgumentParser:
     gateway = commands.add_parser(
         "gateway",
         help="run one gateway process against a broker and a store",
-        description="Flags override BANDLINK_* environment variables, which override --config.",
+        description="Flags override BANDLINK_* environment variables, which override --config. "
+        "The broker login comes from BANDLINK_BROKER_USER and BANDLINK_BROKER_PASSWORD, or "
+        "broker_user and broker_password in the settings file (`bandlink provision gateway` "
+        "writes them): never from a flag, which every user of the machine can read.",
     )
     gateway.add_argument("--config", help="a TOML settings file (or BANDLINK_CONFIG)")
     gateway.add_argument("--broker", help="mqtt://host:port (BANDLINK_BROKER)")
@@ -180,13 +228,8 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     gateway.set_defaults(run=cmd_gateway)
 
-    sim = commands.add_parser("sim-reader", help="run one simulated reader (real firmware)")
-    sim.add_argument("--broker", required=True, help="mqtt://host:port")
-    sim.add_argument("--reader", required=True, help="reader id, e.g. gate-1")
-    sim.add_argument("--direction", default="in", choices=["in", "out"])
-    sim.add_argument("--gate", default="", help="gate name reported with each tap")
-    sim.add_argument("--heap", default=DEFAULT_HEAP, help="MicroPython heap size")
-    sim.set_defaults(run=cmd_sim_reader)
+    _add_sim_reader(commands)
+    _add_provision(commands)
 
     bench = commands.add_parser("bench", help="measure: print numbers for docs/BENCHMARKS.md")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")

@@ -2,7 +2,10 @@
 the end-to-end tests, which must be able to stop it (or kill it) mid-traffic.
 
 Several may run side by side on one broker and one database, each with its own ``gateway_id``
-(its liveness topic) and its own log file."""
+(its liveness topic), its own broker identity and its own log file. The credentials reach the
+process through its environment (``BANDLINK_BROKER_USER``, ``BANDLINK_BROKER_PASSWORD``) or a
+provisioned settings file (``config_file``, as ``bandlink provision gateway`` writes it), never
+its command line, which every user of the machine can read."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from .access import Login
+from .broker import MosquittoBroker
 from .processes import ReadyProcess
 
 READY_LINE = "gateway ready"
@@ -25,6 +30,8 @@ class GatewayProcess(ReadyProcess):
         venue: str | None = "demo",
         gateway_id: str = "gw-1",
         log_level: str = "info",
+        login: Login | None = None,
+        config_file: Path | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
     ) -> None:
@@ -34,36 +41,49 @@ class GatewayProcess(ReadyProcess):
         command += ["--log-level", log_level, *extra_args]
         if venue:
             command += ["--venue", venue]
+        if config_file is not None:
+            command += ["--config", str(config_file)]
         # env: BANDLINK_* settings the flags do not cover (tests shrink the queue with it).
+        env = dict(env or {})
+        if login is not None:
+            env |= {"BANDLINK_BROKER_USER": login.user, "BANDLINK_BROKER_PASSWORD": login.password}
         log_path = workdir / f"{gateway_id}.log"
         super().__init__(f"gateway {gateway_id}", command, log_path, READY_LINE, env=env)
+
+
+def gateway_ids(count: int) -> list[str]:
+    return [f"gw-{n}" for n in range(1, count + 1)]
 
 
 class GatewayGroup:
     """N identical gateway processes (``gw-1`` .. ``gw-N``) on one broker and one database,
     sharing the readers' traffic as in the field. The first migrates and loads the venue; the
-    others then start together."""
+    others then start together. Each logs in as itself: with the identity ``broker`` makes for
+    it, or from its provisioned settings file (``config_files``, by gateway id)."""
 
     def __init__(
         self,
-        broker_url: str,
+        broker: MosquittoBroker,
         db_url: str,
         workdir: Path,
         *,
         count: int = 2,
         venue: str | None = "demo",
         log_level: str = "info",
+        config_files: Mapping[str, Path] | None = None,
     ) -> None:
         self.members = [
             GatewayProcess(
-                broker_url,
+                broker.url,
                 db_url,
                 workdir,
-                venue=venue if n == 1 else None,
-                gateway_id=f"gw-{n}",
+                venue=venue if n == 0 else None,
+                gateway_id=gateway_id,
                 log_level=log_level,
+                login=None if config_files else broker.gateway_login(gateway_id),
+                config_file=config_files[gateway_id] if config_files else None,
             )
-            for n in range(1, count + 1)
+            for n, gateway_id in enumerate(gateway_ids(count))
         ]
 
     @property

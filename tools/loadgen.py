@@ -1,9 +1,10 @@
 """A load generator that speaks protocol/SPEC.md as many gate readers at once, and an echo.
 
-``LoadGenerator`` plays K readers over ONE paho client (MQTT 3.1.1, as readers speak): it
-publishes gate ``Tap`` frames on ``bl/1/<reader>/evt`` at QoS 1, each with a fresh 16-byte mid,
-and matches every ``Result`` on ``bl/1/+/res`` to its tap by ``corr`` (envelope key 8). Two
-disciplines:
+``LoadGenerator`` plays K readers, each as in the field: its own paho client (MQTT 3.1.1, as
+readers speak), logged in with its own identity, which the broker's ACL lets publish only on its
+own ``bl/1/<reader>/evt`` and read only its own ``bl/1/<reader>/res``. It publishes gate ``Tap``
+frames at QoS 1, each with a fresh 16-byte mid, and matches every ``Result`` to its tap by
+``corr`` (envelope key 8). Two disciplines:
 
 - closed loop (``run_closed``): ``window`` taps in flight at all times; the number is
   throughput;
@@ -23,11 +24,13 @@ The echo (``run_echo``, its own process: ``python -m bandlink.tools.loadgen echo
 baseline: the same MQTT path as the gateway's adapter (paho, MQTT 5, a shared subscription,
 QoS 1, TCP_NODELAY, paho's default in-flight limit) with no decoding, deciding or storing: each
 payload goes back unchanged on the reader's ``res`` topic. Against the echo the generator
-matches by the tap's own mid (key 5).
+matches by the tap's own mid (key 5). The echo logs in as a gateway (``echo@gateway``), from
+``BANDLINK_BROKER_USER`` / ``BANDLINK_BROKER_PASSWORD`` as a gateway process does.
 
-The generator runs paho's network loop itself (``select`` on the one socket, no thread): one
-thread does all the work, so there is no GIL hand-off per message and no wake-up pipe write per
-publish, which paho's threaded loop costs.
+The generator runs paho's network loops itself (one ``select`` over the K sockets, no thread):
+one thread does all the work, so there is no GIL hand-off per message and no wake-up pipe write
+per publish, which paho's threaded loop costs. Its readers' passwords come from a logins file
+(``--logins``, JSON ``{user: password}``, readable by its owner only), never its command line.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ import socket
 import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import FrameType
@@ -54,6 +57,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 
 from bandlink.gateway.settings import parse_broker_url
 
+from .access import Login, write_private
 from .processes import ReadyProcess
 
 DEADLINE_MS = 800  # what a reader waits for a result (firmware's default deadline_ms)
@@ -62,6 +66,7 @@ DEADLINE_MS = 800  # what a reader waits for a result (firmware's default deadli
 MAX_UNACKED = 60_000
 DRAIN_S = 5.0
 ECHO_READY = "echo ready"
+ECHO_ID = "echo"  # the echo's gateway id: it logs in as echo@gateway
 # Its own share group: an echo never takes taps from a gateway's group (or the reverse).
 ECHO_SUBSCRIPTION = "$share/echo/bl/1/+/evt"
 # Answers that decide nothing (protocol/reasons.py): the gateway's queue was full, or it failed.
@@ -86,6 +91,17 @@ def band_uid(index: int, kind: int = 0x10) -> bytes:
 
 def reader_ids(count: int) -> list[str]:
     return [f"load-{n:03d}" for n in range(1, count + 1)]
+
+
+def write_logins(path: Path, logins: Sequence[Login]) -> Path:
+    """The readers' credentials for ``--logins``: JSON, readable by its owner only."""
+    write_private(path, json.dumps({login.user: login.password for login in logins}))
+    return path
+
+
+def read_logins(path: Path) -> list[Login]:
+    entries: Mapping[str, str] = json.loads(path.read_text())
+    return [Login(user, password) for user, password in entries.items()]
 
 
 def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -193,12 +209,13 @@ def _reason_name(wire: Any) -> str:
 
 
 class LoadGenerator:
-    """K readers over one MQTT connection. ``connect()``, one ``run_*()``, ``close()``."""
+    """K readers, one MQTT connection and identity each. ``connect()``, one ``run_*()``,
+    ``close()``."""
 
     def __init__(
         self,
         broker_url: str,
-        readers: Sequence[str],
+        readers: Sequence[Login],
         bands: Sequence[bytes],
         *,
         echo: bool = False,
@@ -207,32 +224,32 @@ class LoadGenerator:
     ) -> None:
         check_encoding()
         self._host, self._port = parse_broker_url(broker_url)
-        self._readers = list(readers)
-        self._topics = [f"bl/1/{r}/evt" for r in readers]
+        self._readers = [login.user for login in readers]
+        self._topics = [f"bl/1/{r}/evt" for r in self._readers]
         self._seq = [0] * len(readers)
         self._bands = list(bands)
         self._direction = bytearray(len(bands))  # 0 in, 1 out: the next tap's, per band
         self._echo = echo
         self._gate = gate
         self._on_phase = on_phase
-        self._client = self._make_client()
-        self._subscribed = False
+        self._clients = [self._make_client(login) for login in readers]
+        self._sockets: dict[Any, mqtt.Client] = {}  # each client's socket, once connected
+        self._subscribed = 0
         self._next_misc = 0.0
         self._reset()
 
-    def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=f"bandlink-load-{os.getpid()}-{id(self):x}",
-            protocol=mqtt.MQTTv311,
-        )
+    def _make_client(self, login: Login) -> mqtt.Client:
+        # The broker makes the client id the user name: the reader's id.
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv311)
+        client.username_pw_set(login.user, login.password)
+        client.user_data_set(login.user)
         client.on_socket_open = _nodelay
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_publish = self._on_publish
         client.on_message = self._on_message
-        # One connection stands for K readers, each of which would have its own in-flight
-        # allowance; paho's default of 20 would throttle the open loop. MAX_UNACKED bounds it.
+        # No per-connection cap: MAX_UNACKED bounds what is in flight over all of them, and
+        # paho's default of 20 would throttle the open loop.
         client.max_inflight_messages_set(0)
         return client
 
@@ -251,44 +268,52 @@ class LoadGenerator:
     # -- connection -----------------------------------------------------------------------------
 
     def connect(self, timeout: float = 10) -> LoadGenerator:
-        try:
-            self._client.connect(self._host, self._port, keepalive=60)
-        except OSError as err:
-            raise LoadError(f"cannot reach mqtt://{self._host}:{self._port}: {err}") from err
+        for client in self._clients:
+            try:
+                client.connect(self._host, self._port, keepalive=60)
+            except OSError as err:
+                raise LoadError(f"cannot reach mqtt://{self._host}:{self._port}: {err}") from err
+            self._sockets[client.socket()] = client
         deadline = time.monotonic() + timeout
-        while not self._subscribed:
+        while self._subscribed < len(self._clients):
             if time.monotonic() > deadline:
-                raise LoadError("no CONNACK/SUBACK from the broker")
+                raise LoadError(
+                    f"{self._subscribed} of {len(self._clients)} readers got CONNACK and SUBACK"
+                )
             self._pump(0.05)
         return self
 
     def close(self) -> None:
-        self._client.disconnect()
+        for client in self._clients:
+            client.disconnect()
 
-    def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
-        # Each simulated reader's own res topic, not bl/1/+/res: other readers on the broker
-        # (the bench's real-firmware one) get answers this generator must not see.
-        client.subscribe([(f"bl/1/{r}/res", 1) for r in self._readers])
+    def _on_connect(
+        self, client: mqtt.Client, reader: str, flags: Any, reason: Any, props: Any
+    ) -> None:
+        if reason.is_failure:
+            raise LoadError(f"the broker refused reader {reader}: {reason}")
+        # Its own res topic: the ACL lets a reader read no other.
+        client.subscribe(f"bl/1/{reader}/res", 1)
 
     def _on_subscribe(self, client: mqtt.Client, *args: Any) -> None:
-        self._subscribed = True
+        self._subscribed += 1
 
     def _pump(self, timeout: float) -> None:
-        """One turn of paho's network loop, driven by hand: wait up to ``timeout`` for the socket,
-        read what came, write what is queued (PUBACKs, publishes made inside callbacks)."""
-        client = self._client
-        sock = client.socket()
-        if sock is None:
-            raise LoadError("connection to the broker lost")
-        wants = [sock] if client.want_write() else []
-        readable, _, _ = select.select([sock], wants, [], timeout)
-        if readable and client.loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
-            raise LoadError("connection to the broker lost")
-        if client.want_write():
-            client.loop_write()
+        """One turn of the readers' network loops, driven by hand: wait up to ``timeout`` for
+        any socket, read what came, write what is queued (PUBACKs, publishes from callbacks)."""
+        sockets = self._sockets
+        wants = [sock for sock, client in sockets.items() if client.want_write()]
+        readable, _, _ = select.select(list(sockets), wants, [], timeout)
+        for sock in readable:
+            if sockets[sock].loop_read() != MQTTErrorCode.MQTT_ERR_SUCCESS:
+                raise LoadError("connection to the broker lost")
+        for client in sockets.values():
+            if client.want_write():
+                client.loop_write()
         now = time.monotonic()
         if now >= self._next_misc:
-            client.loop_misc()
+            for client in sockets.values():
+                client.loop_misc()
             self._next_misc = now + _MISC_EVERY_S
 
     # -- sending and matching ---------------------------------------------------------------------
@@ -313,7 +338,7 @@ class LoadGenerator:
         )
         # Pending before publishing: a reply can never arrive before its tap is known.
         self._pending[mid] = (scheduled_ns, band)
-        info = self._client.publish(self._topics[which], tap_frame(wire), qos=1)
+        info = self._clients[which].publish(self._topics[which], tap_frame(wire), qos=1)
         if info.rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
             raise LoadError(f"publish failed: {mqtt.error_string(info.rc)}")
         self._sent = n + 1
@@ -429,13 +454,16 @@ class LoadGenerator:
 
 
 def run_echo(broker_url: str) -> int:
-    """Answer every tap with itself, on the reader's res topic, until SIGTERM."""
+    """Answer every tap with itself, on the reader's res topic, until SIGTERM. Logs in as
+    ``BANDLINK_BROKER_USER`` with ``BANDLINK_BROKER_PASSWORD``, as a gateway process does."""
     host, port = parse_broker_url(broker_url)
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2,
-        client_id=f"bandlink-echo-{os.getpid()}",
         protocol=mqtt.MQTTv5,  # as the gateway: MQTT 5 for the shared subscription
     )
+    user = os.environ.get("BANDLINK_BROKER_USER")
+    if user:
+        client.username_pw_set(user, os.environ.get("BANDLINK_BROKER_PASSWORD"))
     client.on_socket_open = _nodelay
 
     def on_connect(client: mqtt.Client, *args: Any) -> None:
@@ -461,11 +489,13 @@ def run_echo(broker_url: str) -> int:
 
 
 class EchoProcess(ReadyProcess):
-    """The echo as its own process, like a gateway: ``with EchoProcess(url, workdir) as echo``."""
+    """The echo as its own process, like a gateway: ``with EchoProcess(url, workdir, login)``,
+    ``login`` a gateway identity (``broker.gateway_login(ECHO_ID)``)."""
 
-    def __init__(self, broker_url: str, workdir: Path) -> None:
+    def __init__(self, broker_url: str, workdir: Path, login: Login) -> None:
         command = [sys.executable, "-m", "bandlink.tools.loadgen", "echo", "--broker", broker_url]
-        super().__init__("echo", command, workdir / "echo.log", ECHO_READY, grace=1)
+        env = {"BANDLINK_BROKER_USER": login.user, "BANDLINK_BROKER_PASSWORD": login.password}
+        super().__init__("echo", command, workdir / "echo.log", ECHO_READY, grace=1, env=env)
 
 
 # -- command line: the generator as its own process ---------------------------------------------
@@ -476,7 +506,7 @@ PHASE_PREFIX = "loadgen "  # "loadgen running", "loadgen draining": progress lin
 def loadgen_command(
     broker_url: str,
     *,
-    readers: int,
+    logins: Path,
     bands: int,
     seconds: float,
     rate: float | None = None,
@@ -484,9 +514,10 @@ def loadgen_command(
     echo: bool = False,
     mids_file: Path | None = None,
 ) -> list[str]:
-    """argv of ``python -m bandlink.tools.loadgen run ...``; its last stdout line is the JSON."""
+    """argv of ``python -m bandlink.tools.loadgen run ...``; its last stdout line is the JSON.
+    ``logins``: the readers' credentials file (``write_logins``)."""
     command = [sys.executable, "-m", "bandlink.tools.loadgen", "run", "--broker", broker_url]
-    command += ["--readers", str(readers), "--bands", str(bands), "--seconds", str(seconds)]
+    command += ["--logins", str(logins), "--bands", str(bands), "--seconds", str(seconds)]
     command += ["--rate", str(rate)] if rate is not None else ["--window", str(window)]
     command += ["--echo"] if echo else []
     command += ["--mids-file", str(mids_file)] if mids_file else []
@@ -497,7 +528,7 @@ def _run(args: argparse.Namespace) -> int:
     bands = [band_uid(i) for i in range(args.bands)]
     generator = LoadGenerator(
         args.broker,
-        reader_ids(args.readers),
+        read_logins(Path(args.logins)),
         bands,
         echo=args.echo,
         on_phase=lambda name: print(PHASE_PREFIX + name, flush=True),
@@ -524,7 +555,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     echo.add_argument("--broker", required=True)
     run = commands.add_parser("run", help="drive readers' taps; print a JSON summary last")
     run.add_argument("--broker", required=True)
-    run.add_argument("--readers", type=int, default=16)
+    run.add_argument("--logins", required=True, help="JSON {reader id: password}, one a reader")
     run.add_argument("--bands", type=int, default=1024)
     run.add_argument("--seconds", type=float, required=True)
     load = run.add_mutually_exclusive_group(required=True)

@@ -1,8 +1,10 @@
 """A venue on this machine, every part real and its own process: a private Mosquitto, N gateway
 processes (two by default) sharing the readers' traffic on one SQLite file with the demo venue,
 and two gate readers (entry ``gate-1``, exit ``gate-2`` at the north gate) running the firmware
-on the MicroPython unix port. The demo and the benchmarks run on it; leaving the ``with`` block
-stops every process it started."""
+on the MicroPython unix port. Every part logs in as itself, provisioned as at a venue
+(``tools/provision.py``): each reader's identity in the broker's password file and ACL and its
+credentials in its config.json, each gateway's in its settings file. The demo and the
+benchmarks run on it; leaving the ``with`` block stops every process it started."""
 
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from pathlib import Path
 from bandlink.gateway.store import Store
 
 from .broker import MosquittoBroker
-from .gatewayproc import GatewayGroup
+from .gatewayproc import GatewayGroup, gateway_ids
+from .provision import provision_gateway, provision_reader
 from .simreader import SimReader
 
 READERS = (("gate-1", "in"), ("gate-2", "out"))
@@ -41,14 +44,30 @@ def venue_rig(
     workdir.mkdir(parents=True)
     db_url = f"sqlite:///{workdir / 'venue.db'}"
     with ExitStack() as stack:
-        broker = stack.enter_context(MosquittoBroker(workdir / "mosquitto"))
-        say(f"broker   {broker.url} (pid {broker.pid})")
-        group = stack.enter_context(GatewayGroup(broker.url, db_url, workdir, count=gateways))
+        broker = MosquittoBroker(workdir / "mosquitto")  # its port is chosen: provision first
+        provisioned = workdir / "provisioned"
+        reader_configs = {name: provisioned / f"{name}.json" for name, _ in READERS}
+        for name, path in reader_configs.items():
+            provision_reader(broker.directory, name, path, broker_url=broker.url)
+        settings = {g: provisioned / f"{g}.toml" for g in gateway_ids(gateways)}
+        for gateway_id, path in settings.items():
+            provision_gateway(broker.directory, gateway_id, path, broker_url=broker.url)
+        stack.enter_context(broker)
+        say(f"broker   {broker.url} (pid {broker.pid}), identities in {broker.directory}")
+        group = GatewayGroup(broker, db_url, workdir, count=gateways, config_files=settings)
+        stack.enter_context(group)
         for member in group.members:
             say(f"gateway  {member.gateway_id} (pid {member.pid}), store {db_url}")
         readers = {}
         for name, direction in READERS:
-            reader = SimReader(name, broker.url, workdir, direction=direction, gate="north")
+            reader = SimReader(
+                name,
+                broker.url,
+                workdir,
+                direction=direction,
+                gate="north",
+                config=reader_configs[name],
+            )
             readers[name] = stack.enter_context(reader)
         for reader in readers.values():
             reader.wait_online()

@@ -1,9 +1,11 @@
 """A simulated reader: the real firmware on the MicroPython unix port, with a virtual antenna.
 
-``SimReader`` writes the reader's config.json, starts ``micropython firmware/main.py`` under the
-reader's heap limit, and plays the controller of the simulated board (firmware/board/sim.py):
-it places bands on the antenna and reads back what the guest would see. Tests, the demo and
-``bandlink sim-reader`` all drive readers through it.
+``SimReader`` writes the reader's config.json (with its broker login: ``login``, or that of a
+provisioned config.json it starts from, ``config``; the file is readable by its owner only),
+starts ``micropython firmware/main.py`` under the reader's heap limit, and plays the controller
+of the simulated board (firmware/board/sim.py): it places bands on the antenna and reads back
+what the guest would see. Tests, the demo and ``bandlink sim-reader`` all drive readers
+through it.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from bandlink.gateway.settings import parse_broker_url
 
+from .access import Login, write_private
 from .micropython import DEFAULT_HEAP, micropython_command, micropython_env
 from .processes import read_log, stop_process
 
@@ -48,21 +51,30 @@ class SimReader:
         gate: str = "",
         deadline_ms: int = 800,
         heap: str = DEFAULT_HEAP,
+        login: Login | None = None,
+        config: Path | None = None,
     ) -> None:
         host, port = parse_broker_url(broker_url)
         self.reader_id = reader_id
         self.heap = heap
         self.workdir = workdir
         self.log_path = workdir / f"{reader_id}.log"
-        self._settings = {
+        base = json.loads(config.read_text()) if config is not None else {}
+        if base.get("reader", reader_id) != reader_id:
+            raise ReaderError(f"{config} is the config of {base['reader']}, not of {reader_id}")
+        broker = {**base.get("broker", {}), "host": host, "port": port}
+        if login is not None:
+            broker |= {"user": login.user, "password": login.password}
+        self._settings = base | {
             "reader": reader_id,
             "role": "gate",
             "board": "sim",
-            "broker": {"host": host, "port": port},
+            "broker": broker,
             "deadline_ms": deadline_ms,
             "gate": {"direction": direction, "gate": gate},
             "state_file": f"{reader_id}.state",
         }
+        self.link_downs = 0  # times the reader lost its broker connection
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None
         self._lines: queue.Queue[str] = queue.Queue()
@@ -78,7 +90,7 @@ class SimReader:
             antenna.settimeout(timeout)
             self._settings["antenna"] = f"127.0.0.1:{antenna.getsockname()[1]}"
             config_path = self.workdir / f"{self.reader_id}.json"
-            config_path.write_text(json.dumps(self._settings))
+            write_private(config_path, json.dumps(self._settings))
             with open(self.log_path, "ab") as log:
                 self._process = subprocess.Popen(
                     micropython_command("-m", "main", str(config_path), heap=self.heap),
@@ -164,6 +176,7 @@ class SimReader:
         if words[:2] == ["link", "up"]:
             self.link_up.set()
         elif words[:2] == ["link", "down"]:
+            self.link_downs += 1
             self.link_up.clear()
         elif words and words[0] == "mem":
             self.heap_used_max = max(self.heap_used_max, int(words[1]))

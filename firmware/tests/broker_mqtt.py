@@ -1,11 +1,12 @@
 # firmware/mqtt.py against a live Mosquitto, on the real MicroPython. Run by
 # firmware/tests/test_mqtt_client.py, one test per process: `micropython broker_mqtt.py test_x`.
-# The broker's port comes in BANDLINK_TEST_BROKER_PORT, and every client's credentials (client id
-# = user name) in BANDLINK_TEST_LOGINS, "name:password,...", made by test_mqtt_client.py for each
-# name this file passes to client(), connected_client() or login(). Tests named test_locked_*
-# run on a broker that refuses anonymous clients and applies the venue ACL (SPEC, Transport);
-# the others on one without an ACL, so they may use topics of their own. A paho client on the
-# CPython side listens on bltest/ctl/... and acts on the broker for us (see test_mqtt_client.py):
+# The broker's port comes in BANDLINK_TEST_BROKER_PORT, and every client's credentials in
+# BANDLINK_TEST_LOGINS, "name user password,...", made by test_mqtt_client.py for each name this
+# file passes to client(), connected_client() or login() (the broker makes the user name the
+# client id). Tests named test_reader_* log in as readers, under the venue ACL (SPEC,
+# Transport); the others as test harnesses, which may use topics of their own. A paho client
+# on the CPython side listens on bltest/ctl/... and acts on the broker for us (see
+# test_mqtt_client.py):
 #   bltest/ctl/restart         restart the broker on the same port
 #   bltest/ctl/freeze          SIGSTOP the broker for <payload> ms, then SIGCONT
 #   bltest/ctl/paho            paho publishes b"from paho" at QoS 1 to the topic in the payload
@@ -19,14 +20,16 @@ from mqtt import MQTTClient, MQTTError, ResilientClient
 
 PORT = int(os.getenv("BANDLINK_TEST_BROKER_PORT") or 0)
 HOST = "127.0.0.1"
-LOGINS = dict(
-    pair.split(":", 1) for pair in (os.getenv("BANDLINK_TEST_LOGINS") or "").split(",") if pair
-)
+_LOGINS = "," + (os.getenv("BANDLINK_TEST_LOGINS") or "") + ","  # parsed on use: 64 KiB heap
 
 
 def login(name):
     """The credentials of identity `name`, as MQTTClient keywords."""
-    return {"user": name, "password": LOGINS[name]}
+    at = _LOGINS.find("," + name + " ")
+    if at < 0:
+        raise KeyError(name)
+    _, user, password = _LOGINS[at + 1 : _LOGINS.find(",", at + 1)].split(" ")
+    return {"user": user, "password": password}
 
 
 def client(name, port=PORT, kind=MQTTClient, **kwargs):
@@ -313,10 +316,10 @@ async def test_silent_broker_is_declared_dead():
     await asyncio.wait_for_ms(task, 1000)
 
 
-# ---- on a locked broker: no anonymous clients, the venue ACL ----
+# ---- logged in as a reader: the venue ACL ----
 
 
-async def test_locked_a_reader_with_its_login_comes_up():
+async def test_reader_with_its_login_comes_up():
     c = await connected_client("gate-9")
     assert await c.subscribe("bl/1/gate-9/cmd") == 1
     await c.publish("bl/1/gate-9/evt", b"x", qos=1)
@@ -324,7 +327,7 @@ async def test_locked_a_reader_with_its_login_comes_up():
     await c.disconnect()
 
 
-async def test_locked_a_wrong_password_is_refused_and_said():
+async def test_reader_with_a_wrong_password_is_refused_and_said():
     c = ResilientClient("gate-9", HOST, PORT, user="gate-9", password="not-the-password")
     task = asyncio.create_task(c.keep_connected())
     await until(lambda: c.last_error is not None)
@@ -334,7 +337,7 @@ async def test_locked_a_wrong_password_is_refused_and_said():
     await asyncio.sleep_ms(10)
 
 
-async def test_locked_an_anonymous_client_is_refused():
+async def test_reader_without_a_login_is_refused():
     c = MQTTClient("anonymous", HOST, PORT)
     try:
         await c.connect()

@@ -22,7 +22,7 @@ import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bandlink.protocol import Birth, Command, Config, Result, Tap, decode, encode, messages, topics
-from bandlink.tools.broker import MosquittoBroker
+from bandlink.tools.broker import Login, MosquittoBroker
 from bandlink.tools.simreader import SimReader
 
 TS = 1_795_000_000_000
@@ -39,16 +39,21 @@ def sim_reader(
     reader_id: str, broker: MosquittoBroker, workdir: Path, **settings: object
 ) -> SimReader:
     """The real firmware as a simulated gate reader on this broker, logged in as itself."""
-    reader = SimReader(reader_id, broker.url, workdir, **settings)
     login = broker.reader_login(reader_id)
-    # SimReader takes no credentials (yet): they go into the config.json it writes at start.
-    reader._settings["broker"].update(user=login.user, password=login.password)
-    return reader
+    return SimReader(reader_id, broker.url, workdir, login=login, **settings)
 
 
 def paho_gateway(broker: MosquittoBroker, gateway_id: str) -> paho.Client:
     """A paho client logged in as gateway process gateway_id (client id = its user name)."""
-    login = broker.gateway_login(gateway_id)
+    return paho_as(broker.gateway_login(gateway_id))
+
+
+def paho_harness(broker: MosquittoBroker, name: str) -> paho.Client:
+    """A paho client logged in as test harness name: any bandlink or test topic."""
+    return paho_as(broker.harness_login(name))
+
+
+def paho_as(login: Login) -> paho.Client:
     client = paho.Client(CallbackAPIVersion.VERSION2, client_id=login.user)
     client.username_pw_set(login.user, login.password)
     return client

@@ -1,6 +1,6 @@
 """The reader runs by the gateway's Config: the real firmware (SimReader, MicroPython unix port)
-on a locked broker (no anonymous clients, the venue ACL), with paho publishing retained Configs
-as a gateway would (SPEC, Configuration).
+with paho publishing retained Configs as a gateway would (SPEC, Configuration), each logged in
+as itself under the venue ACL.
 
 config.json says gate "north", direction in; the Configs say otherwise, and the taps and Births
 show what the reader runs.
@@ -22,13 +22,8 @@ BAND = bytes.fromhex("04a1b2c3d4e5f6")
 
 
 @pytest.fixture
-def locked(locked_broker: MosquittoBroker) -> MosquittoBroker:
-    return locked_broker
-
-
-@pytest.fixture
-def gateway(locked: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
-    played = PlayedGateway(locked, READER, tmp_path)
+def gateway(broker: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
+    played = PlayedGateway(broker, READER, tmp_path)
     played.answer = grant
     yield played
     played.close()
@@ -49,9 +44,9 @@ def assert_runs(tap: Tap, direction: int, gate: str | None, deadline_ms: int) ->
 
 
 def test_config_json_is_the_default_until_the_gateways_config(
-    locked: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
-    with reader_on(locked, tmp_path) as reader:
+    with reader_on(broker, tmp_path) as reader:
         reader.wait_online()
         assert gateway.wait_births(1).config_version is None  # none published yet
         assert reader.tap(BAND).pattern == "green"
@@ -59,10 +54,10 @@ def test_config_json_is_the_default_until_the_gateways_config(
 
 
 def test_the_reader_runs_by_the_gateways_retained_config_and_keeps_it_over_a_reboot(
-    locked: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
     gateway.config(version=3, role=GATE, gate="south", direction=OUT, deadline_ms=500)
-    with reader_on(locked, tmp_path) as reader:
+    with reader_on(broker, tmp_path) as reader:
         reader.wait_online()
         # Subscribed to cfg before its Birth: the retained Config was applied before it.
         assert gateway.wait_births(1).config_version == 3
@@ -97,7 +92,7 @@ def test_the_reader_runs_by_the_gateways_retained_config_and_keeps_it_over_a_reb
     # one it applied last, from its flash.
     gateway.client.publish(cfg, b"", qos=1, retain=True).wait_for_publish(5)
     births = len(gateway.births)
-    with reader_on(locked, tmp_path) as reader:
+    with reader_on(broker, tmp_path) as reader:
         reader.wait_online()
         assert gateway.wait_births(births + 1).config_version == 4
         assert reader.tap(BAND).pattern == "green"
@@ -106,10 +101,10 @@ def test_the_reader_runs_by_the_gateways_retained_config_and_keeps_it_over_a_reb
 
 
 def test_a_config_with_a_zero_deadline_is_ignored(
-    locked: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
     gateway.config(version=1, role=GATE, gate="south", deadline_ms=0)
-    with reader_on(locked, tmp_path) as reader:
+    with reader_on(broker, tmp_path) as reader:
         reader.wait_online()
         assert gateway.wait_births(1).config_version is None
         assert reader.tap(BAND).pattern == "green"
@@ -127,10 +122,10 @@ def test_a_config_with_a_zero_deadline_is_ignored(
     ids=["torn", "another-role", "another-reader"],
 )
 def test_a_stored_config_the_reader_cannot_run_is_ignored_at_boot(
-    stored: bytes, locked: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    stored: bytes, broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
     (tmp_path / f"{READER}.state.cfg").write_bytes(stored)
-    with reader_on(locked, tmp_path) as reader:
+    with reader_on(broker, tmp_path) as reader:
         reader.wait_online()
         assert gateway.wait_births(1).config_version is None
         assert reader.tap(BAND).pattern == "green"
@@ -139,11 +134,11 @@ def test_a_stored_config_the_reader_cannot_run_is_ignored_at_boot(
 
 
 def test_a_resend_keeps_the_direction_its_operation_was_made_with(
-    locked: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
     gateway.config(version=3, role=GATE, gate="south", direction=OUT)
     gateway.answer = lambda tap: None  # silent: the first tap goes unanswered
-    with reader_on(locked, tmp_path) as reader:
+    with reader_on(broker, tmp_path) as reader:
         reader.wait_online()
         gateway.wait_births(1)
         assert reader.tap(BAND).pattern == "retry"

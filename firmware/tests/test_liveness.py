@@ -6,11 +6,12 @@ A paho client plays two (or more) gateway processes, publishing retained Gateway
 against a private Mosquitto:
 
 - ``liveness_mqtt.py``: the real ``app.Reader`` with its real MQTT link, one test per process,
-  checking ``Reader.gateway_online``, ``bad_frames`` and the heap directly (on an open broker:
-  the reader steers the test on ``bltest/ctl/gw``, and one paho client plays 200 gateways);
+  checking ``Reader.gateway_online``, ``bad_frames`` and the heap directly (logged in as test
+  harnesses: the reader steers the test on ``bltest/ctl/gw``, and one paho client plays 200
+  gateways);
 - the whole firmware through ``SimReader``: what a guest sees, "try again" at once only when no
-  gateway is online, and after the deadline while one still is (on a locked broker, each
-  gateway's state from a client logged in as that gateway).
+  gateway is online, and after the deadline while one still is (the reader logged in as itself,
+  each gateway's state from a client logged in as that gateway, as the venue ACL requires).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from gateway_double import paho_gateway, sim_reader
+from gateway_double import paho_gateway, paho_harness, sim_reader
 
 from bandlink.protocol import Command, Death, GatewayState, encode, messages, topics
 from bandlink.tools.broker import MosquittoBroker
@@ -47,9 +48,9 @@ def state_topic(gateway: str) -> str:
 
 class Gateways:
     """paho, publishing the gateway processes' retained states; on request of the MicroPython
-    side (bltest/ctl/gw, see liveness_mqtt.py, on an open broker) or of the test itself. With
+    side (bltest/ctl/gw, see liveness_mqtt.py) or of the test itself: a harness client. With
     own_logins, each gateway's state comes from a client logged in as that gateway, as the ACL
-    of a locked broker requires (SPEC, Transport); else all from one client."""
+    requires of real gateways (SPEC, Transport); else all from the harness client."""
 
     def __init__(self, broker: MosquittoBroker, own_logins: bool = False) -> None:
         self.broker = broker
@@ -58,7 +59,7 @@ class Gateways:
         self.births = 0
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = paho_gateway(broker, "bltest-gateways")
+        self.client = paho_harness(broker, "bltest-gateways")
         self.client.on_connect = lambda c, *_: c.subscribe(
             [("bltest/ctl/gw", 1), (topics.reader_topic(READER, topics.BIRTH), 1)]
         )
@@ -128,15 +129,15 @@ class Gateways:
 
 
 @pytest.fixture
-def gateways(open_broker: MosquittoBroker) -> Iterator[Gateways]:
-    played = Gateways(open_broker)
+def gateways(broker: MosquittoBroker) -> Iterator[Gateways]:
+    played = Gateways(broker)
     yield played
     played.close()
 
 
 @pytest.fixture
-def locked_gateways(locked_broker: MosquittoBroker) -> Iterator[Gateways]:
-    played = Gateways(locked_broker, own_logins=True)
+def real_gateways(broker: MosquittoBroker) -> Iterator[Gateways]:
+    played = Gateways(broker, own_logins=True)
     yield played
     played.close()
 
@@ -166,11 +167,10 @@ class Antenna:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_reader_on_micropython(
-    name: str, open_broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
+    name: str, broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
 ) -> None:
-    broker = open_broker
     antenna = Antenna()
-    login = broker.reader_login("live-1")  # the reader id liveness_mqtt.py runs as
+    login = broker.harness_login("live-1")  # reader live-1, steering the test on bltest/ctl
     try:
         done = run_micropython(
             str(SCRIPT.relative_to(REPO_ROOT)),
@@ -179,7 +179,7 @@ def test_reader_on_micropython(
                 "BANDLINK_TEST_BROKER_PORT": str(broker.port),
                 "BANDLINK_TEST_ANTENNA": antenna.address,
                 "BANDLINK_TEST_STATE": str(tmp_path / "reader.state"),
-                "BANDLINK_TEST_PASSWORD": login.password,
+                "BANDLINK_TEST_LOGIN": login.user + " " + login.password,
             },
             timeout=60,
         )
@@ -206,9 +206,9 @@ def waited(seen: Feedback) -> bool:
 
 
 def test_a_gate_says_try_again_at_once_only_when_no_gateway_is_online(
-    locked_broker: MosquittoBroker, locked_gateways: Gateways, tmp_path: Path
+    broker: MosquittoBroker, real_gateways: Gateways, tmp_path: Path
 ) -> None:
-    broker, gateways = locked_broker, locked_gateways
+    gateways = real_gateways
     gateways.state("gw-a", True)
     gateways.state("gw-b", True)
     with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:

@@ -1,7 +1,7 @@
 """The reader's clock follows the gateway's (SPEC, Clocks and time): the real firmware
-(SimReader, MicroPython unix port), on a locked broker, gets Command TIME_SYNC from a
-paho-played gateway, and every ts and deadline it sends after is on the gateway's clock, across
-a reconnect too. The resend window of an unanswered tap is measured on that clock."""
+(SimReader, MicroPython unix port) gets Command TIME_SYNC from a paho-played gateway, and every
+ts and deadline it sends after is on the gateway's clock, across a reconnect too. The resend
+window of an unanswered tap is measured on that clock."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ SLACK_MS = 2_000  # message travel and test pace; far below the hour being check
 
 
 @pytest.fixture
-def gateway(locked_broker: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
-    played = PlayedGateway(locked_broker, READER, tmp_path)
+def gateway(broker: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
+    played = PlayedGateway(broker, READER, tmp_path)
     yield played
     played.close()
 
@@ -49,9 +49,9 @@ def assert_tap_ahead(tap: Tap, ahead_ms: int) -> None:
 
 
 def test_taps_and_births_use_the_synced_clock_across_a_reconnect(
-    locked_broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
-    with sim_reader(READER, locked_broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         assert_ahead(gateway.wait_births(1).ts, 0)  # not synced yet: its own clock
         sync(gateway, HOUR_MS)
@@ -61,7 +61,7 @@ def test_taps_and_births_use_the_synced_clock_across_a_reconnect(
 
         session = gateway.births[-1].bdseq
         assert session is not None
-        locked_broker.restart()  # the link drops and comes back: a new session, the same clock
+        broker.restart()  # the link drops and comes back: a new session, the same clock
         assert_ahead(gateway.next_session(session).ts, HOUR_MS)
         reader.tap(bytes.fromhex("04b0b0b0b0b0b0"))
         assert len(gateway.taps()) == 2
@@ -69,9 +69,9 @@ def test_taps_and_births_use_the_synced_clock_across_a_reconnect(
 
 
 def test_the_resend_window_runs_on_the_synced_clock(
-    locked_broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
-    with sim_reader(READER, locked_broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateway.wait_births(1)
         assert reader.tap(BAND).pattern == "retry"  # the gateway stays silent throughout

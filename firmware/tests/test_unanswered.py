@@ -1,6 +1,5 @@
 """Unanswered taps are kept per band, on flash: the real firmware (SimReader, MicroPython unix
-port) on a locked broker, against a paho-played gateway that answers only the bands it is told
-to.
+port) against a paho-played gateway that answers only the bands it is told to.
 
 A band whose tap got no answer, or a RETRY, gets the same operation back (same mid and ts, new
 seq and deadline) when it taps again within 30 s, even after another band was answered in
@@ -26,8 +25,8 @@ DEADLINE_MS = 400
 
 
 @pytest.fixture
-def gateway(locked_broker: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
-    played = PlayedGateway(locked_broker, READER, tmp_path)
+def gateway(broker: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
+    played = PlayedGateway(broker, READER, tmp_path)
     yield played
     played.close()
 
@@ -39,16 +38,16 @@ def assert_resent(first: Tap, again: Tap) -> None:
 
 
 def test_a_band_gets_its_unanswered_operation_back_after_another_band_and_a_reboot(
-    locked_broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
     gateway.answer = lambda tap: grant(tap) if tap.uid == BAND_B else None
-    with sim_reader(READER, locked_broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateway.wait_births(1)
         assert reader.tap(BAND_A).pattern == "retry"  # no answer
         assert reader.tap(BAND_B).pattern == "green"  # another band answered in between
         assert reader.tap(BAND_A).pattern == "retry"
-    with sim_reader(READER, locked_broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:  # a reboot
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:  # a reboot
         reader.wait_online()
         gateway.wait_births(2)
         gateway.answer = retry  # busy: nothing decided, the operation stays
@@ -68,9 +67,9 @@ def test_a_band_gets_its_unanswered_operation_back_after_another_band_and_a_rebo
 
 
 def test_the_deadline_of_a_resend_is_its_own_send_time_plus_deadline_ms(
-    locked_broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
-    with sim_reader(READER, locked_broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateway.wait_births(1)
         for _ in range(3):
@@ -85,10 +84,10 @@ def test_the_deadline_of_a_resend_is_its_own_send_time_plus_deadline_ms(
 
 
 def test_the_mid_is_on_flash_before_the_tap_is_published(
-    locked_broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
+    broker: MosquittoBroker, gateway: PlayedGateway, tmp_path: Path
 ) -> None:
     gateway.answer = grant
-    with sim_reader(READER, locked_broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateway.wait_births(1)
         for band in (BAND_A, BAND_B, BAND_A):

@@ -17,6 +17,7 @@ import pytest
 from bandlink.protocol import GATE, Tap, decode
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.loadgen import (
+    ECHO_ID,
     PHASE_PREFIX,
     EchoProcess,
     LoadGenerator,
@@ -26,6 +27,7 @@ from bandlink.tools.loadgen import (
     reader_ids,
     tap_frame,
     tap_wire,
+    write_logins,
 )
 
 FREEZE_S = 0.3
@@ -34,7 +36,7 @@ SUMMARY_KEYS = {"taps_per_s", "p50_ms", "p99_ms", "max_ms", "sent", "answered", 
 
 @pytest.fixture
 def echo(broker: MosquittoBroker, tmp_path: Path) -> Iterator[EchoProcess]:
-    with EchoProcess(broker.url, tmp_path) as running:
+    with EchoProcess(broker.url, tmp_path, broker.gateway_login(ECHO_ID)) as running:
         yield running
 
 
@@ -42,7 +44,8 @@ def _generator(
     broker: MosquittoBroker, on_phase: Callable[[str], None] = lambda _: None
 ) -> LoadGenerator:
     bands = [band_uid(i) for i in range(64)]
-    return LoadGenerator(broker.url, reader_ids(4), bands, echo=True, on_phase=on_phase).connect()
+    readers = broker.reader_logins(reader_ids(4))
+    return LoadGenerator(broker.url, readers, bands, echo=True, on_phase=on_phase).connect()
 
 
 def _freeze_later(pid: int | None, after_s: float) -> threading.Thread:
@@ -120,8 +123,9 @@ def test_open_loop_counts_from_the_scheduled_time(
     echoed at once. Timed from their actual send they would look fast; from their scheduled
     time (the time a reader would have tapped) they carry the stall."""
     mids = tmp_path / "mids"
+    logins = write_logins(tmp_path / "logins.json", broker.reader_logins(reader_ids(4)))
     command = loadgen_command(
-        broker.url, readers=4, bands=64, seconds=1.5, rate=400, echo=True, mids_file=mids
+        broker.url, logins=logins, bands=64, seconds=1.5, rate=400, echo=True, mids_file=mids
     )
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as generator:
         assert generator.stdout is not None

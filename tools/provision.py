@@ -1,0 +1,106 @@
+"""``bandlink provision``: give a reader or a gateway process its own broker identity.
+
+``provision_reader`` makes (or replaces) the identity in a broker directory's password file
+(hashed by ``mosquitto_passwd``) and access rules (``tools/access.py``) and writes the
+credentials into the reader's ``config.json`` (``broker: {host, port, user, password}``, as
+the firmware reads it);
+``provision_gateway`` does the same for a gateway process, into its TOML settings file
+(``broker_user``, ``broker_password`` and its ``gateway_id``, which its identity is bound to).
+Everything else in an existing file is kept. Both files end up readable by their owner only,
+and the password is written nowhere else: never printed, never on a command line.
+
+A broker already running from that directory takes the new identity when it next starts: its
+access plugin reads the directory at start only.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from bandlink.gateway.settings import parse_broker_url
+
+from .access import AccessError, BrokerAccess, Login, write_private
+
+
+def provision_reader(
+    broker_dir: Path, reader_id: str, config_path: Path, *, broker_url: str | None = None
+) -> Login:
+    """A fresh identity for ``reader_id`` in ``broker_dir``, written into ``config_path`` (made
+    if absent, with the reader id and, given ``broker_url``, the broker's host and port)."""
+    config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.exists() else {}
+    if config.get("reader", reader_id) != reader_id:
+        raise AccessError(f"{config_path} is the config of {config['reader']!r}, not {reader_id!r}")
+    broker = dict(config.get("broker") or {})
+    if broker_url is not None:
+        host, port = parse_broker_url(broker_url)
+        broker |= {"host": host, "port": port}
+    login = BrokerAccess(broker_dir).add_reader(reader_id)
+    config |= {
+        "reader": reader_id,
+        "broker": broker | {"user": login.user, "password": login.password},
+    }
+    write_private(config_path, json.dumps(config, indent=2) + "\n")
+    return login
+
+
+def provision_gateway(
+    broker_dir: Path, gateway_id: str, settings_path: Path, *, broker_url: str | None = None
+) -> Login:
+    """A fresh identity for gateway process ``gateway_id`` in ``broker_dir``, written into the
+    TOML settings file ``settings_path`` (made if absent; ``broker`` set given ``broker_url``)."""
+    text = settings_path.read_text() if settings_path.exists() else ""
+    current = _flat_toml(settings_path, text)
+    if current.get("gateway_id", gateway_id) != gateway_id:
+        raise AccessError(
+            f"{settings_path} is the settings of gateway {current['gateway_id']!r}, "
+            f"not {gateway_id!r}"
+        )
+    if broker_url is not None:
+        parse_broker_url(broker_url)
+    login = BrokerAccess(broker_dir).add_gateway(gateway_id)
+    values = {"gateway_id": gateway_id, "broker_user": login.user}
+    values["broker_password"] = login.password
+    if broker_url is not None:
+        values["broker"] = broker_url
+    keys = "|".join(values)
+    kept = [line for line in text.splitlines() if not re.match(rf"\s*({keys})\s*=", line)]
+    # json.dumps of these values (ASCII, no control characters) is a valid TOML basic string.
+    lines = [*kept, *(f"{key} = {json.dumps(value)}" for key, value in values.items())]
+    result = "\n".join(lines) + "\n"
+    if {k: _flat_toml(settings_path, result).get(k) for k in values} != values:
+        raise AccessError(
+            f"{settings_path}: could not set {', '.join(values)} (multi-line values?)"
+        )
+    write_private(settings_path, result)
+    return login
+
+
+def _flat_toml(path: Path, text: str) -> dict[str, Any]:
+    """The top-level keys of a gateway settings file, which has no tables."""
+    try:
+        parsed = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        raise AccessError(f"{path}: not TOML: {err}") from None
+    tables = [key for key, value in parsed.items() if isinstance(value, dict)]
+    if tables:
+        raise AccessError(f"{path}: gateway settings have no tables, found {', '.join(tables)}")
+    return parsed
+
+
+def run_provision(kind: str, ident: str, broker_dir: Path, config: Path, broker: str | None) -> int:
+    """The command: provision, then say what was written where (not the password)."""
+    provision = provision_reader if kind == "reader" else provision_gateway
+    try:
+        login = provision(broker_dir, ident, config, broker_url=broker)
+    except (AccessError, ValueError) as err:
+        print(f"provision {kind} {ident}: {err}")
+        return 2
+    access = BrokerAccess(broker_dir)
+    print(f"{kind} {ident}: broker user {login.user!r} in {access.password_path} (hashed)")
+    print(f"  access rules {access.dynsec_path}; credentials in {config} (mode 0600)")
+    print("  a broker running from that directory takes it when restarted")
+    return 0

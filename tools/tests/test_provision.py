@@ -1,0 +1,95 @@
+"""``bandlink provision``: identities hashed into a broker directory, credentials into the
+reader's config.json or the gateway's settings file (owner-only), never printed; a broker
+started from the directory lets them in, and nobody else."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from bandlink.gateway.settings import load_settings
+from bandlink.tools.access import AccessError, BrokerAccess, Login
+from bandlink.tools.broker import MosquittoBroker
+from bandlink.tools.cli import main
+from bandlink.tools.provision import provision_gateway, provision_reader
+from bandlink.tools.wire import connect
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_reader_gets_a_hashed_identity_and_its_config_the_credentials(tmp_path: Path) -> None:
+    broker_dir, config = tmp_path / "broker", tmp_path / "gate-1.json"
+    config.write_text(json.dumps({"reader": "gate-1", "role": "gate", "broker": {"port": 1}}))
+    first = provision_reader(broker_dir, "gate-1", config, broker_url="mqtt://10.0.0.5:1884")
+    second = provision_reader(broker_dir, "gate-1", config)  # again: the password is replaced
+    written = json.loads(config.read_text())
+    assert written["role"] == "gate"  # the rest of the file is kept
+    assert written["broker"] == {
+        "host": "10.0.0.5",
+        "port": 1884,
+        "user": "gate-1",
+        "password": second.password,
+    }
+    assert first.password != second.password and mode(config) == 0o600
+    access = BrokerAccess(broker_dir)
+    assert access.users() == ["gate-1"]
+    for path in (access.password_path, access.dynsec_path):
+        assert mode(path) == 0o600
+        assert second.password not in path.read_text() and first.password not in path.read_text()
+    assert access.password_path.read_text().startswith("gate-1:$7$")
+    (client,) = json.loads(access.dynsec_path.read_text())["clients"]
+    assert client["username"] == "gate-1" and client["roles"] == [{"rolename": "gate-1"}]
+    with pytest.raises(AccessError):
+        provision_reader(broker_dir, "gate-2", config)  # gate-1's config
+    with pytest.raises(AccessError):
+        provision_reader(broker_dir, "bl/1/#", tmp_path / "bad.json")
+
+
+def test_a_gateway_gets_its_identity_in_its_settings_file(tmp_path: Path) -> None:
+    settings = tmp_path / "gw-1.toml"
+    settings.write_text('# site settings\ndb = "sqlite:///x.db"\nbroker_user = "old"\n')
+    login = provision_gateway(tmp_path / "broker", "gw-1", settings, broker_url="mqtt://b:1883")
+    assert mode(settings) == 0o600 and "# site settings" in settings.read_text()
+    loaded = load_settings(config_file=str(settings))
+    assert (loaded.gateway_id, loaded.broker, loaded.db) == (
+        "gw-1",
+        "mqtt://b:1883",
+        "sqlite:///x.db",
+    )
+    assert loaded.broker_user == "gw-1@gateway" == login.user
+    assert loaded.broker_password is not None
+    assert loaded.broker_password.get_secret_value() == login.password
+    with pytest.raises(AccessError):
+        provision_gateway(tmp_path / "broker", "gw-2", settings)  # gw-1's settings
+
+
+def test_provisioned_identities_log_in_and_nobody_else(tmp_path: Path) -> None:
+    broker = MosquittoBroker(tmp_path / "broker")
+    reader = provision_reader(broker.directory, "gate-1", tmp_path / "gate-1.json")
+    gateway = provision_gateway(broker.directory, "gw-1", tmp_path / "gw-1.toml")
+    with broker:
+        for login in (reader, gateway):
+            link = connect(broker, login)
+            assert not link.refused, (login.user, link.reason)
+            link.close()
+        for stranger in (None, Login("gate-1", gateway.password)):
+            link = connect(broker, stranger)
+            assert link.refused
+            link.close()
+
+
+def test_the_command_never_prints_the_password(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gate-1.json"
+    argv = ["provision", "reader", "gate-1", "--broker-dir", str(tmp_path / "b")]
+    assert main([*argv, "--config", str(config)]) == 0
+    password = json.loads(config.read_text())["broker"]["password"]
+    out = capsys.readouterr().out
+    assert "gate-1" in out and password not in out
+    assert main(["provision", "gateway", "no/slash", "--broker-dir", "b", "--config", "x"]) == 2
