@@ -5,6 +5,13 @@
 # the message is encoded into one preallocated buffer, published at QoS 1 without waiting for
 # the PUBACK (the reply is the acknowledgement), and the reply is matched by its `corr`.
 # What the guest sees is decided by the role; the app never shows green on its own.
+#
+# On every connection the reader subscribes, waiting for each SUBACK, to its cfg topic first
+# (the retained Config then arrives before the other SUBACKs, so the Birth after them reports
+# it), then res, cmd and the gateways' states, and only then publishes its Birth (SPEC, the
+# reader's MQTT session). A Config newer than the one running is applied (running.py), stored
+# on flash (<state_file>.cfg, reloaded at boot) and, if the Birth is out already, announced
+# with a new Birth in the same session.
 import asyncio
 import gc
 import time
@@ -12,11 +19,14 @@ import time
 import feedback
 import mqtt
 from board import open_board
+from flash import Stored
 from micropython import const
+from running import Running
 from session import Session
 
 from protocol import (
     Command,
+    Config,
     GatewayState,
     ProtocolError,
     Result,
@@ -38,9 +48,9 @@ _GATEWAYS_MAX = const(8)
 class Signal:
     """What the guest sees: a pattern held for a while, then idle again."""
 
-    def __init__(self, board, hold_ms):
+    def __init__(self, board, running):
         self._board = board
-        self._hold_ms = hold_ms
+        self._running = running  # its hold_ms: the gateway's Config may change it
         self._changed = asyncio.Event()
 
     def show(self, pattern, text=""):
@@ -54,7 +64,7 @@ class Signal:
             try:
                 # A new pattern inside the hold time leaves the event set, so the loop comes
                 # round at once and holds that one instead: only the last pattern times out.
-                await asyncio.wait_for_ms(self._changed.wait(), self._hold_ms)
+                await asyncio.wait_for_ms(self._changed.wait(), self._running.hold_ms)
             except asyncio.TimeoutError:
                 self._board.show(feedback.IDLE, "")
 
@@ -64,7 +74,12 @@ class Reader:
         self.config = config
         self.id = config["reader"]
         self.board = board
-        self.signal = Signal(board, config["hold_ms"])
+        # gate, direction, deadline_ms, hold_ms: config.json's, until the gateway's Config.
+        self.running = Running(config, role_code)
+        self._config_file = Stored(config["state_file"] + ".cfg")
+        self.ignored_configs = 0  # Configs for another reader or role, or with unusable values
+        self._load_config()
+        self.signal = Signal(board, self.running)
         self.session = Session(self.id, role_code, config["state_file"])
         # Whether the gateway service is up, from the gateways' retained states: True while at
         # least one gateway says online, False once states came and every one said offline,
@@ -93,6 +108,7 @@ class Reader:
         self._evt_topic = topics.reader_topic(self.id, topics.EVT).encode()
         self._res_topic = topics.reader_topic(self.id, topics.RES)
         self._cmd_topic = topics.reader_topic(self.id, topics.CMD)
+        self._cfg_topic = topics.reader_topic(self.id, topics.CFG)
         self._tx = bytearray(_TX_SIZE)
         self._txv = memoryview(self._tx)
         self._awaited = None  # mid of the request whose reply we wait for
@@ -102,6 +118,7 @@ class Reader:
         self.late_replies = 0  # replies that came after their deadline
         self.bad_frames = 0  # frames on our topics that were not valid messages (or topics)
         self._birth_task: asyncio.Task | None = None  # a REBIRTH's birth, held while sent
+        self._born = False  # this connection's Birth is out: a new Config needs another
 
     def next_seq(self):
         self._seq = (self._seq + 1) & 0xFF
@@ -145,6 +162,12 @@ class Reader:
         elif topic == self._cmd_topic:
             if isinstance(message, Command):
                 self._on_command(message)
+        elif topic == self._cfg_topic:
+            if isinstance(message, Config):
+                self._on_config(message, payload)
+            else:
+                self.bad_frames += 1
+                print("frame dropped on", topic, "not a config")
         else:  # the only other subscription: topics.GATEWAY_STATES
             gateway = topics.parse_gateway_state(topic)
             if gateway is None or not isinstance(message, GatewayState):
@@ -188,20 +211,52 @@ class Reader:
         else:
             self.ignored_commands += 1  # lists, charges, reboot: with the roles that use them
 
+    def _on_config(self, config, payload):
+        running = self.running
+        if not running.newer(config):
+            return  # the one running (retained: it comes again on every connection), or older
+        why = running.refuses(config, self.id)
+        if why is not None:
+            self.ignored_configs += 1
+            print("config version", config.version, "ignored:", why)
+            return
+        self._config_file.write(payload)  # first: applied, it must survive a reboot
+        running.apply(config)
+        print("config applied,", running.describe())
+        if self._born:
+            self._birth_task = asyncio.create_task(self._publish_birth())
+
+    def _load_config(self):
+        """The Config applied before the last reboot, if there is one this reader can run."""
+        stored = self._config_file.read()
+        if not stored:
+            return
+        try:
+            config = decode(stored)
+        except ProtocolError:
+            config = None  # a torn temporary file (flash.py): as if none
+        if isinstance(config, Config) and self.running.refuses(config, self.id) is None:
+            self.running.apply(config)
+            print("config from flash,", self.running.describe())
+        else:
+            print("config on flash ignored: not one this reader can run")
+
     async def _publish_birth(self):
-        birth = self.session.birth(self.wall_ms())
+        birth = self.session.birth(self.wall_ms(), self.running.version)
         try:
             await self.link.publish(self.session.birth_topic, birth, 1)
         except OSError:
             pass  # the link dropped; the next connection publishes a new birth
 
     async def _on_up(self):
-        for topic in (self._res_topic, self._cmd_topic, topics.GATEWAY_STATES):
+        for topic in (self._cfg_topic, self._res_topic, self._cmd_topic, topics.GATEWAY_STATES):
             await self.link.subscribe(topic, 1)
         await self._publish_birth()
+        self._born = True
         self.board.link(True)
 
     async def _on_down(self):
+        self._born = False
         self.board.link(False)
         self.gateway_online = None  # the retained states come again on the next subscribe
         for i in range(_GATEWAYS_MAX):

@@ -8,30 +8,24 @@
 # gateway answers with the decision it stored instead of deciding anew: the guest is not refused
 # as "already inside" because of a lost green, and no entry is ever counted twice. Any other band
 # gets a fresh mid, so this never lets a second person through on the first one's decision.
+# The unanswered operations live on flash, one per band (unanswered.py): another band answered
+# in between, or a reboot, does not lose them.
 import os
-import time
 
 import feedback
 from micropython import const
+from unanswered import Unanswered
 
-from protocol import GATE, IN, MID_SIZE, OUT, Tap, messages, reasons
+from protocol import GATE, MID_SIZE, Tap, messages, reasons
 
 _UID_MAX = const(10)
-_RESEND_WINDOW_MS = const(30_000)  # how long an unanswered tap may be resent as the same one
 
 
 class Gate:
     def __init__(self, reader):
-        settings = reader.config["gate"]
         self._reader = reader
-        self._direction = OUT if settings["direction"] == "out" else IN
-        self._gate = settings.get("gate") or None
         self._uid = bytearray(_UID_MAX)
-        # The last tap that got no reply, to resend as the same operation (uid None: none).
-        self._unanswered_uid = None
-        self._unanswered_mid = b""
-        self._unanswered_ts = 0
-        self._unanswered_at = time.ticks_ms()  # when its RETRY was shown
+        self._unanswered = Unanswered(reader.config["state_file"] + ".taps")
 
     async def run(self):
         while True:
@@ -43,41 +37,45 @@ class Gate:
 
     async def _tap(self, uid):
         reader = self._reader
-        deadline_ms = reader.config["deadline_ms"]
-        mid, ts = self._operation(uid)
+        running = reader.running  # the gateway's Config, else config.json
+        deadline_ms = running.deadline_ms
+        now = reader.wall_ms()
+        # Every gateway said it is offline (bl/1/$gw/+/state): ask for another tap now, not in a
+        # second. Nothing is sent, so nothing is recorded: the band's unanswered operation, if
+        # it has one, stays as it was.
+        if reader.gateway_online is False:
+            reader.signal.show(feedback.RETRY, "Please tap again")
+            return
+        table = self._unanswered
+        slot = table.find(uid, now)
+        if slot < 0:  # a new operation, on flash before it is sent (SPEC: mid persisted first)
+            mid, ts, direction = os.urandom(MID_SIZE), now, running.direction
+            slot = table.add(uid, mid, ts, direction)
+        else:  # the same band again soon after no answer: the same operation, a new deadline
+            mid, ts, direction = table.mid(slot), table.ts(slot), table.direction(slot)
         tap = Tap(
             reader=reader.id,
             ts=ts,
             mid=mid,
             seq=reader.next_seq(),
-            deadline=reader.wall_ms() + deadline_ms,
+            deadline=now + deadline_ms,
             uid=uid,
             role=GATE,
-            direction=self._direction,
-            gate=self._gate,
+            direction=direction,
+            gate=running.gate,
         )
-        # Every gateway said it is offline (bl/1/$gw/+/state): ask for another tap now, not in a
-        # second. A reply asking for RETRY (the gateway was busy and decided nothing) is shown
-        # like no reply, and the same operation is resent if the band taps again.
-        offline = reader.gateway_online is False
-        result = None if offline else await reader.request(tap, deadline_ms)
+        # A reply asking for RETRY (the gateway was busy, or the tap came stale, and nothing was
+        # decided) is shown like no reply; the operation stays in the table, to be resent if the
+        # band taps again within the window.
+        result = await reader.request(tap, deadline_ms)
         if result is None or result.pattern == messages.RETRY:
-            self._unanswered_uid, self._unanswered_mid, self._unanswered_ts = uid, mid, ts
-            self._unanswered_at = time.ticks_ms()
             reader.signal.show(feedback.RETRY, "Please tap again")
             return
-        self._unanswered_uid = None
+        table.answered(slot)
         if result.granted:
             reader.signal.show(feedback.GREEN, result.text or "Welcome")
         else:
             reader.signal.show(feedback.RED, result.text or reasons.name(result.reason))
-
-    def _operation(self, uid):
-        """(mid, ts) for this tap: the unanswered one's when the same band taps again soon."""
-        age = time.ticks_diff(time.ticks_ms(), self._unanswered_at)
-        if uid == self._unanswered_uid and age < _RESEND_WINDOW_MS:
-            return self._unanswered_mid, self._unanswered_ts
-        return os.urandom(MID_SIZE), self._reader.wall_ms()
 
 
 async def run(reader):

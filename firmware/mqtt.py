@@ -15,8 +15,11 @@
 #   A QoS 0 or 1 publish with a bytes topic allocates nothing but its own coroutine.
 # - on_message(topic: str, payload: memoryview, retained: bool) is called by the reader task.
 #   `payload` points into the receive buffer: it is valid only during the call (copy it with
-#   bytes(payload) to keep it). Incoming packets larger than bufsize are read, thrown away
-#   and counted in `dropped`.
+#   bytes(payload) to keep it). Incoming packets larger than bufsize, and PUBLISHes whose topic
+#   is not UTF-8, are read, thrown away (acknowledged at QoS 1) and counted in `dropped`: one bad
+#   packet from the broker costs that packet, not the link.
+# - A refused or failed CONNECT says why in `last_error` (None once connected); the resilient
+#   client prints each new reason, so a reader that never comes online is not silent about it.
 import asyncio
 import sys
 from errno import ECONNRESET, ENOTCONN, ETIMEDOUT
@@ -48,6 +51,29 @@ class MQTTError(Exception):
     pass
 
 
+# CONNACK return codes 1..5 (MQTT 3.1.1 table 3.1), for last_error.
+_REFUSALS = (
+    "",
+    "unacceptable protocol version",
+    "identifier rejected",
+    "server unavailable",
+    "bad user name or password",
+    "not authorized",
+)
+
+
+def _why(exc):
+    # A refused or failed connect, in words.
+    if isinstance(exc, MQTTError):
+        code = exc.args[0] if exc.args else ""
+        if isinstance(code, int) and 0 < code < len(_REFUSALS):
+            return "refused by the broker: %d %s" % (code, _REFUSALS[code])
+        return "refused by the broker: %s" % (code,)
+    if isinstance(exc, OSError) and exc.args and exc.args[0] == ETIMEDOUT:
+        return "no CONNACK within %d ms" % _ANSWER_MS
+    return "no link: %r" % (exc,)
+
+
 def _ignore(topic, payload, retained):
     pass
 
@@ -61,6 +87,10 @@ class MQTTClient:
         self, client_id, server, port=1883, *, user=None, password=None, keepalive=30,
         will=None, bufsize=1024
     ):  # fmt: skip
+        if password is not None and user is None:
+            # MQTT-3.1.2-22: a password flag without the user name flag is a protocol violation;
+            # a strict broker closes the link, and the reader would never come online.
+            raise ValueError("MQTT: a password needs a user name (MQTT-3.1.2-22)")
         self.client_id = client_id
         self.server = server
         self.port = port
@@ -69,7 +99,8 @@ class MQTTClient:
         self.keepalive = keepalive
         self.will = will  # (topic, payload, qos, retain)
         self.on_message = _ignore
-        self.dropped = 0  # incoming packets thrown away: larger than bufsize, or malformed
+        self.dropped = 0  # incoming packets thrown away: too large, malformed, topic not UTF-8
+        self.last_error = None  # why the last connect failed (str); None once connected
         self.unacked = 0  # our QoS 1 publishes not PUBACKed yet
         self._tx = bytearray(max(bufsize, 64))
         self._rx = bytearray(max(bufsize, 64))
@@ -99,10 +130,16 @@ class MQTTClient:
         # Open the link and log in. Raises OSError (no link, no answer) or MQTTError (refused).
         # After a timeout the half-open socket is left to the GC (ESP32 sockets have a finaliser).
         self._close()
+        self.last_error = None
         try:
             await self._within(self._handshake(clean))
-        except BaseException:
+        except Exception as exc:
             self._close()  # never leave a reader task or a socket behind
+            if self.last_error is None:  # _handshake may have said it more precisely
+                self.last_error = _why(exc)
+            raise
+        except BaseException:  # cancelled
+            self._close()
             raise
 
     async def publish(self, topic, payload, qos=0, retain=False):
@@ -172,7 +209,10 @@ class MQTTClient:
         await self._send(self._frame(_CONNECT, end), end)
         await self._answer.wait()
         if self._connack < 0:
-            raise OSError(ECONNRESET)  # closed before the CONNACK came
+            # How a strict broker refuses a CONNECT it will not parse (a password without a user
+            # name, a bad will topic): it closes the link without a CONNACK.
+            self.last_error = "the broker closed the link before its CONNACK"
+            raise OSError(ECONNRESET)
         if self._connack:
             raise MQTTError(self._connack)
         self._up = True
@@ -345,11 +385,16 @@ class MQTTClient:
         if at > n or qos > 1 or (qos and not pid):
             self.dropped += 1  # malformed, or QoS 2 (never asked for)
             return
-        topic = str(self._rxv[2:at], "utf-8")
         try:
-            self.on_message(topic, self._rxv[at + 2 * qos : n], bool(kind & 1))
-        except Exception as exc:  # noqa: BLE001 - an application bug must not take the link down
-            sys.print_exception(exc)
+            topic = str(self._rxv[2:at], "utf-8")
+        except UnicodeError:  # the broker should not have sent it; the frame goes, the link stays
+            self.dropped += 1
+            topic = None
+        if topic is not None:
+            try:
+                self.on_message(topic, self._rxv[at + 2 * qos : n], bool(kind & 1))
+            except Exception as exc:  # noqa: BLE001 - an application bug must not take the link down
+                sys.print_exception(exc)
         if pid:
             await self._send_puback(pid)  # after the callback: at least once, never zero times
 
@@ -447,10 +492,15 @@ class ResilientClient(MQTTClient):
 
     async def _session(self, clean):
         # One connection's life; returns how long it was up in ms (0: it never came up).
+        said = self.last_error
         try:
             await self.connect(clean)
         except Exception:  # noqa: BLE001 - broker away or refusing: retry later, never raise
+            if self.last_error != said:  # each new reason once, not every backoff round
+                print("mqtt: cannot connect to %s:%d:" % (self.server, self.port), self.last_error)
             return 0
+        if said is not None:
+            print("mqtt: connected to %s:%d" % (self.server, self.port))
         since = ticks_ms()
         try:
             await self.on_up()

@@ -1,7 +1,12 @@
 # firmware/mqtt.py against a live Mosquitto, on the real MicroPython. Run by
 # firmware/tests/test_mqtt_client.py, one test per process: `micropython broker_mqtt.py test_x`.
-# The broker's port comes in BANDLINK_TEST_BROKER_PORT. A paho client on the CPython side
-# listens on bltest/ctl/... and acts on the broker for us (see test_mqtt_client.py):
+# The broker's port comes in BANDLINK_TEST_BROKER_PORT, and every client's credentials in
+# BANDLINK_TEST_LOGINS, "name user password,...", made by test_mqtt_client.py for each name this
+# file passes to client(), connected_client() or login() (the broker makes the user name the
+# client id). Tests named test_reader_* log in as readers, under the venue ACL (SPEC,
+# Transport); the others as test harnesses, which may use topics of their own. A paho client
+# on the CPython side listens on bltest/ctl/... and acts on the broker for us (see
+# test_mqtt_client.py):
 #   bltest/ctl/restart         restart the broker on the same port
 #   bltest/ctl/freeze          SIGSTOP the broker for <payload> ms, then SIGCONT
 #   bltest/ctl/paho            paho publishes b"from paho" at QoS 1 to the topic in the payload
@@ -15,6 +20,22 @@ from mqtt import MQTTClient, MQTTError, ResilientClient
 
 PORT = int(os.getenv("BANDLINK_TEST_BROKER_PORT") or 0)
 HOST = "127.0.0.1"
+_LOGINS = "," + (os.getenv("BANDLINK_TEST_LOGINS") or "") + ","  # parsed on use: 64 KiB heap
+
+
+def login(name):
+    """The credentials of identity `name`, as MQTTClient keywords."""
+    at = _LOGINS.find("," + name + " ")
+    if at < 0:
+        raise KeyError(name)
+    _, user, password = _LOGINS[at + 1 : _LOGINS.find(",", at + 1)].split(" ")
+    return {"user": user, "password": password}
+
+
+def client(name, port=PORT, kind=MQTTClient, **kwargs):
+    """A client logged in as `name`, with that name as its client id."""
+    kwargs.update(login(name))
+    return kind(name, HOST, port, **kwargs)
 
 
 class Inbox:
@@ -49,10 +70,10 @@ async def until(predicate, ms=5000):
 
 
 async def connected_client(name, **kwargs):
-    client = MQTTClient(name, HOST, PORT, **kwargs)
-    client.on_message = Inbox()
-    await client.connect()
-    return client
+    c = client(name, **kwargs)
+    c.on_message = Inbox()
+    await c.connect()
+    return c
 
 
 async def test_roundtrip_qos0_and_qos1():
@@ -113,7 +134,7 @@ async def test_partial_writes_complete_in_order():
 
 
 async def test_publish_while_down_raises_at_once():
-    c = MQTTClient("down", HOST, PORT)
+    c = client("down")
     start = ticks_ms()
     try:
         await c.publish("x", b"y")
@@ -124,7 +145,7 @@ async def test_publish_while_down_raises_at_once():
 
 
 async def test_connect_refused_raises_oserror():
-    c = MQTTClient("refused", HOST, 1)  # nothing listens on port 1
+    c = client("refused", port=1)  # nothing listens on port 1
     try:
         await c.connect()
         raise AssertionError("connect did not raise")
@@ -133,10 +154,10 @@ async def test_connect_refused_raises_oserror():
     assert not c.connected
 
 
-async def test_bad_credentials_raise_mqtterror():
-    # Mosquitto here allows anonymous users, so use a bad protocol-level refusal instead:
-    # an empty client id with clean=False must be refused (return code 2, identifier rejected).
-    c = MQTTClient("", HOST, PORT)
+async def test_an_empty_client_id_is_refused_with_its_code():
+    # A protocol-level refusal (test_locked_* has the bad passwords): an empty client id with
+    # clean=False must be refused (return code 2, identifier rejected).
+    c = MQTTClient("", HOST, PORT, **login("empty-id"))
     try:
         await c.connect(clean=False)
         raise AssertionError("connect did not raise")
@@ -147,7 +168,7 @@ async def test_bad_credentials_raise_mqtterror():
 async def test_qos1_from_paho_is_acked():
     # With a persistent session the broker redelivers every QoS 1 message that was not
     # PUBACKed when the client comes back. So: receive, go away, come back, expect nothing.
-    c = MQTTClient("acker", HOST, PORT)
+    c = client("acker")
     inbox = c.on_message = Inbox()
     await c.connect(clean=False)
     await c.subscribe("paho/acker", 1)
@@ -161,7 +182,7 @@ async def test_qos1_from_paho_is_acked():
     await c.disconnect()
 
     # Control: the same with the PUBACK suppressed must be redelivered, or the test proves nothing.
-    n = MQTTClient("non-acker", HOST, PORT)
+    n = client("non-acker")
     inbox = n.on_message = Inbox()
 
     async def no_puback(pid):
@@ -196,7 +217,7 @@ async def test_oversize_incoming_is_dropped_and_counted():
 
 
 async def test_restart_reconnects_and_resubscribes():
-    c = ResilientClient("phoenix", HOST, PORT, keepalive=5)
+    c = client("phoenix", kind=ResilientClient, keepalive=5)
     inbox = c.on_message = Inbox()
     ups = []
     downs = []
@@ -229,7 +250,7 @@ async def test_restart_reconnects_and_resubscribes():
 
 
 async def test_keep_connected_survives_no_broker():
-    c = ResilientClient("lonely", HOST, 1)
+    c = client("lonely", port=1, kind=ResilientClient)
     task = asyncio.create_task(c.keep_connected())
     await asyncio.sleep_ms(1200)  # several refused attempts with backoff
     assert not task.done(), "keep_connected ended"
@@ -276,7 +297,7 @@ async def test_pings_keep_an_idle_link_up():
 
 
 async def test_silent_broker_is_declared_dead():
-    c = ResilientClient("watchful", HOST, PORT, keepalive=1)
+    c = client("watchful", kind=ResilientClient, keepalive=1)
     downs = []
 
     async def on_down():
@@ -293,6 +314,37 @@ async def test_silent_broker_is_declared_dead():
     await asyncio.wait_for_ms(c.wait_connected(), 8000)  # back after the broker thaws
     await c.disconnect()
     await asyncio.wait_for_ms(task, 1000)
+
+
+# ---- logged in as a reader: the venue ACL ----
+
+
+async def test_reader_with_its_login_comes_up():
+    c = await connected_client("gate-9")
+    assert await c.subscribe("bl/1/gate-9/cmd") == 1
+    await c.publish("bl/1/gate-9/evt", b"x", qos=1)
+    await until(lambda: not c.unacked)
+    await c.disconnect()
+
+
+async def test_reader_with_a_wrong_password_is_refused_and_said():
+    c = ResilientClient("gate-9", HOST, PORT, user="gate-9", password="not-the-password")
+    task = asyncio.create_task(c.keep_connected())
+    await until(lambda: c.last_error is not None)
+    assert c.last_error == "refused by the broker: 5 not authorized", c.last_error
+    assert not c.connected
+    task.cancel()
+    await asyncio.sleep_ms(10)
+
+
+async def test_reader_without_a_login_is_refused():
+    c = MQTTClient("anonymous", HOST, PORT)
+    try:
+        await c.connect()
+        raise AssertionError("an anonymous client came in")
+    except MQTTError as exc:
+        assert exc.args[0] == 5, exc.args
+    assert c.last_error == "refused by the broker: 5 not authorized", c.last_error
 
 
 if not PORT:

@@ -8,7 +8,10 @@ STEPS = (
     ("mqtt.py (client code)", ("mqtt",)),
     ("protocol/ (codec, messages, validators, registry)", ("protocol",)),
     ("board/sim.py, feedback.py", ("feedback", "board.sim")),
-    ("app.py, gate.py, config.py, session.py", ("app", "gate", "config", "session")),
+    (
+        "app.py, gate.py, config.py, session.py, running.py, unanswered.py, flash.py",
+        ("app", "gate", "config", "session", "running", "unanswered", "flash"),
+    ),
 )
 
 

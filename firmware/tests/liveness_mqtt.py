@@ -2,9 +2,10 @@
 # against a live Mosquitto. Run by firmware/tests/test_liveness.py, one test per process:
 # `micropython liveness_mqtt.py test_x`. The environment gives BANDLINK_TEST_BROKER_PORT, the
 # simulated board's controller as BANDLINK_TEST_ANTENNA (host:port) and BANDLINK_TEST_STATE
-# (the reader's session file). A paho client on the CPython side plays the gateway processes:
-# the reader publishes "<what> <gateway id>" to bltest/ctl/gw and paho publishes, retained, on
-# bl/1/$gw/<gateway id>/state:
+# (the reader's session file), and the login of reader live-1 as BANDLINK_TEST_LOGIN ("user
+# password", a test harness's: it publishes on bltest/ctl). A paho client on the CPython side
+# plays the gateway processes: the reader publishes "<what> <gateway id>" to bltest/ctl/gw and
+# paho publishes, retained, on bl/1/$gw/<gateway id>/state:
 #   on | off        a GatewayState saying online or offline
 #   garbage         bytes that are not CBOR
 #   death           a valid message that is not a GatewayState
@@ -26,6 +27,7 @@ from protocol import GATE
 PORT = int(os.getenv("BANDLINK_TEST_BROKER_PORT") or 0)
 ANTENNA = os.getenv("BANDLINK_TEST_ANTENNA") or ""
 STATE = os.getenv("BANDLINK_TEST_STATE") or ""
+USER, _, PASSWORD = (os.getenv("BANDLINK_TEST_LOGIN") or "").partition(" ")
 LONG_ID = "x" * 33  # one character more than a gateway id may have
 
 
@@ -55,7 +57,7 @@ async def started_reader():
     settings.update(
         reader="live-1",
         board="sim",
-        broker={"host": "127.0.0.1", "port": PORT, "user": None, "password": None},
+        broker={"host": "127.0.0.1", "port": PORT, "user": USER, "password": PASSWORD},
         antenna=ANTENNA,
         state_file=STATE,
     )
@@ -156,7 +158,7 @@ async def test_more_gateways_than_tracked_stay_bounded():
     await stop(reader, task)
 
 
-if not (PORT and ANTENNA and STATE):
+if not (PORT and ANTENNA and STATE and PASSWORD):
     print("BANDLINK_TEST_* are not set: run through test_liveness.py")
     sys.exit(1)
 mptest.main(globals())

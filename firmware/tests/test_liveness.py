@@ -6,9 +6,12 @@ A paho client plays two (or more) gateway processes, publishing retained Gateway
 against a private Mosquitto:
 
 - ``liveness_mqtt.py``: the real ``app.Reader`` with its real MQTT link, one test per process,
-  checking ``Reader.gateway_online``, ``bad_frames`` and the heap directly;
+  checking ``Reader.gateway_online``, ``bad_frames`` and the heap directly (logged in as test
+  harnesses: the reader steers the test on ``bltest/ctl/gw``, and one paho client plays 200
+  gateways);
 - the whole firmware through ``SimReader``: what a guest sees, "try again" at once only when no
-  gateway is online, and after the deadline while one still is.
+  gateway is online, and after the deadline while one still is (the reader logged in as itself,
+  each gateway's state from a client logged in as that gateway, as the venue ACL requires).
 """
 
 from __future__ import annotations
@@ -22,12 +25,12 @@ from pathlib import Path
 
 import paho.mqtt.client as paho
 import pytest
-from paho.mqtt.enums import CallbackAPIVersion
+from gateway_double import paho_gateway, paho_harness, sim_reader
 
 from bandlink.protocol import Command, Death, GatewayState, encode, messages, topics
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import REPO_ROOT, run_micropython
-from bandlink.tools.simreader import Feedback, SimReader
+from bandlink.tools.simreader import Feedback
 from bandlink.tools.waiting import wait_for
 
 SCRIPT = Path(__file__).with_name("liveness_mqtt.py")
@@ -45,13 +48,18 @@ def state_topic(gateway: str) -> str:
 
 class Gateways:
     """paho, publishing the gateway processes' retained states; on request of the MicroPython
-    side (bltest/ctl/gw, see liveness_mqtt.py) or of the test itself."""
+    side (bltest/ctl/gw, see liveness_mqtt.py) or of the test itself: a harness client. With
+    own_logins, each gateway's state comes from a client logged in as that gateway, as the ACL
+    requires of real gateways (SPEC, Transport); else all from the harness client."""
 
-    def __init__(self, broker: MosquittoBroker) -> None:
+    def __init__(self, broker: MosquittoBroker, own_logins: bool = False) -> None:
+        self.broker = broker
+        self.own_logins = own_logins
+        self._clients: dict[str, paho.Client] = {}  # gateway id -> its own client
         self.births = 0
         self._lock = threading.Condition()
         self._subscribed = threading.Event()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="bltest-gateways")
+        self.client = paho_harness(broker, "bltest-gateways")
         self.client.on_connect = lambda c, *_: c.subscribe(
             [("bltest/ctl/gw", 1), (topics.reader_topic(READER, topics.BIRTH), 1)]
         )
@@ -63,7 +71,8 @@ class Gateways:
 
     def publish(self, gateway: str, payload: bytes, wait: bool = True) -> None:
         """Retained on the gateway's state topic; wait=False on paho's own thread."""
-        info = self.client.publish(state_topic(gateway), payload, qos=1, retain=True)
+        client = self._client_of(gateway) if self.own_logins else self.client
+        info = client.publish(state_topic(gateway), payload, qos=1, retain=True)
         if wait:
             info.wait_for_publish(5)
 
@@ -105,14 +114,30 @@ class Gateways:
         else:
             raise AssertionError(what)
 
+    def _client_of(self, gateway: str) -> paho.Client:
+        client = self._clients.get(gateway)
+        if client is None:
+            client = self._clients[gateway] = paho_gateway(self.broker, gateway)
+            client.connect(self.broker.host, self.broker.port)
+            client.loop_start()
+        return client
+
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        for client in (self.client, *self._clients.values()):
+            client.disconnect()
+            client.loop_stop()
 
 
 @pytest.fixture
 def gateways(broker: MosquittoBroker) -> Iterator[Gateways]:
     played = Gateways(broker)
+    yield played
+    played.close()
+
+
+@pytest.fixture
+def real_gateways(broker: MosquittoBroker) -> Iterator[Gateways]:
+    played = Gateways(broker, own_logins=True)
     yield played
     played.close()
 
@@ -145,6 +170,7 @@ def test_reader_on_micropython(
     name: str, broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
 ) -> None:
     antenna = Antenna()
+    login = broker.harness_login("live-1")  # reader live-1, steering the test on bltest/ctl
     try:
         done = run_micropython(
             str(SCRIPT.relative_to(REPO_ROOT)),
@@ -153,6 +179,7 @@ def test_reader_on_micropython(
                 "BANDLINK_TEST_BROKER_PORT": str(broker.port),
                 "BANDLINK_TEST_ANTENNA": antenna.address,
                 "BANDLINK_TEST_STATE": str(tmp_path / "reader.state"),
+                "BANDLINK_TEST_LOGIN": login.user + " " + login.password,
             },
             timeout=60,
         )
@@ -179,11 +206,12 @@ def waited(seen: Feedback) -> bool:
 
 
 def test_a_gate_says_try_again_at_once_only_when_no_gateway_is_online(
-    broker: MosquittoBroker, gateways: Gateways, tmp_path: Path
+    broker: MosquittoBroker, real_gateways: Gateways, tmp_path: Path
 ) -> None:
+    gateways = real_gateways
     gateways.state("gw-a", True)
     gateways.state("gw-b", True)
-    with SimReader(READER, broker.url, tmp_path, deadline_ms=DEADLINE_MS) as reader:
+    with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateways.wait_birth()
         gateways.barrier()

@@ -1,0 +1,175 @@
+"""A gateway played by paho, for tests of the real firmware (``SimReader``, the MicroPython unix
+port) against a private Mosquitto: it records what the reader sends, answers the taps it is told
+to answer, and publishes Configs and Commands. No gateway process and no store run.
+
+Every tap is recorded as it arrives, with the reader's flash files read at that moment
+(``Arrival.taps_file``): what the reader had on flash before it published.
+
+Every client logs in (SPEC, Transport: the broker refuses anonymous clients): paho as a gateway
+identity, the reader as its reader id.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from bandlink.protocol import Birth, Command, Config, Result, Tap, decode, encode, messages, topics
+from bandlink.tools.broker import Login, MosquittoBroker
+from bandlink.tools.simreader import SimReader
+
+TS = 1_795_000_000_000
+
+
+@dataclass(frozen=True)
+class Arrival:
+    tap: Tap
+    at_ms: int  # this machine's wall clock when it came
+    taps_file: bytes  # the reader's unanswered-taps file, read when the tap came
+
+
+def sim_reader(
+    reader_id: str, broker: MosquittoBroker, workdir: Path, **settings: object
+) -> SimReader:
+    """The real firmware as a simulated gate reader on this broker, logged in as itself."""
+    login = broker.reader_login(reader_id)
+    return SimReader(reader_id, broker.url, workdir, login=login, **settings)
+
+
+def paho_gateway(broker: MosquittoBroker, gateway_id: str) -> paho.Client:
+    """A paho client logged in as gateway process gateway_id (client id = its user name)."""
+    return paho_as(broker.gateway_login(gateway_id))
+
+
+def paho_harness(broker: MosquittoBroker, name: str) -> paho.Client:
+    """A paho client logged in as test harness name: any bandlink or test topic."""
+    return paho_as(broker.harness_login(name))
+
+
+def paho_as(login: Login) -> paho.Client:
+    client = paho.Client(CallbackAPIVersion.VERSION2, client_id=login.user)
+    client.username_pw_set(login.user, login.password)
+    return client
+
+
+class PlayedGateway:
+    def __init__(self, broker: MosquittoBroker, reader_id: str, workdir: Path) -> None:
+        self.reader_id = reader_id
+        self.taps_path = workdir / f"{reader_id}.state.taps"  # SimReader's state_file + .taps
+        self.answer: Callable[[Tap], Result | None] = lambda tap: None  # None: stay silent
+        self.arrivals: list[Arrival] = []
+        self.births: list[Birth] = []
+        self._lock = threading.Condition()
+        subscribed = threading.Event()
+        self.client = paho_gateway(broker, "bltest-gw")
+        self.client.on_connect = lambda c, *_: c.subscribe(
+            [(self._topic(topics.EVT), 1), (self._topic(topics.BIRTH), 1)]
+        )
+        self.client.on_subscribe = lambda *_: subscribed.set()
+        self.client.on_message = self._on_message
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        assert subscribed.wait(5), "paho did not subscribe"
+
+    def _topic(self, kind: str) -> str:
+        return topics.reader_topic(self.reader_id, kind)
+
+    # ---- what the reader sent ----
+
+    def taps(self) -> list[Tap]:
+        with self._lock:
+            return [arrival.tap for arrival in self.arrivals]
+
+    def wait_births(self, count: int, timeout: float = 10) -> Birth:
+        """The count-th birth since this gateway started (waits for it)."""
+        with self._lock:
+            ok = self._lock.wait_for(lambda: len(self.births) >= count, timeout)
+            assert ok, f"{len(self.births)} births, expected {count}"
+            return self.births[count - 1]
+
+    def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
+        message = decode(msg.payload)
+        if isinstance(message, Birth):
+            with self._lock:
+                self.births.append(message)
+                self._lock.notify_all()
+            return
+        assert isinstance(message, Tap), message
+        taps_file = self.taps_path.read_bytes() if self.taps_path.exists() else b""
+        with self._lock:
+            self.arrivals.append(Arrival(message, time.time_ns() // 1_000_000, taps_file))
+        reply = self.answer(message)
+        if reply is not None:
+            client.publish(self._topic(topics.RES), encode(reply), qos=1)
+
+    # ---- what the gateway sends ----
+
+    def config(self, **fields: object) -> None:
+        """A retained Config for the reader (version and role given by the caller)."""
+        config = Config(reader=self.reader_id, ts=TS, **fields)
+        info = self.client.publish(self._topic(topics.CFG), encode(config), qos=1, retain=True)
+        info.wait_for_publish(5)
+
+    def command(self, op: int, **fields: object) -> None:
+        command = Command(reader=self.reader_id, ts=TS, mid=os.urandom(16), op=op, **fields)
+        self.client.publish(self._topic(topics.CMD), encode(command), qos=1).wait_for_publish(5)
+
+    def rebirth(self, timeout: float = 10) -> Birth:
+        """Ask for a birth and return it: a barrier, since the broker keeps our order."""
+        with self._lock:
+            seen = len(self.births)
+        self.command(messages.REBIRTH)
+        return self.wait_births(seen + 1, timeout)
+
+    def next_session(self, bdseq: int, timeout: float = 20) -> Birth:
+        """A birth of a session after bdseq (the reader reconnected); asks until one comes, as
+        a birth published while this client was itself reconnecting is lost."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.client.is_connected():
+                time.sleep(0.05)  # paho reconnects by itself; a publish now would only queue
+                continue
+            try:
+                birth = self.rebirth(timeout=1)
+            except (AssertionError, RuntimeError):
+                continue  # the REBIRTH came before the reader was back, or paho dropped again
+            if birth.bdseq is not None and birth.bdseq > bdseq:
+                return birth
+        raise AssertionError(f"no birth after session {bdseq} in {timeout} s")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def grant(tap: Tap, text: str = "Welcome") -> Result:
+    return Result(
+        reader=tap.reader,
+        ts=TS,
+        corr=tap.mid,
+        seq=tap.seq,
+        granted=True,
+        reason=0,
+        text=text,
+        pattern=messages.GREEN,
+    )
+
+
+def retry(tap: Tap) -> Result:
+    """The busy refusal: nothing decided, tap again."""
+    return Result(
+        reader=tap.reader,
+        ts=TS,
+        corr=tap.mid,
+        seq=tap.seq,
+        granted=False,
+        reason=24,
+        pattern=messages.RETRY,
+    )
