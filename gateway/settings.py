@@ -160,10 +160,10 @@ class Settings(BaseSettings):
     # gets one at once); 0: only on births.
     time_sync_s: float = Field(default=60, ge=0, le=86_400)
     # Per reader: taps a second, and the burst allowed above it; over it a tap is answered
-    # busy (RETRY) without being decided. 0 (the default): no limit. In the field, 20 and 40:
-    # a person taps a few times a second at most. Off by default because the load generator
-    # and the end-to-end flood tests pose as a few readers tapping thousands of times a second.
-    reader_rate: float = Field(default=0, ge=0)
+    # busy (RETRY) without being decided. A person taps a few times a second at most, so 20
+    # is only ever reached by a broken or hostile reader. 0: no limit (the load generator and
+    # the end-to-end flood tests pose as a few readers tapping thousands of times a second).
+    reader_rate: float = Field(default=20, ge=0)
     reader_burst: int = Field(default=40, ge=1)
     # Seconds over which dropped frames past the first few are summarised in one log line.
     flood_log_s: float = Field(default=10, gt=0)

@@ -32,7 +32,9 @@ ADA = DEMO_BANDS["Ada"]
 def two_gateways(
     broker: MosquittoBroker, any_db_url: str, tmp_path: Path
 ) -> Iterator[GatewayGroup]:
-    with GatewayGroup(broker, any_db_url, tmp_path, count=2) as group:
+    # No per-reader rate limit: two wire readers here tap as fast as a venue's worth of them.
+    unlimited = {"BANDLINK_READER_RATE": "0"}
+    with GatewayGroup(broker, any_db_url, tmp_path, count=2, env=unlimited) as group:
         yield group
 
 

@@ -71,6 +71,7 @@ class GatewayGroup:
         venue: str | None = "demo",
         log_level: str = "info",
         config_files: Mapping[str, Path] | None = None,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.members = [
             GatewayProcess(
@@ -82,6 +83,7 @@ class GatewayGroup:
                 log_level=log_level,
                 login=None if config_files else broker.gateway_login(gateway_id),
                 config_file=config_files[gateway_id] if config_files else None,
+                env=env,
             )
             for n, gateway_id in enumerate(gateway_ids(count))
         ]

@@ -292,10 +292,10 @@ def test_bad_closing_refused(closing: str) -> None:
     assert "HH:MM" in refused("closing", broker=BROKER, db=DB, closing=closing)
 
 
-def test_the_rate_limit_is_off_unless_set() -> None:
-    assert load_settings(broker=BROKER, db=DB).reader_rate == 0
-    limited = load_settings(broker=BROKER, db=DB, reader_rate=20, reader_burst=40)
-    assert (limited.reader_rate, limited.reader_burst) == (20, 40)
+def test_the_rate_limit_is_on_unless_switched_off() -> None:
+    default = load_settings(broker=BROKER, db=DB)
+    assert (default.reader_rate, default.reader_burst) == (20, 40)
+    assert load_settings(broker=BROKER, db=DB, reader_rate=0).reader_rate == 0
     assert "greater than or equal" in refused("reader_burst", broker=BROKER, db=DB, reader_burst=0)
 
 
