@@ -192,20 +192,18 @@ def bench_heap() -> int:
 
 
 def _tap_frames(count: int) -> list[Any]:
-    """The demo script's taps (two entries to one exit) as frames on gate-1's event topic."""
+    """The demo script's taps (two entries to one exit) as frames from the demo venue's north
+    gate: entries at gate-1, exits at gate-2, as the venue configures them."""
     from bandlink.gateway.core.handler import Frame
     from bandlink.protocol import GATE, Tap, encode, topics
 
-    evt = topics.reader_topic("gate-1", topics.EVT)
     taps = zip(range(count), script(), itertools.cycle((0, 0, 1)), strict=False)
-    return [
-        Frame(
-            evt,
-            encode(Tap(reader="gate-1", ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d)),
-            n,
-        )
-        for n, (_, uid), d in taps
-    ]
+    frames = []
+    for n, (_, uid), d in taps:
+        reader = "gate-2" if d else "gate-1"
+        tap = Tap(reader=reader, ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d)
+        frames.append(Frame(topics.reader_topic(reader, topics.EVT), encode(tap), n))
+    return frames
 
 
 @contextlib.contextmanager

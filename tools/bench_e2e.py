@@ -55,6 +55,7 @@ from .loadgen import (
     band_uid,
     loadgen_command,
     percentile,
+    reader_direction,
     reader_ids,
     write_logins,
 )
@@ -119,7 +120,10 @@ def make_venue(plan: Plan) -> dict[str, Any]:
     """The shape of gateway/venue.py DEMO_VENUE: K load readers, the firmware reader, guests."""
     guests = [_guest("g", i, band_uid(i)) for i in range(plan.bands)]
     guests += [_guest("f", i, band_uid(i, FIRMWARE_BAND_KIND)) for i in range(plan.firmware_bands)]
-    readers = [{"id": r, "role": "gate", "gate": "load"} for r in reader_ids(plan.readers)]
+    readers = [
+        {"id": r, "role": "gate", "gate": "load", "direction": reader_direction(i)}
+        for i, r in enumerate(reader_ids(plan.readers))
+    ]
     readers.append({"id": FIRMWARE_READER, "role": "gate", "gate": "fw"})
     return {"site": SITE, "guests": guests, "readers": readers}
 
@@ -549,6 +553,8 @@ def _start_gateways(plan: Plan, broker: MosquittoBroker, stack: ExitStack) -> li
             log_level="warning",
             login=broker.gateway_login(f"gw-{i}"),
             extra_args=["--metrics", f"127.0.0.1:{free_port()}"],
+            # Each simulated reader taps far faster than a person: no per-reader limit.
+            env={"BANDLINK_READER_RATE": "0"},
         )
         gateways.append(stack.enter_context(gateway))  # started and ready, one after the other
     return gateways

@@ -17,8 +17,10 @@ Taps still unanswered ``drain_s`` after the last send are ``lost``.
 
 Each band has at most one tap in flight (a free-band queue), and its direction alternates
 in/out per tap, so on a fresh venue every decision is "ok" and no reordering between gateway
-processes can turn one into "already_inside". Only when the pool runs dry (the system under
-test fell far behind) is a busy band reused, and counted.
+processes can turn one into "already_inside". The readers are entry and exit gates in turn
+(``reader_direction``: the venue configures them so, and the gateway refuses a tap whose
+direction disagrees), and each tap goes to the next reader of its direction. Only when the
+pool runs dry (the system under test fell far behind) is a busy band reused, and counted.
 
 The echo (``run_echo``, its own process: ``python -m bandlink.tools.loadgen echo``) is the
 baseline: the same MQTT path as the gateway's adapter (paho, MQTT 5, a shared subscription,
@@ -91,6 +93,11 @@ def band_uid(index: int, kind: int = 0x10) -> bytes:
 
 def reader_ids(count: int) -> list[str]:
     return [f"load-{n:03d}" for n in range(1, count + 1)]
+
+
+def reader_direction(index: int) -> str:
+    """How the venue configures load reader ``index`` (0-based): entries and exits in turn."""
+    return "in" if index % 2 == 0 else "out"
 
 
 def write_logins(path: Path, logins: Sequence[Login]) -> Path:
@@ -229,6 +236,14 @@ class LoadGenerator:
         self._seq = [0] * len(readers)
         self._bands = list(bands)
         self._direction = bytearray(len(bands))  # 0 in, 1 out: the next tap's, per band
+        if len(readers) < 2:
+            raise ValueError("a load needs two readers at least: an entry and an exit gate")
+        # Reader indexes by direction (0 in, 1 out), and the next of each to send from.
+        indexes = range(len(readers))
+        self._gates = tuple(
+            [i for i in indexes if reader_direction(i) == name] for name in ("in", "out")
+        )
+        self._turn = [0, 0]
         self._echo = echo
         self._gate = gate
         self._on_phase = on_phase
@@ -320,13 +335,15 @@ class LoadGenerator:
 
     def _send(self, scheduled_ns: int) -> None:
         n = self._sent
-        which = n % len(self._readers)
         band = self._take_band()
+        direction = self._direction[band]
+        self._direction[band] = direction ^ 1
+        gates = self._gates[direction]
+        which = gates[self._turn[direction] % len(gates)]
+        self._turn[direction] += 1
         mid = os.urandom(16)
         seq = self._seq[which]
         self._seq[which] = (seq + 1) & 0xFF
-        direction = self._direction[band]
-        self._direction[band] = direction ^ 1
         wire = tap_wire(
             reader=self._readers[which],
             seq=seq,
