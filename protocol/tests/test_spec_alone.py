@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import bandlink.protocol
-from bandlink.protocol import cbor, encode
+from bandlink.protocol import cbor, encode, reasons
 from bandlink.protocol import messages as m
 from bandlink.protocol.examples import examples
 
@@ -52,3 +52,14 @@ def test_every_message_carries_a_body_in_the_schema_and_on_the_wire() -> None:
         assert re.search(r"^\s+9: ", body, re.MULTILINE), f"{name}: body optional in the schema"
     for name, message in examples():
         assert 9 in cbor.loads(encode(message)), f"{name} encoded without a body"
+
+
+def test_every_reason_the_decision_table_gives_is_registered() -> None:
+    answers = [
+        line.split("|")[3]
+        for line in section("### Deciding a gate tap").splitlines()
+        if re.match(r"\| +\d+ \|", line)
+    ]
+    named = {name for answer in answers for name in re.findall(r"`([a-z_]+)`", answer)}
+    assert named <= set(reasons.NAMES.values())
+    assert {"stale", "busy", "bad_request", "unknown_reader", "not_inside"} <= named
