@@ -41,7 +41,7 @@ from .rig import venue_rig
 
 def bench_taps(count: int) -> int:
     times: list[float] = []
-    with venue_rig(VAR / "bench", say=lambda _: None) as rig:
+    with venue_rig(VAR / "bench", say=lambda _: None, rate_limited=False) as rig:
         taps = script()
         for _ in range(count):
             reader_id, uid = next(taps)
