@@ -2,8 +2,6 @@
 # the reader cannot use is refused with one error naming the key and the rule. Run by
 # test_unix_port.py; test_config_json.py runs main.py on a bad file.
 import json
-import os
-import random
 
 import mptest
 from config import ConfigError, load
@@ -15,12 +13,10 @@ GOOD = {
     "broker": {"host": "127.0.0.1", "port": 1883, "user": "gate-1", "password": "pw"},
     "gate": {"direction": "out", "gate": "north"},
 }
-_SCRATCH = []
 
 
 def write(settings):
-    path = "/tmp/bl-config-%08x.json" % random.getrandbits(32)
-    _SCRATCH.append(path)
+    path = mptest.scratch("config", ".json")
     with open(path, "w") as f:
         f.write(settings if isinstance(settings, str) else json.dumps(settings))
     return path
@@ -106,8 +102,4 @@ def test_sections_and_the_file_itself_must_be_objects():
     assert "cannot be read" in err.args[0], err.args
 
 
-try:
-    mptest.main(globals())
-finally:
-    for path in _SCRATCH:
-        os.remove(path)
+mptest.main(globals())

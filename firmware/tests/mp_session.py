@@ -1,29 +1,10 @@
 # firmware/session.py on the real MicroPython: the session counter (bdSeq) on flash survives a
 # power cut during its write. Run by test_unix_port.py.
-import os
-import random
 
 import flash
 import mptest
 import session
 from session import Session
-
-_SCRATCH = []
-
-
-def scratch():
-    path = "/tmp/bl-session-%08x" % random.getrandbits(32)
-    _SCRATCH.append(path)
-    remove(path)
-    return path
-
-
-def remove(path):
-    for p in (path, path + ".tmp"):
-        try:
-            os.remove(p)
-        except OSError:
-            pass
 
 
 def put(path, data):
@@ -70,7 +51,7 @@ def cut_during_write(fn):
 
 
 def test_the_counter_counts_on_over_reboots():
-    path = scratch()
+    path = mptest.scratch("session")
     assert Session("r", 0, path).bdseq == 0  # first boot
     s = Session("r", 0, path)
     assert s.bdseq == 1
@@ -80,7 +61,7 @@ def test_the_counter_counts_on_over_reboots():
 
 
 def test_a_power_cut_while_the_counter_is_written_does_not_reset_it():
-    path = scratch()
+    path = mptest.scratch("session")
     for _ in range(42):
         s = Session("r", 0, path)
     assert s.bdseq == 41  # 41 is in use now
@@ -90,7 +71,7 @@ def test_a_power_cut_while_the_counter_is_written_does_not_reset_it():
 
 
 def test_a_power_cut_at_boot_does_not_reset_the_counter():
-    path = scratch()
+    path = mptest.scratch("session")
     for _ in range(10):
         Session("r", 0, path)
     cut_during_write(lambda: Session("r", 0, path))
@@ -98,29 +79,25 @@ def test_a_power_cut_at_boot_does_not_reset_the_counter():
 
 
 def test_a_leftover_temporary_file_is_not_read_over_the_counter():
-    path = scratch()
+    path = mptest.scratch("session")
     put(path, b"41\n")
     put(path + ".tmp", b"4")  # torn: the write of 42 was cut
     assert Session("r", 0, path).bdseq == 42
 
 
 def test_a_torn_temporary_file_alone_is_not_taken_for_a_number():
-    path = scratch()
+    path = mptest.scratch("session")
     put(path + ".tmp", b"1")  # the very first write ("1234\n"?) was cut: there is no number
     assert Session("r", 0, path).bdseq == 0
-    path = scratch()
+    path = mptest.scratch("session")
     put(path + ".tmp", b"1234\n")  # a FAT rename cut after removing the old file: complete
     assert Session("r", 0, path).bdseq == 1235
 
 
 def test_a_counter_written_by_older_firmware_is_kept():
-    path = scratch()
+    path = mptest.scratch("session")
     put(path, b"77")  # no newline: the format before the counter was written by rename
     assert Session("r", 0, path).bdseq == 78
 
 
-try:
-    mptest.main(globals())
-finally:
-    for path in _SCRATCH:
-        remove(path)
+mptest.main(globals())

@@ -1,7 +1,6 @@
 # firmware/unanswered.py on the real MicroPython: the table of unanswered taps and its file.
 # Run by test_unix_port.py (micropython firmware/tests/mp_unanswered.py).
 import os
-import random
 
 import mptest
 from flash import Stored
@@ -9,27 +8,10 @@ from unanswered import WINDOW_MS, Unanswered
 
 NOW = 1_795_000_000_000
 MID = b"m" * 16
-_SCRATCH = []
 
 
 def band(i):
     return bytes((4, i, i, i, i, i, i))
-
-
-def scratch():
-    """A fresh file name under /tmp (the unix port has no tempfile module)."""
-    path = "/tmp/bl-unanswered-%08x" % random.getrandbits(32)
-    _SCRATCH.append(path)
-    remove(path)
-    return path
-
-
-def remove(path):
-    for p in (path, path + ".tmp"):
-        try:
-            os.remove(p)
-        except OSError:
-            pass
 
 
 class Counting(Stored):
@@ -49,7 +31,7 @@ def counted(path):
 
 
 def test_an_operation_is_found_by_its_band_and_kept_over_a_reboot():
-    path = scratch()
+    path = mptest.scratch("unanswered")
     table = Unanswered(path)
     assert table.find(band(1), NOW) < 0
     slot = table.add(band(1), MID, NOW - 5)
@@ -65,7 +47,7 @@ def test_an_operation_is_found_by_its_band_and_kept_over_a_reboot():
 
 
 def test_the_window_counts_from_the_operations_ts():
-    table = Unanswered(scratch())
+    table = Unanswered(mptest.scratch("unanswered"))
     slot = table.add(band(1), MID, NOW)
     assert table.find(band(1), NOW + 20_000) == slot  # resent at +20 s: still the same
     assert table.find(band(1), NOW + WINDOW_MS - 1) == slot
@@ -73,13 +55,13 @@ def test_the_window_counts_from_the_operations_ts():
 
 
 def test_a_clock_that_went_back_expires_every_entry():
-    table = Unanswered(scratch())
+    table = Unanswered(mptest.scratch("unanswered"))
     table.add(band(1), MID, NOW)
     assert table.find(band(1), NOW - 1) < 0
 
 
 def test_an_answer_removes_the_entry_and_a_full_table_drops_its_oldest():
-    table = Unanswered(scratch())
+    table = Unanswered(mptest.scratch("unanswered"))
     slot = table.add(band(1), MID, NOW)
     table.answered(slot)
     assert table.find(band(1), NOW) < 0
@@ -99,7 +81,7 @@ def test_an_answer_removes_the_entry_and_a_full_table_drops_its_oldest():
 
 
 def test_an_expired_entry_is_reused_before_a_live_one_is_dropped():
-    table = Unanswered(scratch())
+    table = Unanswered(mptest.scratch("unanswered"))
     for i in range(8):
         table.add(band(i), MID, NOW + i * WINDOW_MS)
     now = NOW + 7 * WINDOW_MS + 1  # only band 7 is still live
@@ -109,7 +91,7 @@ def test_an_expired_entry_is_reused_before_a_live_one_is_dropped():
 
 
 def test_flash_is_written_only_when_the_table_changes():
-    table = counted(scratch())
+    table = counted(mptest.scratch("unanswered"))
     slot = table.add(band(1), MID, NOW)
     assert table._file.writes == 1
     for _ in range(3):  # resends: looked up, never written
@@ -122,7 +104,7 @@ def test_flash_is_written_only_when_the_table_changes():
 
 
 def test_a_torn_temporary_file_never_loses_the_table():
-    path = scratch()
+    path = mptest.scratch("unanswered")
     table = Unanswered(path)
     table.add(band(1), MID, NOW)
     with open(path + ".tmp", "wb") as f:  # power cut in the middle of the next write
@@ -133,7 +115,7 @@ def test_a_torn_temporary_file_never_loses_the_table():
 
 
 def test_a_file_of_another_size_or_layout_is_ignored():
-    path = scratch()
+    path = mptest.scratch("unanswered")
     with open(path, "wb") as f:
         f.write(b"\x01" * 100)
     assert len(Unanswered(path)) == 0
@@ -150,15 +132,11 @@ def test_a_file_of_another_size_or_layout_is_ignored():
 def test_the_temporary_file_stands_in_when_a_fat_rename_was_cut():
     # MicroPython's FAT rename removes the old file, then renames: a cut in between leaves the
     # complete temporary file only.
-    path = scratch()
+    path = mptest.scratch("unanswered")
     table = Unanswered(path)
     table.add(band(1), MID, NOW)
     os.rename(path, path + ".tmp")
     assert Unanswered(path).find(band(1), NOW + 1) >= 0
 
 
-try:
-    mptest.main(globals())
-finally:
-    for path in _SCRATCH:
-        remove(path)
+mptest.main(globals())

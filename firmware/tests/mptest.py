@@ -2,10 +2,39 @@
 # A test script defines test_* functions (plain or async) and ends with `mptest.main(globals())`.
 # The closing line has the form "N passed, N failed", which CI and the CPython wrapper read.
 import asyncio
+import os
+import random
 import sys
+
+_SCRATCH = []  # files scratch() named, removed (with their ".tmp" siblings) when main() ends
+
+
+def scratch(kind, suffix=""):
+    """A fresh file name under /tmp (the unix port has no tempfile module), with no file yet."""
+    path = "/tmp/bl-%s-%08x%s" % (kind, random.getrandbits(32), suffix)
+    _SCRATCH.append(path)
+    remove(path)
+    return path
+
+
+def remove(path):
+    """Remove a file written and renamed into place, and the temporary one beside it."""
+    for p in (path, path + ".tmp"):
+        try:
+            os.remove(p)
+        except OSError:
+            pass
 
 
 def main(namespace):
+    try:
+        _run(namespace)
+    finally:
+        for path in _SCRATCH:
+            remove(path)
+
+
+def _run(namespace):
     names = sorted(n for n in namespace if n.startswith("test_"))
     only = sys.argv[1] if len(sys.argv) > 1 else None
     passed = failed = 0
