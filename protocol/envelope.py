@@ -20,11 +20,11 @@ V, TYPE, READER, BDSEQ, SEQ, MID, TS, DEADLINE, CORR, BODY = range(10)
 # (attribute, key, validator) of the envelope fields after version and type.
 _ENVELOPE = (
     ("reader", READER, fields.reader_id),
-    ("bdseq", BDSEQ, fields.u64),
+    ("bdseq", BDSEQ, fields.u63),
     ("seq", SEQ, fields.u8),
     ("mid", MID, fields.mid),
-    ("ts", TS, fields.u64),
-    ("deadline", DEADLINE, fields.u64),
+    ("ts", TS, fields.u63),
+    ("deadline", DEADLINE, fields.u63),
     ("corr", CORR, fields.mid),
 )
 

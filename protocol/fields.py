@@ -93,6 +93,8 @@ u8 = uint(1 << 8)
 u16 = uint(1 << 16)
 u32 = uint(1 << 32)
 u64 = uint(1 << 64)
+# Times and session numbers: below 2^63, so a signed 64-bit column (SQL BIGINT) holds them.
+u63 = uint(1 << 63)
 s32 = sint(32)
 s64 = sint(64)
 mid = byte_string(MID_SIZE, MID_SIZE)

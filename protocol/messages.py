@@ -215,7 +215,7 @@ class Command(Message):
         ("chunks", 9, fields.u16, False),  # LIST_*: how many chunks make the list
         ("add", 10, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),
         ("remove", 11, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),
-        ("time_ms", 12, fields.u64, False),  # TIME_SYNC: the gateway's clock
+        ("time_ms", 12, fields.u63, False),  # TIME_SYNC: the gateway's clock
     )
     op: int
     charge: bytes | None

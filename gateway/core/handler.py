@@ -91,9 +91,6 @@ _TRY_AGAIN = {"busy", "internal_error", "stale"}
 # never set sends 1970 timestamps) to within this, and past the deadline by more than GRACE.
 CLOCK_TRUST_MS = 300_000
 DEADLINE_GRACE_MS = 100
-# The store keeps times and session numbers in signed 64-bit columns (BIGINT); the wire allows
-# u64. A value above this is valid CBOR the gateway cannot act on.
-STORE_INT_MAX = 2**63 - 1
 
 # What may arrive on each of a reader's topics.
 _ACCEPTED: dict[str, tuple[type[Message], ...]] = {
@@ -198,10 +195,8 @@ class Core:
     def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
         effects = Effects()
         for frame in frames:
-            message = self._accept(frame, effects)
-            if message is not None and _out_of_range(message):
-                self._on_out_of_range(message, frame, now_ms, effects)
-            elif isinstance(message, Tap):
+            message = self._accept(frame, now_ms, effects)
+            if isinstance(message, Tap):
                 self._on_tap(message, frame, now_ms, tx, effects)
             elif isinstance(message, Birth):
                 effects.events.append(on_birth(tx, message, now_ms))
@@ -222,8 +217,11 @@ class Core:
         """Answer a tap without deciding it ("busy" when the queue is full, "internal_error"
         when its transaction failed): the reader asks the guest to tap again at once."""
         effects = Effects()
-        tap = self._accept(frame, effects)
-        if isinstance(tap, Tap):
+        tap = self._accept(frame, now_ms, effects)
+        if isinstance(tap, Tap) and tap.offline:
+            # SPEC's order: a tap that cannot be acted on as sent is a bad request, not busy.
+            self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
+        elif isinstance(tap, Tap):
             record = _record(tap, frame.received_ms, granted=False, reason=reason, guest=None)
             effects.replies.append(self._reply(tap, record, None, now_ms))
             effects.events.append(_decided(tap, record, frame, duplicate=False))
@@ -249,7 +247,7 @@ class Core:
 
     # -- the single receive entry point -----------------------------------------------------
 
-    def _accept(self, frame: Frame, effects: Effects) -> Message | None:
+    def _accept(self, frame: Frame, now_ms: int, effects: Effects) -> Message | None:
         parsed = topics.parse(frame.topic)
         if parsed is None or parsed[1] not in _ACCEPTED:
             effects.events.append(Dropped("-", "foreign_topic", frame.topic))
@@ -261,7 +259,7 @@ class Core:
             detail = f"{err} ({len(frame.payload)} bytes)"
             effects.events.append(Dropped(reader_id, err.code, detail))
             if err.code == BAD_FIELD and kind == topics.EVT:
-                self._answer_broken_tap(reader_id, frame, effects)
+                self._answer_broken_tap(reader_id, frame, now_ms, effects)
             return None
         if message.reader != reader_id:
             # The broker's ACL ties a reader to its own topics; a body naming another reader is
@@ -275,17 +273,9 @@ class Core:
             return None
         return message
 
-    def _on_out_of_range(
-        self, message: Message, frame: Frame, now_ms: int, effects: Effects
+    def _answer_broken_tap(
+        self, reader_id: str, frame: Frame, now_ms: int, effects: Effects
     ) -> None:
-        assert message.reader is not None
-        if isinstance(message, Tap):
-            self._unrecorded(message, frame, BAD_REQUEST, now_ms, effects)
-        else:
-            detail = f"{type(message).__name__} with a number beyond the store's 64-bit range"
-            effects.events.append(Dropped(message.reader, "out_of_range", detail))
-
-    def _answer_broken_tap(self, reader_id: str, frame: Frame, effects: Effects) -> None:
         """A tap that breaks a field rule, from a reader that can be told so: its envelope
         names this topic's reader and a mid. Answered bad_request (red, nothing recorded)
         rather than left waiting to show "try again" for a tap that can never succeed."""
@@ -293,9 +283,7 @@ class Core:
         if peeked is None or peeked[0] != reader_id:
             return
         _reader, mid, seq = peeked
-        reply = self._result(
-            reader_id, mid, seq, frame.received_ms, granted=False, reason=BAD_REQUEST
-        )
+        reply = self._result(reader_id, mid, seq, now_ms, granted=False, reason=BAD_REQUEST)
         effects.replies.append(reply)
 
     # -- taps -------------------------------------------------------------------------------
@@ -439,15 +427,6 @@ class Core:
             pattern=messages.RETRY if reason in _TRY_AGAIN else None,
         )
         return Outgoing(topics.reader_topic(reader, topics.RES), encode(result))
-
-
-def _out_of_range(message: Message) -> bool:
-    """A number the store cannot hold: a tap's time, a birth's or death's session number."""
-    if isinstance(message, Tap):
-        return message.ts > STORE_INT_MAX
-    if isinstance(message, Birth | Death):
-        return (message.bdseq or 0) > STORE_INT_MAX
-    return False
 
 
 def _stale(tap: Tap, now_ms: int) -> bool:

@@ -57,7 +57,9 @@ def make_tap(
     mid: bytes | None = None,
     ts: int = 5,
     deadline: int | None = None,
+    offline: bool = False,
 ) -> Tap:
+    """A gate tap; ``offline``: one the reader decided alone (green), as a Journal carries."""
     return Tap(
         reader=reader,
         ts=ts,
@@ -66,6 +68,8 @@ def make_tap(
         uid=uid,
         role=GATE,
         direction=direction,
+        offline=offline or None,
+        local_granted=True if offline else None,
     )
 
 

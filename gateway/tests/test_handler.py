@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bandlink.gateway.core import entry, handler
-from bandlink.gateway.core.handler import Core, Decided, Dropped, Ignored
+from bandlink.gateway.core.handler import Core, Decided, Dropped, Frame, Ignored
 from bandlink.gateway.core.readers import SessionChange
 from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import Store
@@ -23,9 +23,11 @@ from bandlink.protocol import (
     Result,
     Status,
     Tap,
+    cbor,
     decode,
     dumps,
     encode,
+    envelope,
     messages,
     reasons,
     topics,
@@ -242,21 +244,36 @@ def test_every_reason_the_gateway_can_give_is_in_the_wire_registry() -> None:
     assert given <= set(reasons.NAMES.values())
 
 
-@pytest.mark.parametrize("ts", [2**63, 2**64 - 1])
+def _tap_with(key: int, value: int) -> bytes:
+    """A gate tap with envelope field ``key`` set to ``value``, encoded as sent (unchecked)."""
+    wire = make_tap(ADA, mid=b"\x22" * 16).to_wire()
+    wire[key] = value
+    return dumps(wire)
+
+
+@pytest.mark.parametrize("key", [envelope.TS, envelope.DEADLINE])
+@pytest.mark.parametrize("value", [2**63, 2**64 - 1])
 def test_a_tap_whose_time_the_store_cannot_hold_is_refused_cleanly(
-    pair: Pair, store: Store, ts: int
+    pair: Pair, store: Store, key: int, value: int
 ) -> None:
-    """Found by fuzzing: a ts of 2^63 or more is a valid u64 on the wire, but no BIGINT holds it;
-    the insert raised OverflowError out of Core.handle. Now it is answered bad_request."""
-    (result,) = pair.results([evt_frame(make_tap(ADA, ts=ts))])
+    """Found by fuzzing: a ts of 2^63 or more was a valid u64 on the wire, but no BIGINT holds
+    it; the insert raised OverflowError out of Core.handle. A deadline that far out was granted
+    (it can never be stale). Times are below 2^63 now (SPEC, Envelope): such a tap is refused
+    at decode and, its envelope readable, answered bad_request."""
+    (result,) = pair.results([evt_frame(_tap_with(key, value))])
     assert (result.granted, result.reason, result.name) == (False, reasons.BAD_REQUEST, None)
     assert store.count_taps() == 0 and store.presence("g-ada", "parkside") is None
 
 
 def test_a_session_number_the_store_cannot_hold_is_dropped(pair: Pair, store: Store) -> None:
-    effects = pair.send([birth_frame("gate-1", 2**63), death_frame("gate-1", 2**64 - 1)])
-    assert effects.replies == [] or all(r.topic.endswith("/cmd") for r in effects.replies)
-    assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["out_of_range"] * 2
+    frames = []
+    for frame, bdseq in ((birth_frame("gate-1", 1), 2**63), (death_frame("gate-1", 1), 2**64 - 1)):
+        wire = cbor.loads(frame.payload)
+        wire[envelope.BDSEQ] = bdseq
+        frames.append(Frame(frame.topic, dumps(wire), frame.received_ms))
+    effects = pair.send(frames)
+    assert effects.replies == []
+    assert [e.code for e in effects.events if isinstance(e, Dropped)] == ["bad_field"] * 2
     assert store.session_of("gate-1") is None
 
 
@@ -340,6 +357,19 @@ def test_a_broken_tap_refused_busy_is_answered_bad_request_too(pair: Pair) -> No
     (reply,) = pair.core.refuse(evt_frame(_broken_tap()), "busy", NOON_MS).replies
     result = decode(reply.payload)
     assert isinstance(result, Result) and result.reason == reasons.BAD_REQUEST
+
+
+@pytest.mark.parametrize("kind", ["offline", "beyond 2^63"])
+def test_a_tap_that_cannot_be_acted_on_is_a_bad_request_even_when_busy(
+    pair: Pair, kind: str
+) -> None:
+    """SPEC's order puts bad_request (1) before busy (2): a full queue or the rate limit must
+    not tell a reader to send again a tap that can never be decided."""
+    tap = make_tap(ADA, offline=True) if kind == "offline" else _tap_with(envelope.DEADLINE, 2**63)
+    (reply,) = pair.core.refuse(evt_frame(tap), "busy", NOON_MS).replies
+    result = decode(reply.payload)
+    assert isinstance(result, Result)
+    assert (result.reason, result.pattern) == (reasons.BAD_REQUEST, None)
 
 
 def test_a_birth_older_than_the_open_session_is_ignored_as_stale(pair: Pair, store: Store) -> None:
@@ -497,17 +527,7 @@ def test_a_site_with_a_clock_that_does_not_parse_is_refused(
 
 def test_a_tap_decided_offline_sent_on_its_own_is_a_bad_request(pair: Pair, store: Store) -> None:
     """An offline tap travels only inside a Journal (SPEC, Tap): alone it is not decided."""
-    tap = Tap(
-        reader="gate-1",
-        ts=5,
-        mid=os.urandom(16),
-        uid=ADA,
-        role=messages.GATE,
-        direction=IN,
-        offline=True,
-        local_granted=True,
-    )
-    (result,) = pair.results([evt_frame(tap)])
+    (result,) = pair.results([evt_frame(make_tap(ADA, offline=True))])
     assert (result.granted, result.reason) == (False, reasons.BAD_REQUEST)
     assert store.count_taps() == 0 and store.presence("g-ada", "parkside") is None
 

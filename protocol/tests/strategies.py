@@ -13,6 +13,7 @@ mids = st.binary(min_size=16, max_size=16)
 uids = st.binary(min_size=4, max_size=10)
 u32 = st.integers(0, 2**32 - 1)
 u64 = st.integers(0, 2**64 - 1)
+u63 = st.integers(0, 2**63 - 1)  # times and session numbers
 money = st.integers(-(2**63), 2**63 - 1)
 
 
@@ -21,8 +22,8 @@ def maybe(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
 
 
 envelope = st.fixed_dictionaries(
-    {"reader": reader_ids, "ts": u64, "seq": st.integers(0, 255)},
-    optional={"deadline": u64, "corr": mids},
+    {"reader": reader_ids, "ts": u63, "seq": st.integers(0, 255)},
+    optional={"deadline": u63, "corr": mids},
 )
 
 sun = st.fixed_dictionaries(
@@ -77,13 +78,13 @@ results = st.builds(
 births = st.builds(
     lambda env, **body: m.Birth(**env, **body),
     envelope,
-    bdseq=u64,
+    bdseq=u63,
     firmware=st.text(max_size=32),
     role=st.sampled_from([m.GATE, m.POS, m.PHOTO]),
     config_version=maybe(u32),
     list_version=maybe(u32),
 )
-deaths = st.builds(lambda env, **body: m.Death(**env, **body), envelope, bdseq=u64, mid=mids)
+deaths = st.builds(lambda env, **body: m.Death(**env, **body), envelope, bdseq=u63, mid=mids)
 statuses = st.builds(
     lambda env, **body: m.Status(**env, **body),
     envelope,
@@ -137,7 +138,7 @@ commands = st.one_of(
         lambda env, **body: m.Command(**env, op=m.TIME_SYNC, **body),
         envelope,
         mid=mids,
-        time_ms=u64,
+        time_ms=u63,
     ),
 )
 
@@ -151,7 +152,7 @@ def journals(draw: st.DrawFn) -> m.Journal:
     return m.Journal(**env, mid=draw(mids), taps=same_reader)
 
 
-gateway_states = st.builds(m.GatewayState, ts=u64, online=st.booleans())
+gateway_states = st.builds(m.GatewayState, ts=u63, online=st.booleans())
 
 any_message = st.one_of(
     taps(), results, births, deaths, statuses, configs, commands, journals(), gateway_states

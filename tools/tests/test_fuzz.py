@@ -7,8 +7,7 @@ from typing import Any
 
 import pytest
 
-from bandlink.gateway.core import handler
-from bandlink.protocol import decode
+from bandlink.protocol import decode, envelope, fields
 from bandlink.tools import fuzz
 from bandlink.tools.cli import main
 
@@ -106,9 +105,14 @@ def test_the_core_handles_every_frame(capsys: pytest.CaptureFixture[str]) -> Non
 def test_the_core_leg_finds_a_number_the_store_cannot_hold(
     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """How the OverflowError was found: without the core's range check, a mutated tap's ts of
-    2^63 or more reached the insert and raised out of Core.handle."""
-    monkeypatch.setattr(handler, "STORE_INT_MAX", 2**64)
+    """How the OverflowError was found: while the wire allowed any u64 for a time, a mutated
+    tap's ts of 2^63 or more reached the insert and raised out of Core.handle. Times are u63
+    now (SPEC, Envelope); with the old rule back, the fuzzer finds it again."""
+    old_rule = tuple(
+        (attr, key, fields.u64 if check is fields.u63 else check)
+        for attr, key, check in envelope._ENVELOPE
+    )
+    monkeypatch.setattr(envelope, "_ENVELOPE", old_rule)
     assert main(["fuzz", "--frames", "10000", "--seed", "2"]) == 1
     core = leg(capsys.readouterr().out, "gateway core")
     assert "OverflowError" in core
