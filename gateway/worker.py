@@ -149,6 +149,12 @@ class DecisionWorker:
             with self._store.transaction():
                 pass
         changes = self._configs.changes(self._store.view, self._clock())
+        if self._configs.skipped:
+            names = ", ".join(sorted(self._configs.skipped))
+            log.warning(
+                "no Config can carry the configuration of reader(s) %s: fix the venue", names
+            )
+            self._configs.skipped.clear()
         if changes:
             self._publish([Outgoing(topic, payload, retain=True) for topic, payload in changes])
             log.info("published the configuration of %d readers", len(changes))

@@ -65,7 +65,9 @@ class ConfigPublisher:
     def __init__(self) -> None:
         self._published: dict[str, tuple[object, ...]] = {}
         self._generation = -1  # the view's generation last compared; -1: compare at once
-        self.skipped: list[str] = []  # readers whose configuration no Config can carry
+        # Readers whose configuration no Config can carry, not yet reported (the worker logs
+        # and clears them): each is named once per change of its catalog entry, not per pass.
+        self.skipped: set[str] = set()
 
     def forget(self) -> None:
         """Publish every reader's configuration again at the next ``changes``."""
@@ -89,7 +91,8 @@ class ConfigPublisher:
                 payload = encode(config_message(reader, now_ms))
                 topic = topics.reader_topic(reader.id, topics.CFG)
             except (ProtocolError, KeyError):
-                self.skipped.append(reader.id)  # e.g. an id that is no topic level
+                self.skipped.add(reader.id)  # e.g. an id that is no topic level
+                self._published[reader.id] = key  # not again until its entry changes
                 continue
             self._published[reader.id] = key
             out.append((topic, payload))

@@ -122,6 +122,10 @@ def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]
         problems.append("direction must be 'in' or 'out'")
     if not isinstance(row["gate"], str) or len(row["gate"]) > GATE_NAME_MAX:
         problems.append(f"gate must be text of at most {GATE_NAME_MAX} characters")
+    for name in ("deadline_ms", "hold_ms"):  # a Config's u32, and never 0 (SPEC, Configuration)
+        value = row[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 32:
+            problems.append(f"{name} must be a whole number of milliseconds, 1 to 2^32-1")
     if problems:
         raise ValueError(f"reader {row['id']!r}: " + "; ".join(problems))
     return row

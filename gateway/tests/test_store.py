@@ -357,10 +357,13 @@ def test_a_readers_config_version_increases_with_every_change(store: Store, db_u
         ({"direction": "sideways"}, "direction"),
         ({"role": "bar"}, "role"),
         ({"gate": "g" * 25}, "gate"),
+        ({"deadline_ms": 0}, "deadline_ms"),  # a reader ignores such a Config (SPEC)
+        ({"hold_ms": 2**32}, "hold_ms"),
+        ({"deadline_ms": "800"}, "deadline_ms"),
     ],
 )
 def test_a_venue_reader_its_config_could_not_carry_is_refused(
-    store: Store, change: dict[str, str], problem: str
+    store: Store, change: dict[str, object], problem: str
 ) -> None:
     reader = {"id": "gate-7", "site": SITE, "role": "gate", "gate": "east", **change}
     with pytest.raises(ValueError, match=problem):
