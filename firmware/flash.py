@@ -22,6 +22,12 @@ class Stored:
 
     def write(self, data):
         """Replace the file's contents with data (bytes, bytearray or memoryview)."""
+        if self.from_tmp:
+            # What was read came from the temporary file alone (a FAT cut between remove and
+            # rename): make it the file before the temporary one is truncated, or a second cut
+            # during this write would lose both.
+            os.rename(self._tmp, self.path)
+            self.from_tmp = False
         with open(self._tmp, "wb") as f:
             f.write(data)
         os.rename(self._tmp, self.path)
@@ -29,10 +35,12 @@ class Stored:
     def read(self):
         """The file's bytes; the temporary file's when the file is missing; None if neither."""
         for path in (self.path, self._tmp):
-            self.from_tmp = path is self._tmp
             try:
                 with open(path, "rb") as f:
-                    return f.read()
+                    data = f.read()
             except OSError:
-                pass
+                continue
+            self.from_tmp = path is self._tmp
+            return data
+        self.from_tmp = False
         return None
