@@ -251,8 +251,10 @@ class Reader:
     async def _on_up(self):
         for topic in (self._cfg_topic, self._res_topic, self._cmd_topic, topics.GATEWAY_STATES):
             await self.link.subscribe(topic, 1)
-        await self._publish_birth()
+        # Born from here on: a Config applied while this birth is on its way was not in it,
+        # and gets a birth of its own (the birth's contents are taken before its first await).
         self._born = True
+        await self._publish_birth()
         self.board.link(True)
 
     async def _on_down(self):

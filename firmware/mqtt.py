@@ -101,6 +101,9 @@ class MQTTClient:
         self.on_message = _ignore
         self.dropped = 0  # incoming packets thrown away: too large, malformed, topic not UTF-8
         self.last_error = None  # why the last connect failed (str); None once connected
+        # A CONNECT went out and neither a CONNACK nor a hang-up came back: the broker may have
+        # taken it, so to the broker a session (with our will) may be open.
+        self.connect_unanswered = False
         self.unacked = 0  # our QoS 1 publishes not PUBACKed yet
         self._tx = bytearray(max(bufsize, 64))
         self._rx = bytearray(max(bufsize, 64))
@@ -131,6 +134,7 @@ class MQTTClient:
         # After a timeout the half-open socket is left to the GC (ESP32 sockets have a finaliser).
         self._close()
         self.last_error = None
+        self.connect_unanswered = False
         try:
             await self._within(self._handshake(clean))
         except Exception as exc:
@@ -207,7 +211,9 @@ class MQTTClient:
         self._tasks.append(asyncio.create_task(self._reader()))
         end = self._connect_packet(clean)
         await self._send(self._frame(_CONNECT, end), end)
+        self.connect_unanswered = True  # until an answer comes (a timeout leaves it so)
         await self._answer.wait()
+        self.connect_unanswered = False
         if self._connack < 0:
             # How a strict broker refuses a CONNECT it will not parse (a password without a user
             # name, a bad will topic): it closes the link without a CONNACK.
@@ -498,6 +504,10 @@ class ResilientClient(MQTTClient):
         except Exception:  # noqa: BLE001 - broker away or refusing: retry later, never raise
             if self.last_error != said:  # each new reason once, not every backoff round
                 print("mqtt: cannot connect to %s:%d:" % (self.server, self.port), self.last_error)
+            if self.connect_unanswered:
+                # Only the CONNACK may have been lost: the broker may hold that session, and
+                # publish its will when the next one takes over. That was a session too.
+                await self._went_down()
             return 0
         if said is not None:
             print("mqtt: connected to %s:%d" % (self.server, self.port))
@@ -511,8 +521,11 @@ class ResilientClient(MQTTClient):
             self._close()
         await self._down.wait()
         self._ready.clear()
+        await self._went_down()
+        return max(1, ticks_diff(ticks_ms(), since))
+
+    async def _went_down(self):
         try:
             await self.on_down()
         except Exception as exc:  # noqa: BLE001 - the application's: report, keep going
             sys.print_exception(exc)
-        return max(1, ticks_diff(ticks_ms(), since))

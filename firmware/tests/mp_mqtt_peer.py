@@ -149,12 +149,45 @@ async def test_user_and_password_travel_in_the_connect():
     peer.close()
 
 
+def count_downs(client):
+    """client.on_down counts its calls: each is a session the application must close."""
+    downs = [0]
+
+    async def on_down():
+        downs[0] += 1
+
+    client.on_down = on_down
+    return downs
+
+
+async def test_a_connect_whose_answer_never_came_counts_as_a_session():
+    """The broker may have taken a CONNECT whose CONNACK was lost, and will publish that
+    session's will when the next connection takes over: the next one must be a new session
+    (the reader's on_down moves its bdSeq and will on), or that will would end it."""
+
+    async def script(peer):
+        await peer.read()
+        await asyncio.sleep_ms(30_000)  # never answers
+
+    peer = await Peer(script).start()
+    c = ResilientClient("unanswered", HOST, peer.port)
+    downs = count_downs(c)
+    with Said():
+        task = asyncio.create_task(c.keep_connected())
+        await until(lambda: downs[0] >= 1, ms=8000)  # after the 5 s wait for the CONNACK
+        task.cancel()
+        await asyncio.sleep_ms(10)
+    assert c.connect_unanswered and not c.connected
+    peer.close()
+
+
 async def test_a_connect_the_broker_closes_is_reported_not_swallowed():
     async def script(peer):
         await peer.read()  # a strict broker that does not like this CONNECT: it hangs up
 
     peer = await Peer(script).start()
     c = ResilientClient("strict", HOST, peer.port)
+    downs = count_downs(c)
     with Said() as said:
         task = asyncio.create_task(c.keep_connected())
         await until(lambda: peer.connections >= 3)  # several attempts, with backoff
@@ -164,6 +197,7 @@ async def test_a_connect_the_broker_closes_is_reported_not_swallowed():
     assert not c.connected
     expected = "mqtt: cannot connect to %s:%d: %s" % (HOST, peer.port, c.last_error)
     assert said.lines == [expected], said.lines  # once, not once per attempt
+    assert downs == [0]  # a hang-up before the CONNACK: no session was opened
     peer.close()
 
 
