@@ -38,6 +38,7 @@ _PINGREQ = b"\xc0\x00"
 _DISCONNECT = b"\xe0\x00"
 
 _HEAD = const(5)  # room before a packet's body for its fixed header: type + 1..4 length bytes
+_UNANSWERED = const(-2)  # _connack while a CONNECT we sent has had no answer at all
 _ANSWER_MS = const(5000)  # how long connect waits for CONNACK, and subscribe for SUBACK
 _WRITE_POLL_MS = const(10)  # only while the socket's send buffer is full
 _BACKOFF_MIN_MS = const(250)
@@ -101,9 +102,6 @@ class MQTTClient:
         self.on_message = _ignore
         self.dropped = 0  # incoming packets thrown away: too large, malformed, topic not UTF-8
         self.last_error = None  # why the last connect failed (str); None once connected
-        # A CONNECT went out and neither a CONNACK nor a hang-up came back: the broker may have
-        # taken it, so to the broker a session (with our will) may be open.
-        self.connect_unanswered = False
         self.unacked = 0  # our QoS 1 publishes not PUBACKed yet
         self._tx = bytearray(max(bufsize, 64))
         self._rx = bytearray(max(bufsize, 64))
@@ -134,7 +132,6 @@ class MQTTClient:
         # After a timeout the half-open socket is left to the GC (ESP32 sockets have a finaliser).
         self._close()
         self.last_error = None
-        self.connect_unanswered = False
         try:
             await self._within(self._handshake(clean))
         except Exception as exc:
@@ -204,17 +201,16 @@ class MQTTClient:
         except (OSError, AttributeError, TypeError):  # not every port, nor a TLS socket, has it
             pass
         self._last_rx = ticks_ms()
-        self._connack = -1
+        self._connack = _UNANSWERED  # until a CONNACK or a hang-up (a timeout leaves it so)
         self._answer.clear()
         if clean:
             self.unacked = 0  # a clean session: the broker has forgotten them
         self._tasks.append(asyncio.create_task(self._reader()))
         end = self._connect_packet(clean)
         await self._send(self._frame(_CONNECT, end), end)
-        self.connect_unanswered = True  # until an answer comes (a timeout leaves it so)
         await self._answer.wait()
-        self.connect_unanswered = False
         if self._connack < 0:
+            self._connack = -1
             # How a strict broker refuses a CONNECT it will not parse (a password without a user
             # name, a bad will topic): it closes the link without a CONNACK.
             self.last_error = "the broker closed the link before its CONNACK"
@@ -225,6 +221,13 @@ class MQTTClient:
         self._down.clear()
         if self.keepalive:
             self._tasks.append(asyncio.create_task(self._pinger()))
+
+    @property
+    def connect_unanswered(self):
+        # A CONNECT went out and neither a CONNACK nor a hang-up came back: the broker may have
+        # taken it, so to the broker a session (with our will) may be open. A field of its
+        # own would grow every client's attribute table past its next size.
+        return self._connack == _UNANSWERED
 
     def _close(self):
         # Drop the link at once: stop our tasks, close the socket, wake every waiter.

@@ -182,6 +182,9 @@ def test_reader_on_micropython(
                 "BANDLINK_TEST_LOGIN": login.user + " " + login.password,
             },
             timeout=60,
+            # The script is compiled from source into the heap, beside the reader it drives:
+            # 8k for its own code. The reader alone runs at DEFAULT_HEAP (SimReader, hil-tests).
+            heap="120k",
         )
     finally:
         antenna.close()
