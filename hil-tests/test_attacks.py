@@ -4,8 +4,9 @@
 A stranger is either anonymous, or holds a valid identity of some other reader (a reader's
 config.json lifted from a board, say). Each test shows what a guest or an operator would
 notice: the light the reader shows, the reader staying online, the clock in the taps the store
-records. A SUBSCRIBE the ACL denies is still answered "granted" (FIELD-NOTES), so these tests
-look at what is delivered, never at SUBACKs.
+records. Deliveries are what count: Mosquitto's plain acl_file answered a SUBSCRIBE it would
+never deliver on "granted" (FIELD-NOTES); its access plugin, which the broker runs now, refuses
+it in the SUBACK, and the share-group test checks both.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import paho.mqtt.client as paho
 import pytest
@@ -74,11 +76,19 @@ class Stranger:
     def client(self) -> paho.Client:
         return self.link.client
 
-    def subscribe(self, *filters: str) -> None:
+    def subscribe(self, *filters: str) -> list[bool]:
+        """Subscribe; for each filter, whether the broker granted it (from the SUBACK)."""
         done = threading.Event()
-        self.client.on_subscribe = lambda *_: done.set()
+        granted: list[bool] = []
+
+        def on_subscribe(_c: object, _u: object, _mid: int, codes: list[Any], _p: object) -> None:
+            granted.extend(not code.is_failure for code in codes)
+            done.set()
+
+        self.client.on_subscribe = on_subscribe
         self.client.subscribe([(f, 1) for f in filters])
         assert done.wait(5), "no SUBACK"
+        return granted
 
     def publish(self, topic: str, payload: bytes, *, retain: bool = False) -> None:
         """Publish and wait for the broker's PUBACK: it has taken (or dropped) the frame."""
@@ -192,12 +202,13 @@ def test_a_reader_identity_cannot_join_the_gateways_share_group(
     """Mosquitto's plain acl_file let this subscription in (and then dropped, unread, each tap
     the broker handed the stranger: 1 in N+1 went unanswered, "try again"); the broker's
     access plugin refuses it, so every tap reaches a gateway and is answered."""
-    stranger.subscribe(topics.EVENTS_SHARED, topics.BIRTHS_SHARED)
+    assert stranger.subscribe(topics.EVENTS_SHARED, topics.BIRTHS_SHARED) == [False, False]
     gate_1 = WireReaders(broker, ["gate-1"])
     try:
         mids = [gate_1.send("gate-1", ADA, n % 2) for n in range(20)]
-        time.sleep(2)
-        answered = [m for m in mids if m in gate_1.results]
+        answered = wait_for(
+            lambda: [m for m in mids if m in gate_1.results], lambda got: len(got) == len(mids)
+        )
     finally:
         gate_1.close()
     assert len(answered) == 20, f"{20 - len(answered)} of 20 taps swallowed"
@@ -308,11 +319,11 @@ def test_a_stranger_cannot_say_the_gateways_are_offline(
     for topic in targets:
         stranger.publish(topic, offline, retain=True)
     will = Stranger(broker, broker.reader_login("gate-3"), will=(targets[0], offline, True))
-    if not will.link.refused:
-        will.client.loop_stop()
-        sock = will.client.socket()
-        assert sock is not None
-        sock.close()  # no DISCONNECT: the broker publishes the will (where the ACL lets it)
+    assert not will.link.refused  # a valid identity: its will is what is tried here
+    will.client.loop_stop()
+    sock = will.client.socket()
+    assert sock is not None
+    sock.close()  # no DISCONNECT: the broker publishes the will (where the ACL lets it)
     anonymous_is_refused(broker, will=(targets[1], offline, True))
     stranger.close()  # gate-2's identity goes back to its reader, which starts below
     time.sleep(SETTLE_S)

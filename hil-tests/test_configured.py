@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from datetime import date
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bandlink.gateway.core.entry import venue_day
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, UNKNOWN_BAND_UID
+from bandlink.gateway.worker import wall_ms
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
@@ -62,7 +64,8 @@ def test_an_operator_turning_a_gate_round_reaches_the_reader_while_it_runs(
     venue = copy.deepcopy(DEMO_VENUE)
     (gate_2,) = [r for r in venue["readers"] if r["id"] == "gate-2"]
     gate_2["direction"] = "in"
-    store.load_venue(venue, today=date.today())  # as an operator would, beside the gateways
+    today = venue_day(wall_ms(), ZoneInfo("UTC"))  # the demo site's zone (the default)
+    store.load_venue(venue, today=today)  # as an operator would, beside the gateways
     # The gateways follow the catalog and publish the new Config; the reader applies it (and
     # says so in its log, and with a new Birth carrying the version).
     wait_for(misconfigured_exit.log, lambda log: "direction in, " in log.rsplit("config", 1)[-1])
