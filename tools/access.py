@@ -97,13 +97,14 @@ def control_user(name: str) -> str:
     return checked_id("control name", name) + CONTROL_USER_SUFFIX
 
 
-def check_user(user: str) -> str:
-    """``user`` if it names a reader, gateway, harness or control identity; else AccessError."""
-    for suffix, kind in (
-        (GATEWAY_USER_SUFFIX, "gateway id"),
-        (HARNESS_USER_SUFFIX, "harness name"),
-        (CONTROL_USER_SUFFIX, "control name"),
-    ):
+def check_user(user: str, *, tools: bool = False) -> str:
+    """``user`` if it names a reader or gateway identity, or with ``tools`` also a harness or
+    control one (which may do anything: the test and demo tools' own, never a venue's); else
+    AccessError."""
+    kinds = [(GATEWAY_USER_SUFFIX, "gateway id")]
+    if tools:
+        kinds += [(HARNESS_USER_SUFFIX, "harness name"), (CONTROL_USER_SUFFIX, "control name")]
+    for suffix, kind in kinds:
         if user.endswith(suffix):
             checked_id(kind, user.removesuffix(suffix))
             return user
@@ -221,12 +222,12 @@ class BrokerAccess:
     def add_gateway(self, gateway_id: str) -> Login:
         return self.add([gateway_user(gateway_id)])[0]
 
-    def add(self, users: Sequence[str]) -> list[Login]:
+    def add(self, users: Sequence[str], *, tools: bool = False) -> list[Login]:
         """A fresh random password for each of ``users`` (replacing any it had), hashed into the
         password file; the plugin's configuration rewritten. The passwords are returned, and
-        kept nowhere else."""
+        kept nowhere else. Harness and control identities only with ``tools`` (check_user)."""
         for user in users:
-            check_user(user)
+            check_user(user, tools=tools)
         logins = [Login(user, secrets.token_urlsafe(_PASSWORD_BYTES)) for user in users]
         self.directory.mkdir(parents=True, exist_ok=True)
         hashed = self._hash(logins)

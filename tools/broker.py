@@ -151,7 +151,7 @@ class MosquittoBroker:
         fresh = [u for u in dict.fromkeys(users) if u not in self._logins]
         if fresh:
             known = set(self.access.users())
-            made = self.access.add(fresh)
+            made = self.access.add(fresh, tools=True)
             self._logins.update((login.user, login) for login in made)
             if self._control is not None:  # stopped, the files suffice: read at start
                 for login in made:
@@ -181,7 +181,7 @@ class MosquittoBroker:
         if self._process is not None:
             raise BrokerError(f"broker already running (pid {self._process.pid})")
         self.directory.mkdir(parents=True, exist_ok=True)
-        (control,) = self.access.add([_CONTROL_USER])  # a fresh password each start
+        (control,) = self.access.add([_CONTROL_USER], tools=True)  # a fresh password each start
         self._logins[control.user] = control
         self._write_config()
         with open(self.log_path, "ab") as log:

@@ -93,3 +93,15 @@ def test_the_command_never_prints_the_password(
     out = capsys.readouterr().out
     assert "gate-1" in out and password not in out
     assert main(["provision", "gateway", "no/slash", "--broker-dir", "b", "--config", "x"]) == 2
+
+
+def test_a_venue_directory_gets_no_all_powerful_identity_by_mistake(tmp_path: Path) -> None:
+    """Harness and control identities may publish and read everything (or manage the broker):
+    the tools make them for their own brokers, and only when they say so."""
+    access = BrokerAccess(tmp_path)
+    for user in ("x@harness", "x@control"):
+        with pytest.raises(AccessError):
+            access.add([user])
+    assert access.users() == []
+    (made,) = access.add(["x@harness"], tools=True)
+    assert made.user == "x@harness"
