@@ -98,7 +98,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_bench_taps(args: argparse.Namespace) -> int:
     from .bench import bench_taps
 
-    return bench_taps(args.count)
+    return bench_taps(args.count, args.heap)
 
 
 def cmd_bench_codec(args: argparse.Namespace) -> int:
@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
     taps = benches.add_parser("taps", help="tap-to-light round trips on the demo rig")
     taps.add_argument("--count", type=int, default=500, help="number of taps")
+    taps.add_argument("--heap", default=DEFAULT_HEAP, help="the readers' MicroPython heap")
     taps.set_defaults(run=cmd_bench_taps)
     codec = benches.add_parser("codec", help="encode+decode messages/s: portable codec, cbor2")
     codec.add_argument("--seconds", type=float, default=2.0, help="time per measurement")

@@ -18,6 +18,7 @@ from bandlink.gateway.store import Store
 
 from .broker import MosquittoBroker
 from .gatewayproc import GatewayGroup, gateway_ids
+from .micropython import DEFAULT_HEAP
 from .provision import provision_gateway, provision_reader
 from .simreader import SimReader
 
@@ -42,6 +43,7 @@ def venue_rig(
     *,
     gateways: int = 2,
     rate_limited: bool = True,
+    heap: str = DEFAULT_HEAP,
 ) -> Iterator[Rig]:
     """Start the rig in a fresh ``workdir`` (its store is ``workdir/venue.db``). With
     ``rate_limited`` False the gateways drop the per-reader rate limit, for benchmarks that tap
@@ -76,6 +78,7 @@ def venue_rig(
                 direction=direction,
                 gate="north",
                 config=reader_configs[name],
+                heap=heap,
             )
             readers[name] = stack.enter_context(reader)
         for reader in readers.values():
