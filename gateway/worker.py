@@ -169,15 +169,18 @@ class DecisionWorker:
         self._metrics.batch_size.observe(len(frames))
         try:
             effects = self._commit(frames)
-        except Exception:
-            if len(frames) > 1:
+        except Exception as err:
+            if len(frames) > 1 and not is_retryable(err):
                 # Not a race: something in one frame. Decide them one by one to find it.
                 for frame in frames:
                     self._decide([frame])
                 return
-            log.exception("failed to decide a frame on %s", frames[0].topic)
+            # One frame that failed, or a batch that lost every race (splitting it would only
+            # run each frame into the same contention ATTEMPTS times more): tap again.
+            log.exception("failed to decide %d frame(s) on %s", len(frames), frames[0].topic)
             self._metrics.failures.inc()
-            self.refuse(frames[0], "internal_error")
+            for frame in frames:
+                self.refuse(frame, "internal_error")
             return
         self._finish(effects)
 

@@ -11,12 +11,13 @@ from collections.abc import Sequence
 
 import pytest
 
+from bandlink.gateway import worker as worker_module
 from bandlink.gateway.core.handler import Core, DecisionTx, Effects, Frame, Outgoing
 from bandlink.gateway.metrics import Metrics
-from bandlink.gateway.store import Store
+from bandlink.gateway.store import Conflict, Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.gateway.worker import DecisionWorker
-from bandlink.protocol import Command, Result, Tap, decode, dumps, reasons
+from bandlink.protocol import Command, Result, Tap, decode, dumps, messages, reasons
 from bandlink.protocol.messages import TIME_SYNC
 from bandlink.tools.waiting import wait_for
 
@@ -160,6 +161,30 @@ def test_a_frame_that_trips_a_bug_costs_only_its_own_answer(store: Store) -> Non
         [reasons.OK, reasons.OK, reasons.INTERNAL_ERROR]
     )
     assert store.count_taps() == 2
+
+
+def test_a_batch_that_lost_every_race_is_answered_not_split_into_more_races(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch that lost ATTEMPTS races in a row (commit_batch gives up) was split and each
+    frame run into the same contention ATTEMPTS times more. It is refused whole: tap again."""
+    commits: list[int] = []
+
+    def always_loses(_core: Core, _store: Store, frames: Sequence[Frame], *_: object) -> None:
+        commits.append(len(frames))
+        raise Conflict("lost the race")
+
+    monkeypatch.setattr(worker_module, "commit_batch", always_loses)
+    replies = Replies()
+    worker = worker_for(store, replies)
+    for frame in frames(3):
+        worker.submit(frame)
+    worker.start()
+    replies.wait(3)
+    worker.stop()
+    assert commits == [3]
+    assert [r.reason for r in replies.results] == [reasons.INTERNAL_ERROR] * 3
+    assert all(r.pattern == messages.RETRY for r in replies.results)
 
 
 def test_the_worker_outlives_a_publish_that_fails(store: Store) -> None:
