@@ -23,11 +23,12 @@ even with a lost-and-blocked band or an expired ticket). Then:
     INSIDE    out    yes      "ok"              OUTSIDE (gate, time recorded)
     OUTSIDE   out    yes      "not_inside"      OUTSIDE (unchanged)
 
-Days and closing: each site has a time zone and a closing time (local, 04:00 unless the venue
-says otherwise). *Today* is the date in the site's zone at the instant the tap arrived
-(``venue_day``): tickets are valid per such day. Presence does not outlive a closing: a
-presence changed before the site's latest closing (``last_closing_ms``) counts as OUTSIDE, so
-a guest who left two days ago without tapping out is let in today.
+Days and closing: each site has a time zone and a closing time (local; where the venue names
+neither, the gateway's settings: UTC and 04:00 unless configured). *Today* is the date in the
+site's zone at the instant the tap arrived (``venue_day``): tickets are valid per such day.
+Presence does not outlive a closing: a presence changed before the site's latest closing
+(``last_closing_ms``) counts as OUTSIDE, so a guest who left two days ago without tapping out
+is let in today.
 
 A guest whose green light was lost (the reply never reached the reader, which showed "try
 again") is not this module's business: the reader resends that tap with the same ``mid`` and the
@@ -92,11 +93,12 @@ class Reader:
 
 @dataclass(frozen=True, slots=True)
 class Site:
-    """Where a site's days begin and end: its zone (None: the gateway's default) and closing."""
+    """Where a site's days begin and end: its zone and its closing time (each None: the
+    gateway's default, its ``timezone`` and ``closing`` settings)."""
 
     id: str
     zone: ZoneInfo | None = None
-    closing: time = DEFAULT_CLOSING
+    closing: time | None = None
 
 
 def venue_day(instant_ms: int, zone: ZoneInfo) -> date:

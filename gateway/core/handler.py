@@ -243,7 +243,8 @@ class Core:
         """The zone and closing time a site's days follow."""
         if site is None:
             return self.zone, self.closing
-        return site.zone or self.zone, site.closing
+        closing = site.closing if site.closing is not None else self.closing
+        return site.zone or self.zone, closing
 
     # -- the single receive entry point -----------------------------------------------------
 

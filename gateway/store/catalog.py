@@ -157,13 +157,15 @@ def _upsert_row(conn: Connection, table: Any, row: dict[str, Any]) -> None:
 
 
 def _site_row(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A venue file's site, checked: a zone Python knows, a closing time "HH:MM"."""
+    """A venue file's site, checked: a zone Python knows, a closing time "HH:MM" (either left
+    out: NULL, the gateway's setting)."""
     zone = entry.get("timezone")
-    closing = entry.get("closing", "04:00")
+    closing = entry.get("closing")
     try:
         if zone is not None:
             parse_zone(zone)
-        parse_closing(closing)
+        if closing is not None:
+            parse_closing(closing)
     except ValueError as err:
         raise ValueError(f"site {entry['id']!r}: {err}") from None
     return {"id": entry["id"], "timezone": zone, "closing": closing}
@@ -177,9 +179,10 @@ def _site(row: Row[Any]) -> Site:
     except ValueError:
         zone = None
     try:
-        return Site(row.id, zone, parse_closing(row.closing))
+        closing = parse_closing(row.closing) if row.closing else None
     except ValueError:
-        return Site(row.id, zone)
+        closing = None
+    return Site(row.id, zone, closing)
 
 
 def _reader(row: Row[Any]) -> Reader:

@@ -71,14 +71,14 @@ readers = Table(
     Column("config_version", BigInteger, nullable=False, server_default="1"),
 )
 # A site's own clock: its IANA time zone (NULL: the gateway's ``timezone`` setting) and the
-# local time it closes ("HH:MM"): a venue day runs from one closing to the next, and presence
-# does not outlive a closing (core/entry.py).
+# local time it closes ("HH:MM"; NULL: the gateway's ``closing`` setting). Tickets count by the
+# site's calendar date; presence does not outlive a closing (core/entry.py).
 sites = Table(
     "sites",
     metadata,
     Column("id", Text, primary_key=True),
     Column("timezone", Text, nullable=True),
-    Column("closing", Text, nullable=False, server_default="04:00"),
+    Column("closing", Text),
 )
 # One row per change to the catalog tables above, written by triggers (migration 0002), so every
 # gateway process's memory view follows changes made by any process, or by hand in SQL.

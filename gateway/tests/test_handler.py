@@ -4,6 +4,7 @@ it on both back ends."""
 from __future__ import annotations
 
 import os
+from datetime import time
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -461,6 +462,19 @@ def test_each_site_keeps_its_own_time_zone(store: Store) -> None:
     )
     store.load_venue({"sites": [{"id": "parkside", "timezone": "Europe/London"}]}, today=TODAY)
     assert Pair(store, Core(ZoneInfo("Pacific/Auckland"))).tap(emil, now_ms=late).granted
+
+
+def test_a_site_that_names_no_closing_follows_the_gateways_setting(store: Store) -> None:
+    """A site listed without a closing stored 04:00, so the gateway's ``closing`` setting
+    applied to no listed site. Ada entered at 09:00 with no exit; at noon she is inside while
+    the closing is 04:00, and outside (let in again) once the gateway closes at 10:00."""
+    store.load_venue({"sites": [{"id": "parkside", "timezone": "UTC"}]}, today=TODAY)
+    ada, nine = DEMO_BANDS["Ada"], NOON_MS - 3 * 3_600_000
+    assert Pair(store, Core(ZoneInfo("UTC"))).tap(ada, now_ms=nine).reason == reasons.OK
+    inside = Pair(store, Core(ZoneInfo("UTC"))).tap(ada, now_ms=NOON_MS)
+    assert inside.reason == reasons.ALREADY_INSIDE
+    closes_at_ten = Core(ZoneInfo("UTC"), closing=time(10, 0))
+    assert Pair(store, closes_at_ten).tap(ada, now_ms=NOON_MS).reason == reasons.OK
 
 
 def test_the_day_is_the_one_the_tap_arrived_in_not_the_one_it_was_decided_in(

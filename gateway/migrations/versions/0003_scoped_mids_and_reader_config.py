@@ -40,7 +40,7 @@ def upgrade() -> None:
         "sites",
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("timezone", sa.Text(), nullable=True),
-        sa.Column("closing", sa.Text(), nullable=False, server_default="04:00"),
+        sa.Column("closing", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_sites"),
     )
     if op.get_bind().dialect.name == "postgresql":
