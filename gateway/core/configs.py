@@ -22,7 +22,7 @@ from bandlink.protocol import GATE, IN, OUT, PHOTO, POS, Config, ProtocolError, 
 from .entry import Reader
 from .wire import encode
 
-ROLE_CODES = {"gate": GATE, "pos": POS, "photo": PHOTO}
+ROLE_CODES = {"gate": GATE, "pos": POS, "photo": PHOTO}  # the catalog's names, the wire's codes
 DIRECTION_CODES = {"in": IN, "out": OUT}
 U32_MAX = 2**32 - 1
 

@@ -47,6 +47,7 @@ from bandlink.protocol import (
 )
 from bandlink.protocol.errors import BAD_FIELD
 
+from .configs import ROLE_CODES
 from .entry import (
     DEFAULT_CLOSING,
     Band,
@@ -64,7 +65,7 @@ from .wire import encode
 
 # How the store names a tap's direction; "-" for taps of roles that have none.
 DIRECTION_NAMES = {IN: "in", OUT: "out"}
-ROLE_NAMES = {GATE: "gate", messages.POS: "pos", messages.PHOTO: "photo"}
+ROLE_NAMES = {code: name for name, code in ROLE_CODES.items()}
 
 BAD_REQUEST = reasons.name(reasons.BAD_REQUEST)
 STALE = reasons.name(reasons.STALE)

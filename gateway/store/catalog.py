@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.engine import Row
 
+from ..core.configs import ROLE_CODES
 from ..core.entry import Band, Reader, Site, Ticket
 from ..venue import parse_closing, parse_zone, resolve_date
 from .engine import upsert
@@ -106,7 +107,7 @@ def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> No
         _upsert_row(conn, readers, _reader_row(entry, site=site))
 
 
-ROLES = ("gate", "pos", "photo")
+ROLES = tuple(ROLE_CODES)  # the roles a Config can name
 READER_DEFAULTS = {"direction": "in", "deadline_ms": 800, "hold_ms": 1500}
 
 
