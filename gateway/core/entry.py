@@ -67,6 +67,10 @@ REASONS: Final = (OK, NOT_INSIDE, UNKNOWN_BAND, BAND_BLOCKED, NO_VALID_TICKET, A
 
 DIRECTIONS: Final = ("in", "out")
 DEFAULT_CLOSING: Final = time(4, 0)
+# A reader's configuration where the venue says nothing: how long a guest waits for the
+# gateway's answer, and how long a light stays on (the reference reader's own defaults too).
+DEFAULT_DEADLINE_MS: Final = 800
+DEFAULT_HOLD_MS: Final = 1500
 
 # (inside now, direction) -> (granted, reason, inside next): the whole state machine.
 _TRANSITIONS: Final[dict[tuple[bool, str], tuple[bool, str, bool]]] = {
@@ -87,8 +91,8 @@ class Reader:
     gate: str
     direction: str = "in"  # a gate's: "in" or "out"
     config_version: int = 1  # bumped by every change to the configuration
-    deadline_ms: int = 800
-    hold_ms: int = 1500
+    deadline_ms: int = DEFAULT_DEADLINE_MS
+    hold_ms: int = DEFAULT_HOLD_MS
 
 
 @dataclass(frozen=True, slots=True)

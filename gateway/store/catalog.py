@@ -11,7 +11,7 @@ from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.engine import Row
 
 from ..core.configs import ROLE_CODES
-from ..core.entry import Band, Reader, Site, Ticket
+from ..core.entry import DEFAULT_DEADLINE_MS, DEFAULT_HOLD_MS, Band, Reader, Site, Ticket
 from ..venue import parse_closing, parse_zone, resolve_date
 from .engine import upsert
 from .schema import bands, catalog_log, guests, readers, sites, tickets
@@ -108,7 +108,11 @@ def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> No
 
 
 ROLES = tuple(ROLE_CODES)  # the roles a Config can name
-READER_DEFAULTS = {"direction": "in", "deadline_ms": 800, "hold_ms": 1500}
+READER_DEFAULTS = {
+    "direction": "in",
+    "deadline_ms": DEFAULT_DEADLINE_MS,
+    "hold_ms": DEFAULT_HOLD_MS,
+}
 
 
 def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]:

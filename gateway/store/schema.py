@@ -19,6 +19,8 @@ from sqlalchemy import (
     func,
 )
 
+from ..core.entry import DEFAULT_DEADLINE_MS, DEFAULT_HOLD_MS
+
 # Named constraints, so that migrations (and SQLite batch mode) can refer to them later.
 metadata = MetaData(
     naming_convention={
@@ -66,8 +68,8 @@ readers = Table(
     # gate; how long a guest waits for an answer, and a light stays on. The version is bumped
     # by a trigger (migration 0003) on every change to the configuration, whoever makes it.
     Column("direction", Text, nullable=False, server_default="in"),
-    Column("deadline_ms", Integer, nullable=False, server_default="800"),
-    Column("hold_ms", Integer, nullable=False, server_default="1500"),
+    Column("deadline_ms", Integer, nullable=False, server_default=str(DEFAULT_DEADLINE_MS)),
+    Column("hold_ms", Integer, nullable=False, server_default=str(DEFAULT_HOLD_MS)),
     Column("config_version", BigInteger, nullable=False, server_default="1"),
 )
 # A site's own clock: its IANA time zone (NULL: the gateway's ``timezone`` setting) and the
