@@ -143,11 +143,10 @@ class DecisionWorker:
         """Between batches: publish the Config of every reader whose configuration changed,
         and every ``time_sync_s`` the gateway's clock to each reader with an open session.
         After a batch the view is current (its transaction followed the catalog); when idle,
-        an empty transaction brings it up to date."""
+        a read brings it up to date."""
         self.flood.flush(time.monotonic())
         if follow:
-            with self._store.transaction():
-                pass
+            self._store.follow_catalog()
         changes = self._configs.changes(self._store.view, self._clock())
         if self._configs.skipped:
             names = ", ".join(sorted(self._configs.skipped))

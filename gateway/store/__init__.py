@@ -127,6 +127,12 @@ class Store:
             self.view.follow(conn)
             yield Transaction(conn, self.view, self._presence, self._taps, self._sessions)
 
+    def follow_catalog(self) -> None:
+        """Bring the view up to date between decisions (an idle gateway, so a changed Config
+        goes out): a read, which on SQLite takes no write lock from the other processes."""
+        with self._unit_lock, self._read() as conn:
+            self.view.follow(conn)
+
     def load_venue(self, venue: Mapping[str, Any], *, today: date) -> None:
         """Upsert a venue's guests, bands, tickets and readers (see venue.DEMO_VENUE)."""
         with self._write() as conn:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+
+import pytest
 from sqlalchemy import create_engine, text
 
 from bandlink.gateway.settings import normalise_db_url
@@ -92,3 +95,30 @@ def test_reloading_an_unchanged_venue_logs_no_change(store: Store, db_url: str) 
     store.load_venue(renamed, today=TODAY)
     assert logged() > before
     engine.dispose()
+
+
+def test_an_idle_gateway_follows_the_catalog_without_the_write_lock(
+    store: Store, db_url: str
+) -> None:
+    """The idle worker followed the catalog in an empty write transaction, which on SQLite
+    waits for the write lock of every other process (for up to its 10 s busy timeout). It
+    reads: it sees what is committed while another process holds the lock. (PostgreSQL's
+    writers never block a reader, so only SQLite can show it.)"""
+    if not db_url.startswith("sqlite"):
+        pytest.skip("only SQLite has one write lock for the whole database")
+    engine = create_engine(normalise_db_url(db_url))
+    done = threading.Event()
+
+    def follow() -> None:
+        store.follow_catalog()
+        done.set()
+
+    with engine.connect() as other:
+        other.exec_driver_sql("BEGIN IMMEDIATE")  # another gateway, mid-decision
+        follower = threading.Thread(target=follow)
+        follower.start()
+        followed = done.wait(5)
+        other.rollback()
+        follower.join()
+    engine.dispose()
+    assert followed, "following the catalog waited for another process's write lock"
