@@ -16,6 +16,9 @@ from .adapters.mqtt import Bus
 from .core.entry import venue_day
 from .core.handler import Core
 from .core.limits import TokenBuckets
+from .http.app import create_app
+from .http.deps import Api
+from .http.server import HttpServer
 from .metrics import Metrics
 from .settings import Settings
 from .store import Store
@@ -41,7 +44,11 @@ class GatewayService:
             Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db)
         self.metrics = Metrics()
-        self.core = Core(settings.zone, closing=settings.closing_time)
+        self.core = Core(
+            settings.zone,
+            closing=settings.closing_time,
+            secret_key=settings.secret_key.get_secret_value().encode(),
+        )
         host, port = settings.broker_address
         password = settings.broker_password
         self.bus = Bus(
@@ -66,6 +73,17 @@ class GatewayService:
         )
         self.bus.worker = self.worker
         self.metrics.follow(self.store.readers_online, self.bus.gateways_up)
+        self.http: HttpServer | None = None
+        if settings.http_address is not None:
+            api = Api(
+                store=self.store,
+                core=self.core,
+                publish=self.bus.publish,
+                clock=wall_ms,
+                currency=settings.currency,
+                charge_timeout_ms=int(settings.charge_timeout_s * 1000),
+            )
+            self.http = HttpServer(create_app(api), *settings.http_address)
 
     def start(self) -> None:
         self.store.migrate()
@@ -77,9 +95,14 @@ class GatewayService:
             self.metrics.serve(*self.settings.metrics_address)
         self.worker.start()
         self.bus.start()
+        if self.http is not None:
+            self.http.start()
 
     def stop(self) -> None:
-        """Take no new frames, answer the queued ones, say offline, close the store."""
+        """Take no new frames or requests, answer the queued ones, say offline, close the
+        store."""
+        if self.http is not None:
+            self.http.stop()
         self.bus.stop_receiving()
         self.worker.stop()
         self.bus.stop()

@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     # Seconds over which dropped frames past the first few are summarised in one log line.
     flood_log_s: float = Field(default=10, gt=0)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # Money: the one currency the venue runs in (ISO 4217), and how long a till's charge waits
+    # for a band before it expires and its reader is released.
+    currency: str = "EUR"
+    charge_timeout_s: float = Field(default=120, gt=0, le=3600)
 
     @classmethod
     def settings_customise_sources(
@@ -188,6 +192,15 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("currency")
+    @classmethod
+    def _check_currency(cls, value: str) -> str:
+        from .core.payments.money import EXPONENTS
+
+        if value not in EXPONENTS:
+            raise ValueError(f"must be one of {', '.join(EXPONENTS)} (ISO 4217), not {value!r}")
+        return value
 
     @field_validator("gateway_id")
     @classmethod

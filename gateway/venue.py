@@ -78,6 +78,10 @@ DEMO_VENUE: Final[dict[str, Any]] = {
         {"id": "gate-1", "site": SITE, "role": "gate", "gate": "north", "direction": "in"},
         {"id": "gate-2", "site": SITE, "role": "gate", "gate": "north", "direction": "out"},
         {"id": "gate-3", "site": SITE, "role": "gate", "gate": "south", "direction": "in"},
+        # Tills' readers: two at the cafe, one at the shop.
+        {"id": "pos-1", "site": SITE, "role": "pos", "outlet": "cafe"},
+        {"id": "pos-2", "site": SITE, "role": "pos", "outlet": "cafe"},
+        {"id": "pos-3", "site": SITE, "role": "pos", "outlet": "shop"},
     ],
 }
 

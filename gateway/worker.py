@@ -9,7 +9,8 @@ transaction, commits (the one fsync of the batch), and only then hands the repli
 another gateway process (a compare-and-set conflict, a deadlock) is run again from the start;
 one that fails otherwise is split, so a frame that trips a bug costs only its own answer.
 
-Between batches (and, idle, every ``tick_s``) the worker keeps house: it publishes, retained,
+Between batches (and, idle, every ``tick_s``) the worker keeps house: it expires the charges
+past their time (releasing their readers with CANCEL), publishes, retained,
 the Config of every reader whose configuration changed in the catalog (all of them after each
 broker connection), every ``time_sync_s`` a TIME_SYNC to each reader with an open session, and
 ends the flood log's interval (drops past the first few are summarised, not logged one by one).
@@ -78,6 +79,7 @@ class DecisionWorker:
         self.flood = FloodLog(log, interval_s=flood_log_s)
         self._time_sync_s = time_sync_s  # 0: only on births
         self._next_sync = time.monotonic() + time_sync_s
+        self._next_expiry = 0.0
         self._thread = threading.Thread(target=self._run, name="decisions", daemon=True)
         metrics.queue_depth.set_function(self._queue.qsize)
 
@@ -157,12 +159,26 @@ class DecisionWorker:
         if changes:
             self._publish([Outgoing(topic, payload, retain=True) for topic, payload in changes])
             log.info("published the configuration of %d readers", len(changes))
+        if time.monotonic() >= self._next_expiry:
+            self._next_expiry = time.monotonic() + self._tick_s
+            self._expire_charges()
         if self._time_sync_s and time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self._time_sync_s
             now = self._clock()
             online = self._store.open_sessions()
             if online:
                 self._publish([self._core.time_sync(reader, now) for reader in online])
+
+    def _expire_charges(self) -> None:
+        """Charges past their time are expired and their readers released (CANCEL). A read
+        first: most seconds there is none, and a write would queue for SQLite's lock."""
+        now = self._clock()
+        if not self._store.charges_due(now):
+            return
+        expired = self._store.run(lambda books: books.expire_charges(now))
+        if expired:
+            self._publish([self._core.cancel_command(charge, now) for charge in expired])
+            log.info("%d charge(s) timed out; their readers were released", len(expired))
 
     def _decide(self, frames: list[Frame]) -> None:
         self._metrics.batch_size.observe(len(frames))

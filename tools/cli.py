@@ -28,6 +28,7 @@ def cmd_gateway(args: argparse.Namespace) -> int:
             gateway_id=args.gateway_id,
             timezone=args.timezone,
             metrics=args.metrics,
+            http=args.http,
             log_level=args.log_level,
         )
     except SettingsError as err:
@@ -225,11 +226,14 @@ def build_parser() -> argparse.ArgumentParser:
     gateway.add_argument("--gateway-id", help="this process's liveness name (default gw-1)")
     gateway.add_argument("--timezone", help="the venue's IANA time zone (default UTC)")
     gateway.add_argument("--metrics", help="HOST:PORT to serve Prometheus metrics on")
+    gateway.add_argument("--http", help="HOST:PORT to serve the HTTP API on (OpenAPI at /docs)")
     gateway.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
     gateway.set_defaults(run=cmd_gateway)
 
     _add_sim_reader(commands)
     _add_provision(commands)
+    _add_token(commands)
+    _add_till(commands)
 
     bench = commands.add_parser("bench", help="measure: print numbers for docs/BENCHMARKS.md")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -268,6 +272,71 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fuzz.set_defaults(run=cmd_fuzz)
     return parser
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    from bandlink.gateway.settings import SettingsError, load_settings
+
+    from .api import create_token
+
+    try:
+        db = args.db or load_settings(config_file=args.config, broker="mqtt://unused").db
+        token_id, secret = create_token(db, args.role, args.outlet)
+    except (SettingsError, ValueError) as err:
+        print(f"bandlink token: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"# token {token_id}, role {args.role}; shown once, only its hash is kept", file=sys.stderr
+    )
+    print(secret)
+    return 0
+
+
+def _add_token(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    token = commands.add_parser("token", help="API tokens for tills, desks and operators")
+    actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="make a token and print it (once)")
+    create.add_argument("--role", required=True, choices=["till", "desk", "admin"])
+    create.add_argument("--outlet", help="a till's outlet: it charges only at its readers")
+    create.add_argument("--db", help="the gateway's store (else BANDLINK_DB / --config)")
+    create.add_argument("--config", help="the gateway's TOML settings file")
+    create.set_defaults(run=cmd_token_create)
+
+
+def cmd_till_charge(args: argparse.Namespace) -> int:
+    from .till import charge
+
+    return charge(
+        url=args.url,
+        token=args.token,
+        reader=args.reader,
+        amount=args.amount,
+        currency=args.currency,
+        description=args.description,
+        wait_s=args.wait,
+    )
+
+
+def _add_till(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    import os
+
+    till = commands.add_parser("till", help="act as a till against a gateway's HTTP API")
+    actions = till.add_subparsers(dest="action", required=True, metavar="ACTION")
+    charge = actions.add_parser("charge", help="charge at a pos reader and wait for the tap")
+    charge.add_argument("--reader", required=True, help="the pos reader, e.g. pos-1")
+    charge.add_argument("--amount", required=True, help="in the currency's units, e.g. 4.50")
+    charge.add_argument("--currency", default="EUR")
+    charge.add_argument("--description", help="what the reader shows beside the amount")
+    charge.add_argument(
+        "--url",
+        default=os.environ.get("BANDLINK_API", "http://127.0.0.1:8080"),
+        help="the gateway's HTTP API (BANDLINK_API)",
+    )
+    charge.add_argument(
+        "--token", default=os.environ.get("BANDLINK_TOKEN"), help="a till token (BANDLINK_TOKEN)"
+    )
+    charge.add_argument("--wait", type=float, default=60, help="seconds to wait for the tap")
+    charge.set_defaults(run=cmd_till_charge)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -93,6 +93,7 @@ class Reader:
     config_version: int = 1  # bumped by every change to the configuration
     deadline_ms: int = DEFAULT_DEADLINE_MS
     hold_ms: int = DEFAULT_HOLD_MS
+    outlet: str | None = None  # a pos reader's: where its sales are booked
 
 
 @dataclass(frozen=True, slots=True)

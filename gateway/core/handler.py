@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import time
 from typing import Protocol
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from bandlink.protocol import (
     IN,
     MID_SIZE,
     OUT,
+    POS,
     Birth,
     Command,
     Death,
@@ -59,8 +60,12 @@ from .entry import (
     last_closing_ms,
     venue_day,
 )
+from .payments.operations import BAD_BLOCK, NO_PIN, Books, TapPayment, pay_by_tap
+from .payments.pin import open_pin_block, reader_pin_key
+from .payments.pinhash import PinHasher
+from .payments.records import Charge
 from .readers import SessionChange, SessionStore, on_birth, on_death
-from .records import TapRecord
+from .records import Raced, TapRecord
 from .wire import encode
 
 # How the store names a tap's direction; "-" for taps of roles that have none.
@@ -174,6 +179,8 @@ class DecisionTx(SessionStore, Protocol):
     def write_presence(self, read: Presence | None, new: Presence) -> None: ...
     def record_tap(self, tap: TapRecord) -> TapRecord: ...
     def tap_by_mid(self, mid: bytes) -> TapRecord | None: ...
+    @property
+    def books(self) -> Books: ...
 
 
 def random_mid() -> bytes:
@@ -187,11 +194,17 @@ class Core:
         *,
         closing: time = DEFAULT_CLOSING,
         new_mid: Callable[[], bytes] = random_mid,
+        secret_key: bytes = b"",
     ) -> None:
         # A site's own zone and closing time win; these are the defaults (the settings').
         self.zone = zone or ZoneInfo("UTC")
         self.closing = closing
         self._new_mid = new_mid  # ids are passed in, like the time: commands need one each
+        # Pos readers seal PINs with a key derived from the gateway's secret (one per reader);
+        # stored PIN hashes are peppered with it.
+        self._secret_key = secret_key
+        self._pin_keys: dict[str, bytes] = {}
+        self.pins = PinHasher(secret_key)
 
     def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
         effects = Effects()
@@ -205,6 +218,10 @@ class Core:
                 # this birth was stale: whoever sent it is connected now.
                 assert message.reader is not None
                 effects.replies.append(self.time_sync(message.reader, now_ms))
+                # A pos reader that rebooted or reconnected shows its open sale again.
+                pending = tx.books.pending_charge_at(message.reader)
+                if pending is not None and pending.expires_ms > now_ms:
+                    effects.replies.append(self.charge_command(pending, now_ms))
             elif isinstance(message, Death):
                 effects.events.append(on_death(tx, message, now_ms))
             elif message is not None:
@@ -239,6 +256,32 @@ class Core:
             reader=reader_id, ts=now_ms, mid=self._new_mid(), op=messages.TIME_SYNC, time_ms=now_ms
         )
         return Outgoing(topics.reader_topic(reader_id, topics.CMD), encode(command))
+
+    def charge_command(self, charge: Charge, now_ms: int) -> Outgoing:
+        """Command CHARGE: the reader shows the sale and waits for a band."""
+        command = Command(
+            reader=charge.reader_id,
+            ts=now_ms,
+            mid=self._new_mid(),
+            op=messages.CHARGE,
+            charge=charge.id,
+            amount=charge.amount,
+            currency=charge.currency,
+            pin_required=False,  # the guest's threshold decides, once the band is known
+            label=charge.label,
+        )
+        return Outgoing(topics.reader_topic(charge.reader_id, topics.CMD), encode(command))
+
+    def cancel_command(self, charge: Charge, now_ms: int) -> Outgoing:
+        """Command CANCEL: the sale is off (the till cancelled it, or it timed out)."""
+        command = Command(
+            reader=charge.reader_id,
+            ts=now_ms,
+            mid=self._new_mid(),
+            op=messages.CANCEL,
+            charge=charge.id,
+        )
+        return Outgoing(topics.reader_topic(charge.reader_id, topics.CMD), encode(command))
 
     def site_clock(self, site: Site | None) -> tuple[ZoneInfo, time]:
         """The zone and closing time a site's days follow."""
@@ -306,6 +349,9 @@ class Core:
         if reader is None:
             self._unknown_reader(tap, frame, now_ms, tx, effects)
             return
+        if tap.role == POS and reader.role == "pos":
+            self._on_payment(tap, frame, reader, now_ms=now_ms, tx=tx, effects=effects)
+            return
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
         band = tx.view.band(tap.uid)
@@ -324,6 +370,61 @@ class Core:
         name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         effects.events.append(_decided(tap, stored, frame, duplicate=stored is not record))
+
+    def _on_payment(
+        self,
+        tap: Tap,
+        frame: Frame,
+        reader: Reader,
+        *,
+        now_ms: int,
+        tx: DecisionTx,
+        effects: Effects,
+    ) -> None:
+        """A band answering a charge: paid (or declined) in this transaction, once per mid.
+
+        The mid is looked up first, unlike a gate's: a payment writes the ledger before its
+        tap is recorded. Two processes paying under one mid at once both find none; the
+        second's insert then finds the first's record and the whole batch runs again (Raced),
+        taking this one's payment back with it, and answers as a duplicate."""
+        assert tap.mid is not None and tap.charge is not None
+        asked = _record(tap, frame.received_ms, granted=False, reason=BAD_REQUEST)
+        stored = tx.tap_by_mid(tap.mid)
+        if stored is not None:
+            if not stored.same_operation(asked):
+                self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
+                return
+            effects.replies.append(self._reply(tap, stored, None, now_ms))
+            effects.events.append(_decided(tap, stored, frame, duplicate=True))
+            return
+        band = tx.view.band(tap.uid)
+        paid = pay_by_tap(
+            tx.books,
+            charge_id=tap.charge,
+            reader=reader,
+            band=band,
+            pin=self._pin_of(tap, reader.id),
+            check_pin=self.pins.verify,
+            day=venue_day(frame.received_ms, self.site_clock(tx.view.site(reader.site))[0]),
+            tap_mid=tap.mid,
+            now_ms=now_ms,
+        )
+        record = _payment_record(tap, frame.received_ms, paid)
+        if tx.record_tap(record) is not record:
+            raise Raced(f"tap {tap.mid.hex()} was recorded by another process meanwhile")
+        effects.replies.append(self._reply(tap, record, None, now_ms))
+        effects.events.append(_decided(tap, record, frame, duplicate=False))
+
+    def _pin_of(self, tap: Tap, reader_id: str) -> str | None:
+        """The PIN the tap's block opens to for its charge; NO_PIN, or BAD_BLOCK."""
+        if tap.pin is None:
+            return NO_PIN
+        key = self._pin_keys.get(reader_id)
+        if key is None:
+            key = self._pin_keys[reader_id] = reader_pin_key(self._secret_key, reader_id)
+        assert tap.charge is not None
+        opened = open_pin_block(key, tap.charge, tap.pin)
+        return BAD_BLOCK if opened is None else opened
 
     def _unknown_reader(
         self, tap: Tap, frame: Frame, now_ms: int, tx: DecisionTx, effects: Effects
@@ -399,6 +500,8 @@ class Core:
             reason=record.reason,
             name=name,
             direction="out" if record.direction == "out" else "in",
+            text=record.text,
+            balance=record.balance,
         )
 
     def _result(
@@ -412,8 +515,12 @@ class Core:
         reason: str,
         name: str | None = None,
         direction: str = "in",
+        text: str | None = None,
+        balance: int | None = None,
     ) -> Outgoing:
-        if granted:
+        if text is not None:
+            pass  # the decision's own words (a payment's)
+        elif granted:
             text = ("Goodbye " if direction == "out" else "Welcome ") + (name or "")
         else:
             text = _REFUSAL_TEXT.get(reason, "Please see staff")
@@ -426,6 +533,7 @@ class Core:
             reason=reasons.code(reason),
             text=text.strip()[:32],
             name=name[:24] if name else None,
+            balance=balance,
             pattern=messages.RETRY if reason in _TRY_AGAIN else None,
         )
         return Outgoing(topics.reader_topic(reader, topics.RES), encode(result))
@@ -455,6 +563,12 @@ def _record(
         seq=tap.seq,
         role=ROLE_NAMES.get(tap.role, str(tap.role)),
     )
+
+
+def _payment_record(tap: Tap, received_ms: int, paid: TapPayment) -> TapRecord:
+    guest = paid.charge.guest_id if paid.charge is not None else None
+    record = _record(tap, received_ms, granted=paid.granted, reason=paid.reason, guest=guest)
+    return replace(record, text=paid.text, balance=paid.balance)
 
 
 def _decided(tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool) -> Decided:

@@ -1,4 +1,5 @@
-"""What the gateway keeps of a tap: as received, and the answer given. ``mid`` is the key."""
+"""What the gateway keeps of a tap: as received, and the answer given. ``mid`` is the key.
+And what a transaction raises when another one got there first."""
 
 from __future__ import annotations
 
@@ -18,6 +19,10 @@ class TapRecord:
     guest_id: str | None
     seq: int
     role: str = "gate"  # gate | pos | photo
+    # What the reader was told beyond the reason, where the reason does not say it all (a
+    # payment's "Paid EUR 4.50" and the balance after): a duplicate gets the very same answer.
+    text: str | None = None
+    balance: int | None = None
 
     def same_operation(self, other: TapRecord) -> bool:
         """Whether ``other`` is this tap again (a resend, a redelivery): a mid names one
@@ -33,3 +38,8 @@ class TapRecord:
     def __post_init__(self) -> None:
         if len(self.mid) != 16:
             raise ValueError(f"mid must be 16 bytes, not {len(self.mid)}")
+
+
+class Raced(Exception):
+    """Another transaction changed what this one read before it could write (a compare-and-set
+    that found nothing to set): run this one again from the start, and it sees the change."""

@@ -9,11 +9,11 @@ per concept: ``catalog`` (guests, bands, tickets, readers), ``view`` (the catalo
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -22,14 +22,28 @@ from sqlalchemy.engine import Engine
 
 from ..core.entry import Band, Presence, Reader, Ticket
 from ..core.records import TapRecord
-from . import catalog, sessions, taps
+from . import catalog, idempotency, ledger, sessions, taps, tokens
 from .engine import SQLITE_BEGIN, Conflict, is_retryable, make_engine
+from .idempotency import Answer
+from .ledger import Books
 from .presence import PresenceTable
 from .schema import metadata
 from .sessions import Sessions
 from .view import CatalogView
 
-__all__ = ["Conflict", "Store", "TapRecord", "Transaction", "is_retryable", "metadata"]
+__all__ = [
+    "Answer",
+    "Books",
+    "Conflict",
+    "KeyReused",
+    "Store",
+    "TapRecord",
+    "Transaction",
+    "is_retryable",
+    "metadata",
+]
+T = TypeVar("T")
+ATTEMPTS = 5  # a money transaction that loses this many races in a row gives up
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant: the advisory lock two PostgreSQL gateways starting at once take to migrate.
@@ -52,6 +66,7 @@ class Transaction:
         self._presence = presence
         self._taps = tap_log
         self._sessions = reader_sessions
+        self.books = Books(conn)  # a pos tap's payment, in the same transaction
 
     def presence(self, guest_id: str, site: str) -> Presence | None:
         return self._presence.read(self.conn, guest_id, site)
@@ -70,6 +85,10 @@ class Transaction:
 
     def death(self, reader: str, bdseq: int, now_ms: int) -> bool:
         return self._sessions.death(self.conn, reader, bdseq, now_ms)
+
+
+class KeyReused(Exception):
+    """An Idempotency-Key sent again with a different request."""
 
 
 class Store:
@@ -132,6 +151,61 @@ class Store:
         goes out): a read, which on SQLite takes no write lock from the other processes."""
         with self._unit_lock, self._read() as conn:
             self.view.follow(conn)
+
+    # -- money: one request, one transaction ------------------------------------------------
+
+    def run(self, work: Callable[[Books], T]) -> T:
+        """``work`` in one write transaction, committed when it returns, rolled back if it
+        raises; run again from the start when it lost a race (up to ATTEMPTS times).
+
+        A pooled connection per call: money requests come from the HTTP server's many
+        threads, and a connection kept per thread would drain the pool."""
+        for attempt in range(1, ATTEMPTS + 1):
+            try:
+                with self._engine.connect() as pooled:
+                    conn = pooled.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+                    with conn.begin():
+                        return work(Books(conn))
+            except Exception as err:
+                if not is_retryable(err) or attempt == ATTEMPTS:
+                    raise
+        raise AssertionError("unreachable")
+
+    def once(
+        self,
+        principal: str,
+        key: str,
+        fingerprint: str,
+        now_ms: int,
+        work: Callable[[Books], Answer],
+    ) -> Answer:
+        """``work`` done once per (principal, key): the first request's answer, stored in its
+        transaction, is every repeat's answer. KeyReused if the key came with another request."""
+
+        def attempt(books: Books) -> Answer:
+            stored = idempotency.claim(books.conn, principal, key, fingerprint, now_ms)
+            if stored is not None:
+                if stored.fingerprint != fingerprint:
+                    raise KeyReused(key)
+                return stored.answer
+            answered = work(books)
+            idempotency.answer(books.conn, principal, key, answered)
+            return answered
+
+        return self.run(attempt)
+
+    def charges_due(self, now_ms: int) -> bool:
+        """Whether some pending charge is past its time (a read: no write lock)."""
+        with self._read() as conn:
+            return ledger.charges_due(conn, now_ms)
+
+    def add_token(self, token: tokens.Token, digest: str) -> None:
+        with self._write() as conn:
+            tokens.add(conn, token, digest)
+
+    def token(self, digest: str) -> tokens.Token | None:
+        with self._read() as conn:
+            return tokens.by_digest(conn, digest)
 
     def load_venue(self, venue: Mapping[str, Any], *, today: date) -> None:
         """Upsert a venue's guests, bands, tickets and readers (see venue.DEMO_VENUE)."""

@@ -117,7 +117,9 @@ READER_DEFAULTS = {
 
 def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]:
     """A venue file's reader, checked: what its Config will say must be sayable."""
-    row = {k: entry[k] for k in ("id", "role", "gate")}
+    row = {k: entry[k] for k in ("id", "role")}
+    row["gate"] = entry.get("gate", "")
+    row["outlet"] = entry.get("outlet")
     row["site"] = entry.get("site", site)
     row.update({k: entry.get(k, default) for k, default in READER_DEFAULTS.items()})
     problems = []
@@ -131,6 +133,8 @@ def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]
         value = row[name]
         if isinstance(value, bool) or not isinstance(value, int) or not 0 < value < 1 << 32:
             problems.append(f"{name} must be a whole number of milliseconds, 1 to 2^32-1")
+    if row["role"] == "pos" and not isinstance(row["outlet"], str):
+        problems.append("a pos reader names its outlet")
     if problems:
         raise ValueError(f"reader {row['id']!r}: " + "; ".join(problems))
     return row
@@ -200,6 +204,7 @@ def _reader(row: Row[Any]) -> Reader:
         config_version=row.config_version,
         deadline_ms=row.deadline_ms,
         hold_ms=row.hold_ms,
+        outlet=row.outlet,
     )
 
 

@@ -16,6 +16,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from ..core.records import Raced
 from ..settings import normalise_db_url
 
 # Execution option naming the BEGIN a SQLite transaction starts with ("IMMEDIATE" for writes).
@@ -24,7 +25,7 @@ SQLITE_BEGIN = "bandlink_sqlite_begin"
 _RETRYABLE_SQLSTATES = {"40001", "40P01"}
 
 
-class Conflict(Exception):
+class Conflict(Raced):
     """A compare-and-set found the row changed by another transaction: decide again."""
 
 
@@ -37,7 +38,7 @@ def make_engine(url: str) -> Engine:
 
 def is_retryable(error: BaseException) -> bool:
     """A transaction that lost a race (and nothing worse): run it again from the start."""
-    if isinstance(error, Conflict):
+    if isinstance(error, Raced):
         return True
     if isinstance(error, DBAPIError):
         sqlstate = getattr(error.orig, "sqlstate", None)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Boolean,
+    CheckConstraint,
     Column,
     Date,
     DateTime,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    text,
 )
 
 from ..core.entry import DEFAULT_DEADLINE_MS, DEFAULT_HOLD_MS
@@ -71,6 +73,8 @@ readers = Table(
     Column("deadline_ms", Integer, nullable=False, server_default=str(DEFAULT_DEADLINE_MS)),
     Column("hold_ms", Integer, nullable=False, server_default=str(DEFAULT_HOLD_MS)),
     Column("config_version", BigInteger, nullable=False, server_default="1"),
+    # A pos reader's outlet: where its sales are booked, and which tills may charge at it.
+    Column("outlet", Text, nullable=True),
 )
 # A site's own clock: its IANA time zone (NULL: the gateway's ``timezone`` setting) and the
 # local time it closes ("HH:MM"; NULL: the gateway's ``closing`` setting). Tickets count by the
@@ -129,6 +133,8 @@ taps = Table(
     Column("seq", Integer, nullable=False),
     # gate | pos | photo: with reader, uid and direction, what makes one operation (its mid)
     Column("role", Text, nullable=False, server_default="gate"),
+    Column("text", Text, nullable=True),
+    Column("balance", BigInteger, nullable=True),
     Index("ix_taps_received_ms", "received_ms"),
     Index("ix_taps_uid", "uid"),
 )
@@ -142,4 +148,151 @@ reader_sessions = Table(
     Column("online", Boolean, nullable=False),
     Column("firmware", Text, nullable=True),
     Column("changed_ms", BigInteger, nullable=False),
+)
+
+# -- money: a double-entry ledger (docs/LEDGER.md) ------------------------------------------
+
+# One row per account. ``balance`` is the sum of the account's postings, kept by the statement
+# that posts them; ``floor`` is the lowest it may go (0 for a wallet, minus the credit limit for
+# a folio, NULL for the venue's own accounts), checked by that statement's WHERE and again here.
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # wallet | folio | revenue | refunds | cash
+    Column("currency", Text, nullable=False),
+    Column("floor", BigInteger, nullable=True),
+    Column("balance", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("floor IS NULL OR balance >= floor", name="ck_accounts_floor"),
+)
+# A party pays for its members from one account (a wallet, or a folio); a guest not in any
+# party gets a party of their own at their first top-up.
+parties = Table(
+    "parties",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("account_id", Text, ForeignKey("accounts.id"), nullable=False),
+)
+party_members = Table(
+    "party_members",
+    metadata,
+    Column("guest_id", Text, ForeignKey("guests.id"), primary_key=True),
+    Column("party_id", Text, ForeignKey("parties.id"), nullable=False, index=True),
+)
+# One row per movement of money; never updated or deleted (triggers, migration 0004). A
+# correction is a new transfer linked to the charge it corrects.
+transfers = Table(
+    "transfers",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # topup | charge | refund | cashout
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("guest_id", Text, nullable=True),
+    Column("charge_id", LargeBinary(16), nullable=True),
+    Column("reference", Text, nullable=True),
+    Column("actor", Text, nullable=False),  # the token id, or reader:<id>
+    Column("created_ms", BigInteger, nullable=False),
+    CheckConstraint("amount > 0", name="ck_transfers_amount"),
+    # One charge is paid at most once, whatever races to pay it.
+    Index(
+        "uq_transfers_paid_charge",
+        "charge_id",
+        unique=True,
+        sqlite_where=text("kind = 'charge'"),
+        postgresql_where=text("kind = 'charge'"),
+    ),
+)
+postings = Table(
+    "postings",
+    metadata,
+    Column("transfer_id", Text, ForeignKey("transfers.id"), primary_key=True),
+    Column("account_id", Text, ForeignKey("accounts.id"), primary_key=True),
+    Column("amount", BigInteger, nullable=False),  # signed; a transfer's postings sum to zero
+    Index("ix_postings_account_id", "account_id"),
+)
+# A till's request to take money at one pos reader. ``state`` moves once, from pending to
+# approved, declined, cancelled or expired, by a compare-and-set on it.
+charges = Table(
+    "charges",
+    metadata,
+    Column("id", LargeBinary(16), primary_key=True),  # the Command's and the Tap's `charge`
+    Column("reader_id", Text, nullable=False),
+    Column("outlet", Text, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", Text, nullable=False),
+    Column("reference", Text, nullable=True),
+    Column("label", Text, nullable=False),
+    Column("lines", Text, nullable=False),  # JSON: the receipt's lines
+    Column("state", Text, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("guest_id", Text, nullable=True),
+    Column("tap_mid", LargeBinary(16), nullable=True),
+    Column("transfer_id", Text, nullable=True),
+    Column("refunded", BigInteger, nullable=False, server_default="0"),
+    Column("actor", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("completed_ms", BigInteger, nullable=True),
+    CheckConstraint("amount > 0", name="ck_charges_amount"),
+    CheckConstraint("refunded >= 0 AND refunded <= amount", name="ck_charges_refunded"),
+    # A reader shows one sale at a time.
+    Index(
+        "uq_charges_pending_reader",
+        "reader_id",
+        unique=True,
+        sqlite_where=text("state = 'pending'"),
+        postgresql_where=text("state = 'pending'"),
+    ),
+)
+# What a guest may spend, and how they prove it is them: no row is the defaults (charging on,
+# no daily limit, no PIN asked). The PIN is kept as a slow hash (argon2id, peppered with the
+# gateway's secret key); ``failures`` wrong PINs in a row lock charging until a desk unlocks it.
+charging = Table(
+    "charging",
+    metadata,
+    Column("guest_id", Text, ForeignKey("guests.id"), primary_key=True),
+    Column("enabled", Boolean, nullable=False, server_default=text("true")),
+    Column("daily_limit", BigInteger, nullable=True),
+    Column("pin_threshold", BigInteger, nullable=True),
+    Column("pin_hash", Text, nullable=True),
+    Column("failures", Integer, nullable=False, server_default="0"),
+    Column("locked", Boolean, nullable=False, server_default=text("false")),
+)
+# What each guest spent per venue day, for their daily limit: raised by a statement that
+# refuses to pass the limit.
+spending = Table(
+    "spending",
+    metadata,
+    Column("guest_id", Text, ForeignKey("guests.id"), primary_key=True),
+    Column("day", Date, primary_key=True),
+    Column("spent", BigInteger, nullable=False),
+)
+
+# -- the HTTP side ----------------------------------------------------------------------------
+
+# Bearer tokens for tills and staff: only a SHA-256 of the token is kept (it is 32 random
+# bytes, so no slow hash is needed to make guessing it hopeless).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", Text, primary_key=True),
+    Column("hash", Text, nullable=False, unique=True),
+    Column("role", Text, nullable=False),  # till | desk | admin
+    Column("outlet", Text, nullable=True),  # a till's
+    Column("created_ms", BigInteger, nullable=False),
+    Column("revoked_ms", BigInteger, nullable=True),
+)
+# The answer each Idempotency-Key got, stored in the transaction that did the work: a repeat
+# gets it back, byte for byte. ``fingerprint`` is a hash of the request it answered.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("principal", Text, primary_key=True),
+    Column("key", Text, primary_key=True),
+    Column("fingerprint", Text, nullable=False),
+    Column("status", Integer, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
 )

@@ -64,6 +64,8 @@ def _values(tap: TapRecord) -> dict[str, Any]:
         "guest_id": tap.guest_id,
         "seq": tap.seq,
         "role": tap.role,
+        "text": tap.text,
+        "balance": tap.balance,
     }
 
 
@@ -80,4 +82,6 @@ def _record(row: Row[Any]) -> TapRecord:
         guest_id=row.guest_id,
         seq=row.seq,
         role=row.role,
+        text=row.text,
+        balance=row.balance,
     )

@@ -137,7 +137,7 @@ def test_every_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
         pass
     configs = ConfigPublisher().changes(gateway.store.view, 11)
     frames += [Outgoing(topic, payload, retain=True) for topic, payload in configs]
-    assert len(frames) == 3 + len(taps) + 1 + 3
+    assert len(frames) == 3 + len(taps) + 1 + len(DEMO_VENUE["readers"])
     for frame in frames:
         message = decode(frame.payload)
         BY_RULE[TYPE_RULES[message.TYPE - 1]].validate_cbor(frame.payload)

@@ -10,7 +10,7 @@ from bandlink.gateway.core.handler import Core
 from bandlink.gateway.metrics import Metrics
 from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import Store
-from bandlink.gateway.venue import SITE
+from bandlink.gateway.venue import DEMO_VENUE, SITE
 from bandlink.gateway.worker import DecisionWorker
 from bandlink.protocol import GATE, IN, OUT, Config, decode
 from bandlink.tools.waiting import wait_for
@@ -33,7 +33,7 @@ def configs(store: Store, publisher: ConfigPublisher) -> dict[str, Config | None
 def test_every_reader_gets_its_config_then_only_changes_go_out(store: Store, db_url: str) -> None:
     publisher = ConfigPublisher()
     first = configs(store, publisher)
-    assert set(first) == {"bl/1/gate-1/cfg", "bl/1/gate-2/cfg", "bl/1/gate-3/cfg"}
+    assert set(first) == {f"bl/1/{reader['id']}/cfg" for reader in DEMO_VENUE["readers"]}
     entry, leaving = first["bl/1/gate-1/cfg"], first["bl/1/gate-2/cfg"]
     assert entry is not None and leaving is not None
     assert (entry.reader, entry.role, entry.gate, entry.direction) == ("gate-1", GATE, "north", IN)
@@ -50,7 +50,8 @@ def test_every_reader_gets_its_config_then_only_changes_go_out(store: Store, db_
     engine.dispose()
     assert configs(store, publisher) == {"bl/1/gate-3/cfg": None}  # cleared
     publisher.forget()
-    assert set(configs(store, publisher)) == {"bl/1/gate-1/cfg", "bl/1/gate-2/cfg"}
+    others = {f"bl/1/{reader['id']}/cfg" for reader in DEMO_VENUE["readers"]} - {"bl/1/gate-3/cfg"}
+    assert set(configs(store, publisher)) == others
 
 
 def test_an_idle_worker_publishes_a_changed_config_retained(store: Store) -> None:
@@ -60,18 +61,19 @@ def test_an_idle_worker_publishes_a_changed_config_retained(store: Store) -> Non
     )
     worker.start()
     try:
-        wait_for(lambda: len(replies.others), lambda n: n >= 3)
+        every = len(DEMO_VENUE["readers"])
+        wait_for(lambda: len(replies.others), lambda n: n >= every)
         assert all(reply.retain for reply in replies.others)
         moved = {"id": "gate-1", "site": SITE, "role": "gate", "gate": "north", "hold_ms": 700}
         store.load_venue({"readers": [moved]}, today=TODAY)
-        wait_for(lambda: len(replies.others), lambda n: n >= 4)
+        wait_for(lambda: len(replies.others), lambda n: n >= every + 1)
         published = [decode(reply.payload) for reply in replies.others]
-        first = next(c for c in published[:3] if isinstance(c, Config) and c.reader == "gate-1")
+        first = next(c for c in published[:every] if isinstance(c, Config) and c.reader == "gate-1")
         latest = published[-1]
         assert isinstance(first, Config) and isinstance(latest, Config)
         assert (latest.reader, latest.hold_ms) == ("gate-1", 700)
         assert latest.version > first.version
         worker.connected()  # a reconnection: all of them again
-        wait_for(lambda: len(replies.others), lambda n: n >= 7)
+        wait_for(lambda: len(replies.others), lambda n: n >= 2 * every + 1)
     finally:
         worker.stop()

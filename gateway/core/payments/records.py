@@ -1,0 +1,70 @@
+"""The records money is kept in, as the core sees them (the store reads and writes them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .ledger import Transfer
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    kind: str
+    currency: str
+    floor: int | None
+    balance: int
+
+
+@dataclass(frozen=True, slots=True)
+class Charge:
+    id: bytes
+    reader_id: str
+    outlet: str
+    amount: int
+    currency: str
+    label: str
+    state: str
+    created_ms: int
+    expires_ms: int
+    actor: str
+    reference: str | None = None
+    lines: tuple[tuple[str, int], ...] = ()
+    reason: str | None = None
+    guest_id: str | None = None
+    tap_mid: bytes | None = None
+    transfer_id: str | None = None
+    refunded: int = 0
+    completed_ms: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Privilege:
+    """What a guest may spend; the defaults are a guest nobody set anything for."""
+
+    guest_id: str
+    enabled: bool = True
+    daily_limit: int | None = None
+    pin_threshold: int | None = None
+    pin_hash: str | None = None
+    failures: int = 0
+    locked: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    """A transfer and one posting of it, for a statement of one account."""
+
+    transfer: Transfer
+    delta: int  # on the account the statement is of
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerTotals:
+    accounts: int
+    transfers: int
+    postings: int
+    total: int  # sum over all balances: always 0
+    unbalanced: int  # transfers whose postings do not sum to zero
+    drifted: int  # accounts whose balance is not the sum of their postings
+    below_floor: int

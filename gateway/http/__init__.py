@@ -1,0 +1,1 @@
+"""The gateway's HTTP side (FastAPI): the till, desk and operator API."""

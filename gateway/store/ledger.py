@@ -1,0 +1,371 @@
+"""Money in SQL: accounts, transfers and postings; parties; charges; spending privileges, PINs
+and daily spending. ``Books`` is one transaction's view of them (the HTTP side's unit of work,
+and a pos tap's inside its decision batch).
+
+Every limit is the database's: money leaves an account only through an UPDATE whose WHERE
+refuses to pass its floor; a charge is paid once by a unique index on the charge transfer and a
+compare-and-set on its state; refunds stay within the charge by the UPDATE that counts them; a
+daily limit by the UPDATE that adds to the day's spending. Nothing is read in Python and then
+written on the strength of that read.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import AbstractContextManager
+from datetime import date
+from typing import Any
+
+from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy.engine import Row
+
+from ..core.payments.ledger import Transfer
+from ..core.payments.records import Account, Charge, LedgerTotals, Posted, Privilege
+from .engine import insert
+from .schema import (
+    accounts,
+    charges,
+    charging,
+    guests,
+    parties,
+    party_members,
+    postings,
+    spending,
+    transfers,
+)
+
+PENDING = "pending"
+
+
+_CHARGE = select(charges).where(charges.c.id == bindparam("id"))
+_PRIVILEGE = select(charging).where(charging.c.guest_id == bindparam("guest_id"))
+_PARTY_ACCOUNT = (
+    select(parties.c.account_id)
+    .join(party_members, party_members.c.party_id == parties.c.id)
+    .where(party_members.c.guest_id == bindparam("guest_id"))
+)
+
+
+class Books:
+    """The ledger, charges and privileges inside one open transaction."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self._dialect = conn.dialect.name
+
+    # -- accounts and transfers -------------------------------------------------------------
+
+    def open_account(self, account_id: str, kind: str, currency: str, floor: int | None) -> None:
+        """Create the account if it does not exist (its floor is set when it is made)."""
+        row = {"id": account_id, "kind": kind, "currency": currency, "floor": floor}
+        stmt = insert(self._dialect, accounts).on_conflict_do_nothing(index_elements=["id"])
+        self.conn.execute(stmt, row)
+
+    def account(self, account_id: str) -> Account | None:
+        row = self.conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+        return None if row is None else Account(**row._mapping)
+
+    def post(self, transfer: Transfer) -> int | None:
+        """Post ``transfer``; the source's balance after it, or None (and nothing written) when
+        the source would go below its floor."""
+        take = (
+            update(accounts)
+            .where(accounts.c.id == transfer.source)
+            .where(accounts.c.currency == transfer.currency)
+            .where(
+                (accounts.c.floor.is_(None))
+                | (accounts.c.balance - transfer.amount >= accounts.c.floor)
+            )
+            .values(balance=accounts.c.balance - transfer.amount)
+            .returning(accounts.c.balance)
+        )
+        left = self.conn.execute(take).scalar()
+        if left is None:
+            return None
+        give = (
+            update(accounts)
+            .where(accounts.c.id == transfer.target)
+            .values(balance=accounts.c.balance + transfer.amount)
+            .returning(accounts.c.balance)
+        )
+        if self.conn.execute(give).scalar() is None:
+            raise LookupError(f"no account {transfer.target!r}")
+        self.conn.execute(insert(self._dialect, transfers), _transfer_row(transfer))
+        self.conn.execute(
+            insert(self._dialect, postings),
+            [
+                {"transfer_id": transfer.id, "account_id": account, "amount": amount}
+                for account, amount in transfer.postings()
+            ],
+        )
+        return int(left)
+
+    def statement(self, account_id: str, limit: int = 100) -> list[Posted]:
+        """The account's newest postings first."""
+        query = (
+            select(transfers, postings.c.amount.label("delta"))
+            .join(postings, postings.c.transfer_id == transfers.c.id)
+            .where(postings.c.account_id == account_id)
+            .order_by(transfers.c.created_ms.desc(), transfers.c.id.desc())
+            .limit(limit)
+        )
+        return [self._posted(row) for row in self.conn.execute(query)]
+
+    def charge_transfers(self, charge_id: bytes) -> list[Transfer]:
+        query = select(transfers).where(transfers.c.charge_id == charge_id)
+        return [self._transfer(row) for row in self.conn.execute(query.order_by(transfers.c.id))]
+
+    def totals(self) -> LedgerTotals:
+        """The ledger's invariants, counted (``GET /v1/ledger/check``)."""
+        conn = self.conn
+        per_transfer = (
+            select(postings.c.transfer_id)
+            .group_by(postings.c.transfer_id)
+            .having(func.sum(postings.c.amount) != 0)
+            .subquery()
+        )
+        posted = (
+            select(postings.c.account_id, func.sum(postings.c.amount).label("sum"))
+            .group_by(postings.c.account_id)
+            .subquery()
+        )
+        drifted = (
+            select(func.count())
+            .select_from(accounts.outerjoin(posted, posted.c.account_id == accounts.c.id))
+            .where(accounts.c.balance != func.coalesce(posted.c.sum, 0))
+        )
+        below = select(func.count()).where(
+            accounts.c.floor.is_not(None), accounts.c.balance < accounts.c.floor
+        )
+        return LedgerTotals(
+            accounts=int(conn.scalar(select(func.count()).select_from(accounts)) or 0),
+            transfers=int(conn.scalar(select(func.count()).select_from(transfers)) or 0),
+            postings=int(conn.scalar(select(func.count()).select_from(postings)) or 0),
+            total=int(conn.scalar(select(func.coalesce(func.sum(accounts.c.balance), 0))) or 0),
+            unbalanced=int(conn.scalar(select(func.count()).select_from(per_transfer)) or 0),
+            drifted=int(conn.scalar(drifted) or 0),
+            below_floor=int(conn.scalar(below) or 0),
+        )
+
+    # -- parties ----------------------------------------------------------------------------
+
+    def party_account(self, guest_id: str) -> str | None:
+        """The account a guest's charges are paid from: their party's."""
+        value = self.conn.execute(_PARTY_ACCOUNT, {"guest_id": guest_id}).scalar()
+        return None if value is None else str(value)
+
+    def guest_exists(self, guest_id: str) -> bool:
+        query = select(guests.c.id).where(guests.c.id == guest_id)
+        return self.conn.execute(query).first() is not None
+
+    def add_party(self, party_id: str, name: str, account_id: str) -> None:
+        stmt = insert(self._dialect, parties).on_conflict_do_nothing(index_elements=["id"])
+        self.conn.execute(stmt, {"id": party_id, "name": name, "account_id": account_id})
+
+    def join_party(self, guest_id: str, party_id: str) -> None:
+        stmt = insert(self._dialect, party_members)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["guest_id"], set_={"party_id": stmt.excluded.party_id}
+        )
+        self.conn.execute(stmt, {"guest_id": guest_id, "party_id": party_id})
+
+    def party_of(self, guest_id: str) -> str | None:
+        query = select(party_members.c.party_id).where(party_members.c.guest_id == guest_id)
+        value = self.conn.execute(query).scalar()
+        return None if value is None else str(value)
+
+    def members(self, party_id: str) -> list[str]:
+        query = select(party_members.c.guest_id).where(party_members.c.party_id == party_id)
+        return [
+            str(v) for v in self.conn.execute(query.order_by(party_members.c.guest_id)).scalars()
+        ]
+
+    # -- charges ----------------------------------------------------------------------------
+
+    def add_charge(self, charge: Charge) -> None:
+        self.conn.execute(insert(self._dialect, charges), _charge_row(charge))
+
+    def charge(self, charge_id: bytes) -> Charge | None:
+        row = self.conn.execute(_CHARGE, {"id": charge_id}).first()
+        return None if row is None else _charge(row)
+
+    def pending_charge_at(self, reader_id: str) -> Charge | None:
+        query = select(charges).where(charges.c.reader_id == reader_id, charges.c.state == PENDING)
+        row = self.conn.execute(query).first()
+        return None if row is None else _charge(row)
+
+    def complete_charge(self, charge: Charge) -> bool:
+        """Move a pending charge to ``charge.state`` with its outcome; False (nothing written)
+        if it is no longer pending: another tap, a cancel or its timeout came first."""
+        stmt = (
+            update(charges)
+            .where(charges.c.id == charge.id, charges.c.state == PENDING)
+            .values(
+                state=charge.state,
+                reason=charge.reason,
+                guest_id=charge.guest_id,
+                tap_mid=charge.tap_mid,
+                transfer_id=charge.transfer_id,
+                completed_ms=charge.completed_ms,
+            )
+            .returning(charges.c.id)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    def expire_charges(self, now_ms: int) -> list[Charge]:
+        """Every pending charge past its time, moved to expired; the ones moved."""
+        stmt = (
+            update(charges)
+            .where(charges.c.state == PENDING, charges.c.expires_ms <= now_ms)
+            .values(state="expired", reason="charge_expired", completed_ms=now_ms)
+            .returning(*charges.c)
+        )
+        return [_charge(row) for row in self.conn.execute(stmt)]
+
+    def count_refund(self, charge_id: bytes, amount: int) -> bool:
+        """Add ``amount`` to what was refunded of an approved charge; False (nothing written)
+        when that would refund more than was charged."""
+        stmt = (
+            update(charges)
+            .where(
+                charges.c.id == charge_id,
+                charges.c.state == "approved",
+                charges.c.refunded + amount <= charges.c.amount,
+            )
+            .values(refunded=charges.c.refunded + amount)
+            .returning(charges.c.id)
+        )
+        return self.conn.execute(stmt).first() is not None
+
+    # -- privileges, PINs, daily spending ---------------------------------------------------
+
+    def privilege(self, guest_id: str) -> Privilege:
+        row = self.conn.execute(_PRIVILEGE, {"guest_id": guest_id}).first()
+        if row is None:
+            return Privilege(guest_id)
+        return Privilege(
+            guest_id,
+            enabled=bool(row.enabled),
+            daily_limit=row.daily_limit,
+            pin_threshold=row.pin_threshold,
+            pin_hash=row.pin_hash,
+            failures=row.failures,
+            locked=bool(row.locked),
+        )
+
+    def set_privilege(self, privilege: Privilege) -> None:
+        row = {
+            "guest_id": privilege.guest_id,
+            "enabled": privilege.enabled,
+            "daily_limit": privilege.daily_limit,
+            "pin_threshold": privilege.pin_threshold,
+            "pin_hash": privilege.pin_hash,
+            "failures": privilege.failures,
+            "locked": privilege.locked,
+        }
+        stmt = insert(self._dialect, charging)
+        changes = {name: stmt.excluded[name] for name in row if name != "guest_id"}
+        self.conn.execute(
+            stmt.on_conflict_do_update(index_elements=["guest_id"], set_=changes), row
+        )
+
+    def wrong_pin(self, guest_id: str, attempts: int) -> Privilege:
+        """Count a wrong PIN, locking at ``attempts`` in a row: in one statement, so two taps
+        racing cannot both get the last try."""
+        start = insert(self._dialect, charging).on_conflict_do_nothing(index_elements=["guest_id"])
+        self.conn.execute(start, {"guest_id": guest_id})  # a guest nobody set anything for
+        stmt = (
+            update(charging)
+            .where(charging.c.guest_id == guest_id)
+            .values(
+                failures=charging.c.failures + 1,
+                locked=charging.c.locked | (charging.c.failures + 1 >= attempts),
+            )
+        )
+        self.conn.execute(stmt)
+        return self.privilege(guest_id)
+
+    def right_pin(self, guest_id: str) -> None:
+        stmt = update(charging).where(charging.c.guest_id == guest_id, charging.c.failures != 0)
+        self.conn.execute(stmt.values(failures=0))
+
+    def spend(self, guest_id: str, day: date, amount: int, limit: int | None) -> bool:
+        """Add to the guest's spending on ``day``; False (nothing written) past ``limit``."""
+        start = insert(self._dialect, spending).on_conflict_do_nothing(
+            index_elements=["guest_id", "day"]
+        )
+        self.conn.execute(start, {"guest_id": guest_id, "day": day, "spent": 0})
+        stmt = update(spending).where(spending.c.guest_id == guest_id, spending.c.day == day)
+        if limit is not None:
+            stmt = stmt.where(spending.c.spent + amount <= limit)
+        stmt = stmt.values(spent=spending.c.spent + amount).returning(spending.c.spent)
+        return self.conn.execute(stmt).first() is not None
+
+    def savepoint(self) -> AbstractContextManager[object]:
+        """Writes that are undone together if the block raises; the transaction goes on."""
+        return self.conn.begin_nested()
+
+    def spent(self, guest_id: str, day: date) -> int:
+        query = select(spending.c.spent).where(
+            and_(spending.c.guest_id == guest_id, spending.c.day == day)
+        )
+        return int(self.conn.execute(query).scalar() or 0)
+
+    # -- rows -------------------------------------------------------------------------------
+
+    def _posted(self, row: Row[Any]) -> Posted:
+        return Posted(self._transfer(row), int(row.delta))
+
+    def _transfer(self, row: Row[Any]) -> Transfer:
+        # The source and target are the postings'; read back only for statements.
+        legs = self.conn.execute(
+            select(postings.c.account_id, postings.c.amount).where(postings.c.transfer_id == row.id)
+        ).all()
+        source = next((a for a, amount in legs if amount < 0), "-")
+        target = next((a for a, amount in legs if amount > 0), "-")
+        return Transfer(
+            id=row.id,
+            kind=row.kind,
+            amount=int(row.amount),
+            currency=row.currency,
+            source=source,
+            target=target,
+            created_ms=int(row.created_ms),
+            guest_id=row.guest_id,
+            charge_id=row.charge_id,
+            reference=row.reference,
+            actor=row.actor,
+        )
+
+
+def _transfer_row(transfer: Transfer) -> dict[str, Any]:
+    return {
+        "id": transfer.id,
+        "kind": transfer.kind,
+        "amount": transfer.amount,
+        "currency": transfer.currency,
+        "guest_id": transfer.guest_id,
+        "charge_id": transfer.charge_id,
+        "reference": transfer.reference,
+        "actor": transfer.actor,
+        "created_ms": transfer.created_ms,
+    }
+
+
+def _charge_row(charge: Charge) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        name: getattr(charge, name) for name in Charge.__dataclass_fields__ if name != "lines"
+    }
+    row["lines"] = json.dumps([list(line) for line in charge.lines])
+    return row
+
+
+def _charge(row: Row[Any]) -> Charge:
+    values = dict(row._mapping)
+    values["lines"] = tuple((str(text), int(amount)) for text, amount in json.loads(row.lines))
+    return Charge(**values)
+
+
+def charges_due(conn: Connection, now_ms: int) -> bool:
+    query = select(charges.c.id).where(charges.c.state == PENDING, charges.c.expires_ms <= now_ms)
+    return conn.execute(query.limit(1)).first() is not None

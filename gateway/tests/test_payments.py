@@ -1,0 +1,153 @@
+"""Pos taps through the core and the real store, frame in, Result out (the in-memory pair):
+the charge a till made is paid by the band that taps, once; the answer carries the balance and
+repeats exactly for a duplicate; PINs travel sealed for one charge and one reader."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bandlink.gateway.core.handler import Core
+from bandlink.gateway.core.payments.operations import ChargeRequest, create_charge, top_up
+from bandlink.gateway.core.payments.pin import reader_pin_key, seal_pin_block
+from bandlink.gateway.core.payments.records import Charge, Privilege
+from bandlink.gateway.store import Books, Store
+from bandlink.gateway.venue import DEMO_BANDS
+from bandlink.protocol import POS, Command, Result, Tap, decode, messages, reasons
+
+from .pair import NOON_MS, Pair, birth_frame, evt_frame
+
+SECRET = b"s" * 32
+ADA = DEMO_BANDS["Ada"]
+
+
+@pytest.fixture
+def till(store: Store) -> Pair:
+    return Pair(store, Core(secret_key=SECRET))
+
+
+def open_charge(store: Store, amount: int, reader: str = "pos-1") -> Charge:
+    def work(books: Books) -> Charge:
+        return create_charge(
+            books,
+            request=ChargeRequest(reader, amount, "EUR", description="Coffee"),
+            reader=store.reader(reader),
+            charge_id=os.urandom(16),
+            venue_currency="EUR",
+            actor="tok",
+            till_outlet=None,
+            now_ms=NOON_MS,
+            timeout_ms=60_000,
+        )
+
+    return store.run(work)
+
+
+def fund(store: Store, amount: int, guest: str = "g-ada") -> None:
+    store.run(
+        lambda books: top_up(
+            books,
+            guest_id=guest,
+            amount=amount,
+            currency="EUR",
+            venue_currency="EUR",
+            actor="tok",
+            now_ms=NOON_MS,
+        )
+    )
+
+
+def pos_tap(
+    charge: Charge, uid: bytes = ADA, *, pin: bytes | None = None, mid: bytes | None = None
+) -> Tap:
+    return Tap(
+        reader=charge.reader_id,
+        ts=NOON_MS,
+        mid=mid or os.urandom(16),
+        uid=uid,
+        role=POS,
+        charge=charge.id,
+        pin=pin,
+    )
+
+
+def answer(pair: Pair, tap: Tap) -> Result:
+    assert tap.reader is not None
+    (result,) = pair.results([evt_frame(tap, reader=tap.reader)])
+    return result
+
+
+def test_a_band_pays_the_open_charge_and_a_duplicate_gets_the_same_answer(
+    till: Pair, store: Store
+) -> None:
+    fund(store, 2000)
+    charge = open_charge(store, 450)
+    tap = pos_tap(charge)
+    paid = answer(till, tap)
+    assert (paid.granted, paid.reason, paid.text, paid.balance) == (True, 0, "Paid EUR 4.50", 1550)
+    again = answer(till, tap)
+    assert (again.granted, again.text, again.balance) == (True, "Paid EUR 4.50", 1550)
+    assert store.run(lambda books: books.account("wallet:g-ada")).balance == 1550  # type: ignore[union-attr]
+    # Another tap (a new mid) on the paid charge pays nothing.
+    late = answer(till, pos_tap(charge))
+    assert (late.granted, late.reason) == (False, reasons.CHARGE_UNKNOWN)
+
+
+def test_a_tap_with_no_charge_armed_or_at_another_reader_is_refused(
+    till: Pair, store: Store
+) -> None:
+    fund(store, 2000)
+    ghost = Charge(os.urandom(16), "pos-1", "cafe", 100, "EUR", "x", "pending", 0, 0, "tok")
+    assert answer(till, pos_tap(ghost)).reason == reasons.CHARGE_UNKNOWN
+    charge = open_charge(store, 100, reader="pos-2")
+    elsewhere = Tap(
+        reader="pos-1", ts=NOON_MS, mid=os.urandom(16), uid=ADA, role=POS, charge=charge.id
+    )
+    assert answer(till, elsewhere).reason == reasons.CHARGE_UNKNOWN
+    assert store.run(lambda books: books.totals()).transfers == 1  # the top-up only
+
+
+def test_a_pin_travels_sealed_for_its_charge_and_reader(till: Pair, store: Store) -> None:
+    fund(store, 5000)
+    store.run(
+        lambda books: books.set_privilege(
+            Privilege("g-ada", pin_threshold=1000, pin_hash=till.core.pins.hash("g-ada", "2468"))
+        )
+    )
+    charge = open_charge(store, 1500)
+    asked = answer(till, pos_tap(charge))
+    assert (asked.granted, asked.reason, asked.text) == (False, reasons.PIN_REQUIRED, "Enter PIN")
+    key = reader_pin_key(SECRET, "pos-1")
+    other = open_charge(store, 100, reader="pos-3")
+    for wrong_block in (
+        seal_pin_block(key, other.id, "2468", os.urandom(16)),  # sealed for another charge
+        seal_pin_block(reader_pin_key(SECRET, "pos-2"), charge.id, "2468", os.urandom(16)),
+    ):
+        refused = answer(till, pos_tap(charge, pin=wrong_block))
+        assert (refused.granted, refused.reason) == (False, reasons.BAD_REQUEST)
+    wrong = answer(
+        till, pos_tap(charge, pin=seal_pin_block(key, charge.id, "1111", os.urandom(16)))
+    )
+    assert (wrong.reason, wrong.text) == (reasons.WRONG_PIN, "Wrong PIN")
+    right = answer(
+        till, pos_tap(charge, pin=seal_pin_block(key, charge.id, "2468", os.urandom(16)))
+    )
+    assert (right.granted, right.balance) == (True, 3500)
+    # Not a PIN guess: the blocks sealed wrong did not count towards the lock.
+    assert store.run(lambda books: books.privilege("g-ada")).failures == 0
+
+
+def test_a_pos_reader_that_reconnects_shows_its_open_sale_again(till: Pair, store: Store) -> None:
+    charge = open_charge(store, 450)
+    replies = till.send([birth_frame("pos-1", 1)]).replies
+    commands = [decode(r.payload) for r in replies]
+    charges = [c for c in commands if isinstance(c, Command) and c.op == messages.CHARGE]
+    assert [(c.charge, c.amount, c.label) for c in charges] == [(charge.id, 450, "EUR 4.50 Coffee")]
+
+
+def test_a_gate_tap_at_a_pos_reader_is_the_wrong_role(till: Pair, store: Store) -> None:
+    from .pair import make_tap
+
+    result = answer(till, make_tap(ADA, reader="pos-1"))
+    assert (result.granted, result.reason) == (False, reasons.WRONG_ROLE)
