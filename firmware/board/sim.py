@@ -17,6 +17,7 @@
 # swallow the other's lines.
 import asyncio
 import socket
+import time
 
 import feedback
 from micropython import const
@@ -35,7 +36,6 @@ _PATTERN_NAMES = {
 }
 # The keys as constant strings: wait_key hands one out without making a new one.
 _KEY_NAMES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "#", "*")
-_KEY_CODES = b"0123456789#*"
 
 
 class Board:
@@ -46,14 +46,11 @@ class Board:
         self._sock = socket.socket()
         self._lines = asyncio.StreamReader(self._sock)
         self._present = None  # the UID in the field, or None
-        self._closed = False  # the controller closed the antenna
-        self._tag = bytearray(_UID_MAX)  # a band placed that wait_tag has not reported yet
-        self._tag_length = 0
-        self._tag_due = asyncio.Event()
-        self._keys = bytearray(_KEYS_MAX)  # key indexes into _KEY_NAMES, a ring
-        self._key_head = 0
+        self._tag = None  # a band placed that wait_tag has not reported yet
+        self._keys = bytearray(_KEYS_MAX)  # keys typed, oldest first: indexes into _KEY_NAMES
         self._key_count = 0
-        self._key_due = asyncio.Event()
+        self._closed = False  # the controller closed the antenna
+        self._due = asyncio.Event()  # a line came: each waiter looks whether it was for them
         self._reader_task = None
 
     async def start(self):
@@ -67,38 +64,43 @@ class Board:
     def network_ok(self):
         return True
 
-    def _read_antenna(self):
-        # From the first wait on, not from start(): until then the lines wait in the socket.
-        if self._reader_task is None:
-            self._reader_task = asyncio.create_task(self._read_lines())
-
     async def wait_tag(self, uid):
         """The next band placed on the antenna: its UID into uid, its length; 0 when closed."""
-        self._read_antenna()
-        while not self._tag_length:
+        # The antenna is read from the first wait on, not from start(): until then its lines
+        # wait in the socket.
+        if self._reader_task is None:
+            self._reader_task = asyncio.create_task(self._read_lines())
+        while self._tag is None:
             if self._closed:
                 return 0
-            self._tag_due.clear()
-            await self._tag_due.wait()
-        length = self._tag_length
-        uid[:length] = self._tag[:length]
-        self._tag_length = 0
-        return length
+            self._due.clear()
+            await self._due.wait()
+        band = self._tag
+        self._tag = None
+        uid[: len(band)] = band
+        return len(band)
 
     async def wait_key(self, timeout_ms):
         """The next key typed on the controller's keypad, or None after timeout_ms."""
-        self._read_antenna()
-        if not self._key_count and not self._closed:
-            self._key_due.clear()
+        if self._reader_task is None:
+            self._reader_task = asyncio.create_task(self._read_lines())
+        keys = self._keys
+        until = time.ticks_add(time.ticks_ms(), timeout_ms)
+        while not self._key_count and not self._closed:
+            left = time.ticks_diff(until, time.ticks_ms())
+            if left <= 0:
+                break
+            self._due.clear()  # a line for the antenna wakes us too: then wait out the rest
             try:
-                await asyncio.wait_for_ms(self._key_due.wait(), timeout_ms)
+                await asyncio.wait_for_ms(self._due.wait(), left)
             except asyncio.TimeoutError:
-                pass
+                break
         if not self._key_count:
             return None
-        key = _KEY_NAMES[self._keys[self._key_head]]
-        self._key_head = (self._key_head + 1) % _KEYS_MAX
+        key = _KEY_NAMES[keys[0]]
         self._key_count -= 1
+        for i in range(self._key_count):
+            keys[i] = keys[i + 1]
         return key
 
     async def _read_lines(self):
@@ -106,8 +108,7 @@ class Board:
             line = await self._lines.readline()
             if not line:
                 self._closed = True
-                self._tag_due.set()
-                self._key_due.set()
+                self._due.set()
                 return
             words = line.split()
             if not words:
@@ -119,17 +120,15 @@ class Board:
                 # As presence.TagPresence on a real board: the band already in the field is not
                 # news, another band placed over it is.
                 if band != self._present and 4 <= len(band) <= _UID_MAX:
-                    self._present = band
-                    self._tag[: len(band)] = band
-                    self._tag_length = len(band)
-                    self._tag_due.set()
+                    self._present = self._tag = band
+                    self._due.set()
             elif words[0] == b"key" and len(words) == 2:
                 for code in words[1]:
-                    index = _KEY_CODES.find(bytes((code,)))
-                    if index >= 0 and self._key_count < _KEYS_MAX:
-                        self._keys[(self._key_head + self._key_count) % _KEYS_MAX] = index
-                        self._key_count += 1
-                self._key_due.set()
+                    for index in range(len(_KEY_NAMES)):
+                        if ord(_KEY_NAMES[index]) == code and self._key_count < _KEYS_MAX:
+                            self._keys[self._key_count] = index
+                            self._key_count += 1
+                self._due.set()
 
     def show(self, pattern, text):
         self._send("show %s %s" % (_PATTERN_NAMES.get(pattern, "idle"), text))
