@@ -56,6 +56,7 @@ class SimReader:
         config: Path | None = None,
         role: str = "gate",
         pin_key: bytes | None = None,
+        hold_ms: int | None = None,
     ) -> None:
         host, port = parse_broker_url(broker_url)
         self.reader_id = reader_id
@@ -77,6 +78,8 @@ class SimReader:
             "gate": {"direction": direction, "gate": gate},
             "state_file": f"{reader_id}.state",
         }
+        if hold_ms is not None:  # else config.json's own, or the firmware's default
+            self._settings["hold_ms"] = hold_ms
         if pin_key is not None:  # a pos reader's PIN key (bandlink provision reader --role pos)
             self._settings["pin_key"] = pin_key.hex()
         self.link_downs = 0  # times the reader lost its broker connection
@@ -126,7 +129,7 @@ class SimReader:
         started = time.perf_counter()
         self._send(f"place {uid.hex()}")
         try:
-            return self._next_show(started, timeout, lambda pattern: pattern != "idle")
+            return self._next_show(started, timeout, lambda pattern, _: pattern != "idle")
         finally:
             # The reader may be gone already (Ctrl-C reaches it too): nothing left to remove.
             with contextlib.suppress(OSError):
@@ -138,21 +141,28 @@ class SimReader:
         self._drain()
         started = time.perf_counter()
         self._send(f"key {keys}")
-        return self._next_show(started, timeout, lambda pattern: pattern != "idle")
+        return self._next_show(started, timeout, lambda pattern, _: pattern != "idle")
 
-    def wait_show(self, pattern: str, timeout: float = 5) -> Feedback:
-        """The next display of ``pattern`` (e.g. "idle" with an armed sale's label), from the
-        lines seen since the last tap or press."""
-        return self._next_show(time.perf_counter(), timeout, lambda shown: shown == pattern)
+    def wait_show(self, pattern: str, text: str | None = None, timeout: float = 5) -> Feedback:
+        """The next display of ``pattern`` (with ``text``, if given: e.g. "idle" with an armed
+        sale's label), from the lines seen since the last tap or press."""
+        return self._next_show(
+            time.perf_counter(),
+            timeout,
+            lambda shown, said: shown == pattern and (text is None or said == text),
+        )
 
-    def _next_show(self, started: float, timeout: float, wanted: Callable[[str], bool]) -> Feedback:
+    def _next_show(
+        self, started: float, timeout: float, wanted: Callable[[str, str], bool]
+    ) -> Feedback:
         try:
             while True:
                 line = self._lines.get(timeout=max(0.0, started + timeout - time.perf_counter()))
                 words = line.split(" ", 2)
-                if words[0] == "show" and wanted(words[1]):
+                said = words[2] if len(words) > 2 else ""
+                if words[0] == "show" and wanted(words[1], said):
                     ms = (time.perf_counter() - started) * 1000
-                    return Feedback(words[1], words[2] if len(words) > 2 else "", ms)
+                    return Feedback(words[1], said, ms)
         except queue.Empty:
             raise ReaderError(f"{self.reader_id} showed nothing for {timeout} s") from None
 

@@ -4,6 +4,7 @@
 import sys
 from binascii import hexlify, unhexlify
 
+import cryptolib
 import pinblock
 
 _blocks = {}  # one PinBlock per key, as a reader keeps one for its life
@@ -13,14 +14,16 @@ def answer(line):
     words = line.split()
     try:
         if words[0] == "aes":
-            return hexlify(pinblock.aes_block(unhexlify(words[1]), unhexlify(words[2]))).decode()
+            # The board's own AES (cryptolib, ECB), as PinBlock uses it.
+            aes = cryptolib.aes(unhexlify(words[1]), 1)
+            return hexlify(aes.encrypt(unhexlify(words[2]))).decode()
         key = unhexlify(words[1])
         sealer = _blocks.get(key)
         if sealer is None:
             sealer = _blocks[key] = pinblock.PinBlock(key)
         for digit in words[3]:
             sealer.add(digit)
-        block = hexlify(sealer.seal(unhexlify(words[2]))).decode()
+        block = hexlify(sealer.seal(unhexlify(words[2]), bytearray(16))).decode()
         if sealer.length or any(sealer.digits):
             return "crash digits left after sealing"
         return block
