@@ -65,10 +65,9 @@ class Pos:
     def _on_command(self, command):
         op = command.op
         if op == messages.CHARGE:
-            self._disarm()
+            self._disarm(command.label or "")  # the gateway always sends a label
             self.charge = command.charge
             self.pin_required = bool(command.pin_required)
-            self._reader.signal.idle(command.label or "")  # the gateway always sends one
             return True
         if op == messages.CANCEL:
             # A CANCEL for a charge no longer armed has nothing to end.
@@ -78,14 +77,15 @@ class Pos:
             return True
         return False
 
-    def _disarm(self):
+    def _disarm(self, idle_text=""):
+        """Nothing armed, nothing pending; the display shows idle_text when idle."""
         self.charge = None
         self.pin_required = False
         self._op = None
         sent = self._sent
         for i in range(_BLOCK):
             sent[i] = 0
-        self._reader.signal.idle("")
+        self._reader.signal.idle(idle_text)
 
     async def _tap(self, uid):
         reader = self._reader

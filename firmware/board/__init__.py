@@ -14,7 +14,7 @@ A board is duck-typed; ``Board`` below states the contract for mypy only (MicroP
   once. Yields to the asyncio loop between polls.
 - ``wait_key(timeout_ms)``: the next key pressed on the keypad, as one of "0".."9", "#" (enter)
   and "*" (clear); None when none came within timeout_ms, or at once on a board without a
-  keypad. Keys pressed while nobody waits are kept, a few, in order.
+  keypad. A board may keep a few keys pressed while nobody waited (the simulated one does).
 - ``show(pattern, text)``: guest feedback, ``pattern`` from ``feedback`` (IDLE, GREEN, RED,
   RETRY, PIN); lights, beeps (never blocking the caller) and display text, whichever the site has.
 - ``link(up)``: link status indication, or nothing.
