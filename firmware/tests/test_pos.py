@@ -193,3 +193,13 @@ def test_many_sales_with_pins_run_at_the_readers_heap_limit(
         assert till.press("%04d#" % i).text == "Paid EUR 4.50"
     assert till.heap_used_max > 0, "the reader reported its heap after each tap"
     assert len(sent(gateway, 10)) == 10
+
+
+def test_a_pin_not_typed_within_30_s_sends_nothing(gateway: PlayedGateway, till: SimReader) -> None:
+    arm(gateway, till, pin=True)
+    assert till.tap(BAND_A).pattern == "pin"
+    started = time.monotonic()
+    shown = till.wait_show("retry", timeout=40)
+    assert shown.text == "PIN timed out" and time.monotonic() - started >= 29
+    till.wait_show("idle", LABEL)  # the sale stays open
+    sent(gateway, 0)
