@@ -43,19 +43,35 @@ if TYPE_CHECKING:
 _TX_SIZE = const(512)  # largest message a reader sends today; a gate tap is 75 bytes
 # Gateway processes whose "online" the reader keeps at once; more are counted, not tracked.
 _GATEWAYS_MAX = const(8)
+_IDLE = const(0)
+_HELD = const(1)
+_STICKY = const(2)
 
 
 class Signal:
-    """What the guest sees: a pattern held for a while, then idle again."""
+    """What the guest sees: a pattern held for a while, then idle again.
+
+    Idle shows ``idle_text`` (a pos reader's armed sale, else nothing), set through ``idle``.
+    A pattern shown with ``hold=False`` (the PIN prompt) stays until the next one."""
 
     def __init__(self, board, running):
         self._board = board
         self._running = running  # its hold_ms: the gateway's Config may change it
         self._changed = asyncio.Event()
+        self.idle_text = ""
+        # What is on: _IDLE, _HELD (back to idle after hold_ms) or _STICKY (until the next).
+        self._holding = _IDLE
 
-    def show(self, pattern, text=""):
+    def show(self, pattern, text="", hold=True):
         self._board.show(pattern, text)
+        self._holding = _HELD if hold else _STICKY
         self._changed.set()
+
+    def idle(self, text):
+        """What idle shows from now on; shown at once unless a pattern is on."""
+        self.idle_text = text
+        if self._holding == _IDLE:
+            self._board.show(feedback.IDLE, text)
 
     async def run(self):
         while True:
@@ -66,7 +82,9 @@ class Signal:
                 # round at once and holds that one instead: only the last pattern times out.
                 await asyncio.wait_for_ms(self._changed.wait(), self._running.hold_ms)
             except asyncio.TimeoutError:
-                self._board.show(feedback.IDLE, "")
+                if self._holding == _HELD:
+                    self._holding = _IDLE
+                    self._board.show(feedback.IDLE, self.idle_text)
 
 
 class Reader:
@@ -91,6 +109,9 @@ class Reader:
         self.untracked_gateways = 0  # online states from gateways beyond _GATEWAYS_MAX, ignored
         self.clock_offset_ms = 0  # gateway clock minus ours, from the last time sync
         self.ignored_commands = 0
+        # A role's own commands (pos: CHARGE, CANCEL): called with each Command this app does
+        # not handle itself; returns whether it took it (else it counts as ignored).
+        self.on_role_command = None
         broker = config["broker"]
         self.link = mqtt.ResilientClient(
             self.id,
@@ -208,8 +229,8 @@ class Reader:
             self._birth_task = asyncio.create_task(self._publish_birth())
         elif command.op == messages.TIME_SYNC:
             self.clock_offset_ms = command.time_ms - _local_ms()
-        else:
-            self.ignored_commands += 1  # lists, charges, reboot: with the roles that use them
+        elif self.on_role_command is None or not self.on_role_command(command):
+            self.ignored_commands += 1  # lists, reboot, a role's commands for another role
 
     def _on_config(self, config, payload):
         running = self.running
@@ -278,6 +299,10 @@ def _role(name):
         import gate
 
         return gate, messages.GATE
+    if name == "pos":
+        import pos
+
+        return pos, messages.POS
     raise ValueError("unknown role %r" % name)
 
 

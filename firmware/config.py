@@ -8,6 +8,9 @@
 # direction, deadline and hold time are only defaults: the gateway's Config overrides them
 # (app.py, SPEC "Configuration").
 import json
+from binascii import unhexlify
+
+from micropython import const
 
 from protocol import ProtocolError
 from protocol.fields import reader_id as _reader_id
@@ -28,10 +31,11 @@ DEFAULTS = {
     "state_file": "bandlink.state",
 }
 
-ROLES = ("gate",)  # the roles this firmware runs
+ROLES = ("gate", "pos")  # the roles this firmware runs
 BOARDS = ("esp32", "sim")
 DIRECTIONS = ("in", "out")
 GATE_NAME_MAX = 24  # characters (SPEC: Tap and Config `gate`, text <= 24)
+_PIN_KEY_SIZE = const(16)  # bytes: a pos reader's "pin_key" (its PIN block key), in hex
 _U16 = 1 << 16
 _U32 = 1 << 32
 
@@ -97,6 +101,18 @@ def check(settings):
         _refuse("gate.gate", "must be text of at most %d characters" % GATE_NAME_MAX)
     if not isinstance(settings["state_file"], str) or not settings["state_file"]:
         _refuse("state_file", "must be a file name")
+    if settings["role"] == "pos":
+        # Without its key a pos reader could not seal a PIN: refused at boot, not at the first
+        # guest asked for one.
+        key = settings.get("pin_key")
+        try:
+            ok = isinstance(key, str) and len(unhexlify(key)) == _PIN_KEY_SIZE
+        except ValueError:
+            ok = False
+        if not ok:
+            _refuse(
+                "pin_key", "must be %d hex digits (a pos reader's PIN key)" % (2 * _PIN_KEY_SIZE)
+            )
 
 
 def _refuse(key, rule):

@@ -17,3 +17,6 @@ RED = const(2)
 # Read failed or the band left too soon: amber (red and green) light, three quick beeps;
 # the guest taps again.
 RETRY = const(3)
+# Asks the guest to type their PIN on the keypad (pos): the prompt stays until the PIN is in.
+# The same number as the wire's PIN pattern.
+PIN = const(4)

@@ -87,7 +87,9 @@ def cmd_sim_reader(args: argparse.Namespace) -> int:
 def cmd_provision(args: argparse.Namespace) -> int:
     from .provision import run_provision
 
-    return run_provision(args.kind, args.id, Path(args.broker_dir), Path(args.config), args.broker)
+    return run_provision(
+        args.kind, args.id, Path(args.broker_dir), Path(args.config), args.broker, role=args.role
+    )
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -195,6 +197,12 @@ def _add_provision(commands: argparse._SubParsersAction[argparse.ArgumentParser]
         "--config", required=True, help="the reader's config.json or the gateway's settings TOML"
     )
     provision.add_argument("--broker", help="mqtt://host:port to write into the file as well")
+    provision.add_argument(
+        "--role",
+        choices=["gate", "pos"],
+        help="a reader's role, written into its config.json; a pos reader also gets its PIN key, "
+        "derived from the gateway's secret key in BANDLINK_SECRET_KEY (refused without it)",
+    )
     provision.set_defaults(run=cmd_provision)
 
 

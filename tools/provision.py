@@ -3,7 +3,9 @@
 ``provision_reader`` makes (or replaces) the identity in a broker directory's password file
 (hashed by ``mosquitto_passwd``) and access rules (``tools/access.py``) and writes the
 credentials into the reader's ``config.json`` (``broker: {host, port, user, password}``, as
-the firmware reads it);
+the firmware reads it); a pos reader (``role="pos"``, or a config.json that says so) also gets
+its PIN key (``pin_key``), derived from the gateway's secret key as the gateway derives it
+(``reader_pin_key``), so the gateway opens its PIN blocks without a table of keys;
 ``provision_gateway`` does the same for a gateway process, into its TOML settings file
 (``broker_user``, ``broker_password`` and its ``gateway_id``, which its identity is bound to).
 Everything else in an existing file is kept. Both files end up readable by their owner only,
@@ -16,24 +18,51 @@ access plugin reads the directory at start only.
 from __future__ import annotations
 
 import json
+import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any
 
+from bandlink.gateway.core.payments.pin import reader_pin_key
 from bandlink.gateway.settings import parse_broker_url
 
 from .access import AccessError, BrokerAccess, Login, write_private
 
+# Where the command takes the gateway's secret key from: never a flag, so never on a command
+# line or in a shell history.
+SECRET_KEY_ENV = "BANDLINK_SECRET_KEY"
+ROLES = ("gate", "pos")
+
 
 def provision_reader(
-    broker_dir: Path, reader_id: str, config_path: Path, *, broker_url: str | None = None
+    broker_dir: Path,
+    reader_id: str,
+    config_path: Path,
+    *,
+    broker_url: str | None = None,
+    role: str | None = None,
+    secret_key: str | None = None,
 ) -> Login:
     """A fresh identity for ``reader_id`` in ``broker_dir``, written into ``config_path`` (made
-    if absent, with the reader id and, given ``broker_url``, the broker's host and port)."""
+    if absent, with the reader id and, given ``broker_url``, the broker's host and port).
+
+    ``role`` is written into the file when given; a pos reader (by ``role`` or by its file)
+    also gets its ``pin_key``, which needs ``secret_key``, the gateway's secret key (its
+    ``secret_key`` setting): without it no pos reader is made."""
     config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.exists() else {}
     if config.get("reader", reader_id) != reader_id:
         raise AccessError(f"{config_path} is the config of {config['reader']!r}, not {reader_id!r}")
+    if role is not None and role not in ROLES:
+        raise AccessError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
+    role = role or config.get("role")
+    pin_key = None
+    if role == "pos":
+        if not secret_key:
+            raise AccessError(
+                f"a pos reader needs its PIN key: set {SECRET_KEY_ENV} to the gateway's secret key"
+            )
+        pin_key = reader_pin_key(secret_key.encode(), reader_id).hex()
     broker = dict(config.get("broker") or {})
     if broker_url is not None:
         host, port = parse_broker_url(broker_url)
@@ -43,6 +72,12 @@ def provision_reader(
         "reader": reader_id,
         "broker": broker | {"user": login.user, "password": login.password},
     }
+    if role is not None:
+        config["role"] = role
+    if pin_key is not None:
+        config["pin_key"] = pin_key
+    else:
+        config.pop("pin_key", None)  # a gate has no use for one
     write_private(config_path, json.dumps(config, indent=2) + "\n")
     return login
 
@@ -91,11 +126,27 @@ def _flat_toml(path: Path, text: str) -> dict[str, Any]:
     return parsed
 
 
-def run_provision(kind: str, ident: str, broker_dir: Path, config: Path, broker: str | None) -> int:
-    """The command: provision, then say what was written where (not the password)."""
-    provision = provision_reader if kind == "reader" else provision_gateway
+def run_provision(
+    kind: str,
+    ident: str,
+    broker_dir: Path,
+    config: Path,
+    broker: str | None,
+    *,
+    role: str | None = None,
+) -> int:
+    """The command: provision, then say what was written where (not the password, nor the PIN
+    key). A reader's PIN key comes from BANDLINK_SECRET_KEY."""
     try:
-        login = provision(broker_dir, ident, config, broker_url=broker)
+        if kind == "reader":
+            secret = os.environ.get(SECRET_KEY_ENV)
+            login = provision_reader(
+                broker_dir, ident, config, broker_url=broker, role=role, secret_key=secret
+            )
+        elif role is not None:
+            raise AccessError("--role is for readers")
+        else:
+            login = provision_gateway(broker_dir, ident, config, broker_url=broker)
     except (AccessError, ValueError) as err:
         print(f"provision {kind} {ident}: {err}")
         return 2

@@ -3,9 +3,9 @@
 ``SimReader`` writes the reader's config.json (with its broker login: ``login``, or that of a
 provisioned config.json it starts from, ``config``; the file is readable by its owner only),
 starts ``micropython firmware/main.py`` under the reader's heap limit, and plays the controller
-of the simulated board (firmware/board/sim.py): it places bands on the antenna and reads back
-what the guest would see. Tests, the demo and ``bandlink sim-reader`` all drive readers
-through it.
+of the simulated board (firmware/board/sim.py): it places bands on the antenna, presses keys on
+its keypad and reads back what the guest would see. Tests, the demo and ``bandlink sim-reader``
+all drive readers through it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import socket
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from .processes import read_log, stop_process
 class Feedback:
     """What the guest saw after a tap, and how long after the band entered the field."""
 
-    pattern: str  # green | red | retry
+    pattern: str  # green | red | retry | pin (or idle, from wait_show)
     text: str
     ms: float
 
@@ -53,6 +54,9 @@ class SimReader:
         heap: str = DEFAULT_HEAP,
         login: Login | None = None,
         config: Path | None = None,
+        role: str = "gate",
+        pin_key: bytes | None = None,
+        hold_ms: int | None = None,
     ) -> None:
         host, port = parse_broker_url(broker_url)
         self.reader_id = reader_id
@@ -67,13 +71,17 @@ class SimReader:
             broker |= {"user": login.user, "password": login.password}
         self._settings = base | {
             "reader": reader_id,
-            "role": "gate",
+            "role": role,
             "board": "sim",
             "broker": broker,
             "deadline_ms": deadline_ms,
             "gate": {"direction": direction, "gate": gate},
             "state_file": f"{reader_id}.state",
         }
+        if hold_ms is not None:  # else config.json's own, or the firmware's default
+            self._settings["hold_ms"] = hold_ms
+        if pin_key is not None:  # a pos reader's PIN key (bandlink provision reader --role pos)
+            self._settings["pin_key"] = pin_key.hex()
         self.link_downs = 0  # times the reader lost its broker connection
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None
@@ -121,18 +129,42 @@ class SimReader:
         started = time.perf_counter()
         self._send(f"place {uid.hex()}")
         try:
-            while True:
-                line = self._lines.get(timeout=max(0.0, started + timeout - time.perf_counter()))
-                words = line.split(" ", 2)
-                if words[0] == "show" and words[1] != "idle":
-                    ms = (time.perf_counter() - started) * 1000
-                    return Feedback(words[1], words[2] if len(words) > 2 else "", ms)
-        except queue.Empty:
-            raise ReaderError(f"{self.reader_id} showed nothing for {timeout} s") from None
+            return self._next_show(started, timeout, lambda pattern, _: pattern != "idle")
         finally:
             # The reader may be gone already (Ctrl-C reaches it too): nothing left to remove.
             with contextlib.suppress(OSError):
                 self._send("remove")
+
+    def press(self, keys: str, timeout: float = 5) -> Feedback:
+        """Press keys on the keypad ("0".."9", "#" enter, "*" clear), in order; the next light
+        the guest sees after them."""
+        self._drain()
+        started = time.perf_counter()
+        self._send(f"key {keys}")
+        return self._next_show(started, timeout, lambda pattern, _: pattern != "idle")
+
+    def wait_show(self, pattern: str, text: str | None = None, timeout: float = 5) -> Feedback:
+        """The next display of ``pattern`` (with ``text``, if given: e.g. "idle" with an armed
+        sale's label), from the lines seen since the last tap or press."""
+        return self._next_show(
+            time.perf_counter(),
+            timeout,
+            lambda shown, said: shown == pattern and (text is None or said == text),
+        )
+
+    def _next_show(
+        self, started: float, timeout: float, wanted: Callable[[str, str], bool]
+    ) -> Feedback:
+        try:
+            while True:
+                line = self._lines.get(timeout=max(0.0, started + timeout - time.perf_counter()))
+                words = line.split(" ", 2)
+                said = words[2] if len(words) > 2 else ""
+                if words[0] == "show" and wanted(words[1], said):
+                    ms = (time.perf_counter() - started) * 1000
+                    return Feedback(words[1], said, ms)
+        except queue.Empty:
+            raise ReaderError(f"{self.reader_id} showed nothing for {timeout} s") from None
 
     def stop(self) -> None:
         if self._conn is not None:

@@ -7,7 +7,8 @@ Site settings (config.json), every pin optional except the NFC bus:
          or {"bus": "i2c", "scl": 22, "sda": 21, "irq": 4},
          (optional: "id" bus number, "baudrate"/"freq", "addr", "absent_polls")
      "led_green": 2, "led_red": 4, "led_status": 16, "led_active_low": false, "buzzer": 5,
-     "wifi": {"ssid": "...", "password": "..."}}
+     "wifi": {"ssid": "...", "password": "..."},
+     "keypad": {"rows": [13, 12, 14, 27], "cols": [26, 25, 33]}}  (pos: a 4x3 matrix keypad)
 
 Tap-to-light budget (DESIGN.md, firmware): Wi-Fi power save is turned off, because modem sleep
 costs 100-300 ms per round trip; the PN532 is polled without sleeps between ready checks (IRQ
@@ -16,6 +17,7 @@ line when wired); beeps run in their own task so ``show`` returns at once.
 
 import asyncio
 import errno
+import time
 
 import network
 from feedback import GREEN, RED, RETRY
@@ -33,6 +35,10 @@ _POLL_GAP_MS = const(2)  # between polls: lets other tasks run; a poll itself is
 _NFC_ERROR_MS = const(20)  # pause after a failed poll (noise, chip reset)
 _NFC_RESET_ERRORS = const(10)  # consecutive failed polls before configuring the chip again
 _BEEP_DUTY = const(32_768)  # 50 %: loudest square wave
+_KEY_SCAN_MS = const(10)  # between keypad scans; a key bounces for a few ms
+_KEY_SETTLE_US = const(5)  # after driving a row low, before its columns are read
+# The keys of a 4x3 keypad, row by row (the usual telephone layout).
+_KEYPAD = ("1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "0", "#")
 
 # Beeps per feedback pattern: frequency (Hz, 0 = silence) and duration (ms), alternating.
 _BEEPS: tuple[tuple[int, ...], ...] = (
@@ -40,6 +46,7 @@ _BEEPS: tuple[tuple[int, ...], ...] = (
     (2_700, 80),  # GREEN: one short high beep
     (700, 150, 0, 80, 700, 150),  # RED: two low beeps
     (2_000, 60, 0, 60, 2_000, 60, 0, 60, 2_000, 60),  # RETRY: three quick beeps
+    (1_500, 40),  # PIN: one short prompt
 )
 
 
@@ -63,6 +70,13 @@ class Board:
         self.nfc_errors = 0  # failed polls since boot (heartbeat material)
         self.nfc_version = b""
         self._wlan: network.WLAN | None = None
+        keypad = config.get("keypad")
+        self._rows: list[Pin] = []
+        self._cols: list[Pin] = []
+        if keypad is not None:
+            self._rows = [Pin(n, Pin.OUT, value=1) for n in keypad["rows"]]
+            self._cols = [Pin(n, Pin.IN, Pin.PULL_UP) for n in keypad["cols"]]
+        self._key_down = -1  # the key held at the last scan, or -1: a press is reported once
 
     async def start(self) -> None:
         await self._start_nfc()
@@ -91,6 +105,37 @@ class Board:
             if self._presence.update(uid, n):
                 return n
             await asyncio.sleep_ms(_POLL_GAP_MS)
+
+    async def wait_key(self, timeout_ms: int) -> str | None:
+        # Without a keypad ("keypad" absent from config.json) there is nothing to wait for: a
+        # pos reader built so cannot take PINs, and the role says so to the guest.
+        if not self._rows:
+            return None
+        waited = 0
+        while True:
+            key = self._scan()
+            if key != self._key_down:
+                self._key_down = key
+                if key >= 0:
+                    return _KEYPAD[key]
+            if waited >= timeout_ms:
+                return None
+            await asyncio.sleep_ms(_KEY_SCAN_MS)
+            waited += _KEY_SCAN_MS
+
+    def _scan(self) -> int:
+        """The key held now (index into _KEYPAD), or -1: one row low at a time, a low column
+        is a closed switch. Two keys at once read as the first."""
+        cols = self._cols
+        for r, row in enumerate(self._rows):
+            row.value(0)
+            time.sleep_us(_KEY_SETTLE_US)
+            for c, col in enumerate(cols):
+                if not col.value():
+                    row.value(1)
+                    return r * len(cols) + c
+            row.value(1)
+        return -1
 
     def show(self, pattern: int, text: str) -> None:
         # No display on this board yet: ``text`` is for boards that have one.

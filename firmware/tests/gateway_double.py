@@ -38,7 +38,8 @@ class Arrival:
 def sim_reader(
     reader_id: str, broker: MosquittoBroker, workdir: Path, **settings: object
 ) -> SimReader:
-    """The real firmware as a simulated gate reader on this broker, logged in as itself."""
+    """The real firmware as a simulated reader (a gate unless ``role`` says otherwise) on this
+    broker, logged in as itself."""
     login = broker.reader_login(reader_id)
     return SimReader(reader_id, broker.url, workdir, login=login, **settings)
 
@@ -172,4 +173,33 @@ def retry(tap: Tap) -> Result:
         granted=False,
         reason=24,
         pattern=messages.RETRY,
+    )
+
+
+def refuse(tap: Tap, reason: int, text: str, pattern: int = messages.RED) -> Result:
+    """A decision against the tap, with the reason code and the text the guest reads."""
+    return Result(
+        reader=tap.reader,
+        ts=TS,
+        corr=tap.mid,
+        seq=tap.seq,
+        granted=False,
+        reason=reason,
+        text=text,
+        pattern=pattern,
+    )
+
+
+def paid(tap: Tap, text: str, balance: int) -> Result:
+    """A pos tap's charge made: the text the guest reads and the wallet's balance after it."""
+    return Result(
+        reader=tap.reader,
+        ts=TS,
+        corr=tap.mid,
+        seq=tap.seq,
+        granted=True,
+        reason=0,
+        text=text,
+        pattern=messages.GREEN,
+        balance=balance,
     )

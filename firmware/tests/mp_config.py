@@ -68,8 +68,20 @@ def test_the_reader_id_must_be_a_topic_level():
 
 def test_direction_role_and_board_come_from_their_lists():
     refused(changed(gate__direction="sideways"), "gate.direction", '"in", "out"')
-    refused(changed(role="pos"), "role", '"gate"')
+    refused(changed(role="till"), "role", '"gate", "pos"')
     refused(changed(board="esp8266"), "board", '"esp32", "sim"')
+
+
+def test_a_pos_reader_needs_its_pin_key():
+    key = "00112233445566778899aabbccddeeff"
+    assert load(write(changed(role="pos", pin_key=key)))["pin_key"] == key
+    assert load(write(changed(role="pos", pin_key=key.upper())))["role"] == "pos"
+    for bad in (None, key[:30], key + "00", "zz" + key[2:], 16):
+        settings = changed(role="pos")
+        if bad is not None:
+            settings["pin_key"] = bad
+        refused(settings, "pin_key", "32 hex digits")
+    load(write(GOOD))  # a gate needs none
 
 
 def test_times_are_positive_whole_numbers():

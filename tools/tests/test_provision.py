@@ -5,16 +5,18 @@ started from the directory lets them in, and nobody else."""
 from __future__ import annotations
 
 import json
+import os
 import stat
 from pathlib import Path
 
 import pytest
 
+from bandlink.gateway.core.payments.pin import open_pin_block, reader_pin_key, seal_pin_block
 from bandlink.gateway.settings import load_settings
 from bandlink.tools.access import AccessError, BrokerAccess, Login
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.cli import main
-from bandlink.tools.provision import provision_gateway, provision_reader
+from bandlink.tools.provision import SECRET_KEY_ENV, provision_gateway, provision_reader
 from bandlink.tools.wire import connect
 
 
@@ -105,3 +107,32 @@ def test_a_venue_directory_gets_no_all_powerful_identity_by_mistake(tmp_path: Pa
     assert access.users() == []
     (made,) = access.add(["x@harness"], tools=True)
     assert made.user == "x@harness"
+
+
+def test_a_pos_reader_gets_the_pin_key_the_gateway_derives_and_none_without_the_secret(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = "a-gateway-secret-key-of-32-chars-or-more"
+    config = tmp_path / "till-1.json"
+    argv = ["provision", "reader", "till-1", "--broker-dir", str(tmp_path / "b")]
+    monkeypatch.delenv(SECRET_KEY_ENV, raising=False)
+    assert main([*argv, "--config", str(config), "--role", "pos"]) == 2
+    assert SECRET_KEY_ENV in capsys.readouterr().out
+    assert not config.exists() and BrokerAccess(tmp_path / "b").users() == []
+    monkeypatch.setenv(SECRET_KEY_ENV, secret)
+    assert main([*argv, "--config", str(config), "--role", "pos"]) == 0
+    written = json.loads(config.read_text())
+    key = bytes.fromhex(written["pin_key"])
+    assert written["role"] == "pos" and key == reader_pin_key(secret.encode(), "till-1")
+    assert written["pin_key"] not in capsys.readouterr().out
+    # What the reader seals with that key, the gateway opens with its own derivation.
+    charge = os.urandom(16)
+    block = seal_pin_block(key, charge, "4321", os.urandom(16))
+    assert open_pin_block(reader_pin_key(secret.encode(), "till-1"), charge, block) == "4321"
+    assert reader_pin_key(secret.encode(), "till-2") != key  # each reader its own
+    # Provisioned again, without --role: still a pos reader, so still needs the secret.
+    monkeypatch.delenv(SECRET_KEY_ENV)
+    with pytest.raises(AccessError, match=SECRET_KEY_ENV):
+        provision_reader(tmp_path / "b", "till-1", config)
+    provision_reader(tmp_path / "b", "till-1", config, role="gate")
+    assert "pin_key" not in json.loads(config.read_text())

@@ -1,2 +1,1 @@
-"""Payments: money in integer minor units, a double-entry ledger, charges at pos readers,
-guests' spending privileges and PINs (docs/LEDGER.md)."""
+"""Payments at the gateway: what a pos reader sends beyond a tap (the PIN block)."""

@@ -1,4 +1,17 @@
-"""PIN blocks (SPEC, PIN block): placeholder until the reader's side lands with its tests."""
+"""The PIN block a pos reader sends in a Tap's ``pin`` field (SPEC, "PIN block").
+
+Modelled on ISO 9564-1 format 4, with AES-128 under a key of the reader's own:
+
+- the key K: HMAC-SHA256 over the reader id under the gateway's secret key, first 16 bytes
+  (``reader_pin_key``). The gateway derives it whenever it needs it, so no table of keys is
+  kept; ``bandlink provision reader --role pos`` writes it into the reader's config.json.
+- the plain PIN field P: nibble 0 the format (4), nibble 1 the PIN length n (4..12), then the
+  n digits, then fill nibbles 0xA up to nibble 15; bytes 8..15 random.
+- the account field A: the 16-byte charge id, so a block opens for one charge only.
+- block = AES_K(AES_K(P) XOR A).
+
+The firmware's half is firmware/pinblock.py; tests check the two against each other.
+"""
 
 from __future__ import annotations
 
@@ -7,36 +20,68 @@ import hmac
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
+BLOCK_SIZE = 16
+KEY_SIZE = 16
+FORMAT = 4
+PIN_MIN, PIN_MAX = 4, 12
+_FILL = 0xA
+_KEY_LABEL = b"bandlink pin key\x00"
+
 
 def reader_pin_key(secret_key: bytes, reader_id: str) -> bytes:
-    return hmac.new(
-        secret_key, b"bandlink pin key\x00" + reader_id.encode(), hashlib.sha256
-    ).digest()[:16]
-
-
-def _aes(key: bytes, data: bytes, *, decrypt: bool = False) -> bytes:
-    cipher = Cipher(algorithms.AES(key), modes.ECB())
-    op = cipher.decryptor() if decrypt else cipher.encryptor()
-    return op.update(data) + op.finalize()
+    """The 16-byte PIN key of one reader, derived from the gateway's secret key."""
+    return hmac.new(secret_key, _KEY_LABEL + reader_id.encode(), hashlib.sha256).digest()[:KEY_SIZE]
 
 
 def seal_pin_block(key: bytes, charge_id: bytes, pin: str, random16: bytes) -> bytes:
-    nibbles = [4, len(pin), *(int(d) for d in pin)] + [10] * (16 - 2 - len(pin))
-    field = bytes(nibbles[i] << 4 | nibbles[i + 1] for i in range(0, 16, 2)) + random16[8:16]
-    inner = _aes(key, field)
-    return _aes(key, bytes(a ^ b for a, b in zip(inner, charge_id, strict=True)))
+    """The block a reader sends for ``pin`` and charge ``charge_id`` (for tools and tests:
+    readers seal their own). ``random16``'s last 8 bytes fill the field's random half."""
+    if not (PIN_MIN <= len(pin) <= PIN_MAX and pin.isascii() and pin.isdigit()):
+        raise ValueError(f"a PIN is {PIN_MIN} to {PIN_MAX} digits")
+    _check(key, charge_id)
+    if len(random16) != BLOCK_SIZE:
+        raise ValueError("random16 must be 16 bytes")
+    nibbles = [FORMAT, len(pin), *(int(d) for d in pin)]
+    nibbles += [_FILL] * (16 - len(nibbles))
+    field = bytes(nibbles[i] << 4 | nibbles[i + 1] for i in range(0, 16, 2)) + random16[8:]
+    encrypt = _cipher(key).encryptor()
+    inner = encrypt.update(field)
+    return encrypt.update(bytes(a ^ b for a, b in zip(inner, charge_id, strict=True)))
 
 
 def open_pin_block(key: bytes, charge_id: bytes, block: bytes) -> str | None:
-    if len(block) != 16 or len(charge_id) != 16:
+    """The PIN digits in ``block``, or None when it does not decode to a well-formed PIN field
+    (another reader's key, another charge, or not a PIN block at all)."""
+    _check(key, charge_id)
+    if len(block) != BLOCK_SIZE:
         return None
-    inner = bytes(a ^ b for a, b in zip(_aes(key, block, decrypt=True), charge_id, strict=True))
-    field = _aes(key, inner, decrypt=True)
-    nibbles = [n for byte in field[:8] for n in (byte >> 4, byte & 15)]
+    decrypt = _cipher(key).decryptor()
+    inner = decrypt.update(block)
+    field = decrypt.update(bytes(a ^ b for a, b in zip(inner, charge_id, strict=True)))
+    nibbles = [n for byte in field[:8] for n in (byte >> 4, byte & 0xF)]
     length = nibbles[1]
-    if nibbles[0] != 4 or not 4 <= length <= 12:
+    if nibbles[0] != FORMAT or not PIN_MIN <= length <= PIN_MAX:
         return None
     digits, fill = nibbles[2 : 2 + length], nibbles[2 + length :]
-    if any(d > 9 for d in digits) or any(f != 10 for f in fill):
+    if any(d > 9 for d in digits) or any(f != _FILL for f in fill):
         return None
     return "".join(str(d) for d in digits)
+
+
+def aes_block(key: bytes, data: bytes) -> bytes:
+    """One AES-128 block encryption: the primitive both sides share (tests check it against
+    FIPS-197)."""
+    return _cipher(key).encryptor().update(data)
+
+
+def _cipher(key: bytes) -> Cipher[modes.ECB]:
+    # ECB on single, independent 16-byte blocks is what format 4 specifies: each encryption
+    # sees one block only, so there is no chaining to get wrong.
+    return Cipher(algorithms.AES(key), modes.ECB())
+
+
+def _check(key: bytes, charge_id: bytes) -> None:
+    if len(key) != KEY_SIZE:
+        raise ValueError("a PIN key is 16 bytes")
+    if len(charge_id) != BLOCK_SIZE:
+        raise ValueError("a charge id is 16 bytes")
