@@ -90,7 +90,8 @@ class GatewayService:
         if self.settings.venue:
             # "today" in a venue file: the date in the venue's zone, as decisions see it.
             today = venue_day(wall_ms(), self.settings.zone)
-            self.store.load_venue(venue_from(self.settings.venue), today=today)
+            venue = venue_from(self.settings.venue)
+            self.store.load_venue(venue, today=today, currency=self.settings.currency)
         if self.settings.metrics_address:
             self.metrics.serve(*self.settings.metrics_address)
         self.worker.start()

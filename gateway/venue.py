@@ -43,6 +43,8 @@ DEMO_VENUE: Final[dict[str, Any]] = {
             "first_name": "Ada",
             "bands": ["04a1b2c3d4e5f6"],
             "tickets": [_ticket("t-ada")],
+            # Above EUR 20 Ada types her PIN (set at the desk).
+            "charging": {"pin_threshold": 2000},
         },
         {
             "id": "g-bo",
@@ -71,6 +73,20 @@ DEMO_VENUE: Final[dict[str, Any]] = {
             "first_name": "Emil",
             "bands": ["04e3114e3114e1"],
             "tickets": [_ticket("t-emil", start="today", end="today")],
+            "charging": {"daily_limit": 1500},
+        },
+    ],
+    # Who pays for whom: the Okafors (Ada, and Emil with a daily limit of his own) from a
+    # wallet topped up at the desk; Chen charges to a hotel room, up to EUR 500; Bo and Dara
+    # get wallets of their own at their first top-up.
+    "parties": [
+        {"id": "okafor", "name": "Okafor family", "members": ["g-ada", "g-emil"]},
+        {
+            "id": "room-12",
+            "name": "Room 12",
+            "members": ["g-chen"],
+            "pays_by": "folio",
+            "credit_limit": 50_000,
         },
     ],
     "readers": [

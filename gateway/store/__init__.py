@@ -207,10 +207,16 @@ class Store:
         with self._read() as conn:
             return tokens.by_digest(conn, digest)
 
-    def load_venue(self, venue: Mapping[str, Any], *, today: date) -> None:
-        """Upsert a venue's guests, bands, tickets and readers (see venue.DEMO_VENUE)."""
+    def load_venue(self, venue: Mapping[str, Any], *, today: date, currency: str = "EUR") -> None:
+        """Upsert a venue's guests, bands, tickets and readers, its parties and their accounts
+        (see venue.DEMO_VENUE)."""
         with self._write() as conn:
             catalog.load_venue(conn, venue, today=today)
+            books = Books(conn)
+            ledger.load_parties(books, venue.get("parties", []), currency)
+            for guest in venue.get("guests", []):
+                if "charging" in guest:
+                    ledger.load_charging(books, guest["id"], guest["charging"])
 
     # -- reads, for tools and tests (decisions read the view and their transaction) ---------
 

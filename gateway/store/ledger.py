@@ -12,6 +12,7 @@ written on the strength of that read.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any
@@ -19,6 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.engine import Row
 
+from ..core.payments import ledger
 from ..core.payments.ledger import Transfer
 from ..core.payments.records import Account, Charge, LedgerTotals, Posted, Privilege
 from .engine import insert
@@ -369,3 +371,41 @@ def _charge(row: Row[Any]) -> Charge:
 def charges_due(conn: Connection, now_ms: int) -> bool:
     query = select(charges.c.id).where(charges.c.state == PENDING, charges.c.expires_ms <= now_ms)
     return conn.execute(query.limit(1)).first() is not None
+
+
+def load_parties(books: Books, parties: Iterable[Mapping[str, Any]], currency: str) -> None:
+    """A venue file's parties: each pays from a wallet (stored value) or a folio (post-paid,
+    down to minus its ``credit_limit``), for its ``members``; a member's own ``charging``
+    (enabled, daily_limit, pin_threshold) is set where given. An account keeps the floor it
+    was made with."""
+    for party in parties:
+        folio = party.get("pays_by", "wallet") == "folio"
+        limit = int(party.get("credit_limit", 0))
+        if folio and limit <= 0:
+            raise ValueError(f"party {party['id']!r}: a folio needs a credit_limit above 0")
+        account = (ledger.folio if folio else ledger.wallet)(party["id"])
+        books.open_account(
+            account, "folio" if folio else "wallet", currency, -limit if folio else 0
+        )
+        books.add_party(party["id"], party.get("name", party["id"]), account)
+        for member in party.get("members", []):
+            books.join_party(member, party["id"])
+
+
+def load_charging(books: Books, guest_id: str, charging: Mapping[str, Any]) -> None:
+    """A venue file's ``charging`` for one guest (the PIN is set at a desk, never in a file)."""
+    known = {"enabled", "daily_limit", "pin_threshold"}
+    if not set(charging) <= known:
+        raise ValueError(f"guest {guest_id!r}: charging takes only {', '.join(sorted(known))}")
+    current = books.privilege(guest_id)
+    books.set_privilege(
+        Privilege(
+            guest_id,
+            enabled=bool(charging.get("enabled", True)),
+            daily_limit=charging.get("daily_limit"),
+            pin_threshold=charging.get("pin_threshold"),
+            pin_hash=current.pin_hash,
+            failures=current.failures,
+            locked=current.locked,
+        )
+    )

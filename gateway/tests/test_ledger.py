@@ -120,8 +120,14 @@ def tap_pay(
 
 
 def balance(store: Store, guest: str) -> int:
-    account = run(store, lambda books: books.account(ledger.wallet(guest)))
-    return account.balance if account else 0
+    """What the guest's party account holds (a folio: minus what was charged to it)."""
+
+    def read(books: Books) -> int:
+        account_id = books.party_account(guest)
+        account = books.account(account_id) if account_id else None
+        return account.balance if account else 0
+
+    return run(store, read)
 
 
 def check_books(store: Store) -> None:
@@ -304,6 +310,28 @@ def test_wrong_pins_lock_and_a_right_one_pays(store: Store) -> None:
     assert (after.reason, after.text) == ("not_permitted", "PIN locked - see desk")
 
 
+def test_a_party_folio_is_charged_down_to_its_credit_limit_and_no_further(store: Store) -> None:
+    """Chen charges to room 12 (a folio, credit EUR 500): post-paid, it goes below zero, never
+    below minus its limit; a folio takes no top-up."""
+    assert tap_pay(store, charge_at(store, "pos-1", 40_000), "g-chen").granted
+    over = tap_pay(store, charge_at(store, "pos-1", 20_000), "g-chen")
+    assert over.reason == "insufficient_funds"
+    assert balance(store, "g-chen") == -40_000
+    with pytest.raises(PaymentError) as raised:
+        topup(store, "g-chen", 100)
+    assert raised.value.kind == "not-a-wallet"
+    check_books(store)
+
+
+def test_a_party_pays_for_its_members_under_each_ones_own_limit(store: Store) -> None:
+    """Emil charges to the Okafors' wallet, but only EUR 15 a day of it (the venue's limit)."""
+    topup(store, "g-ada", 5000)
+    assert tap_pay(store, charge_at(store, "pos-1", 1000), "g-emil").granted
+    assert tap_pay(store, charge_at(store, "pos-1", 1000), "g-emil").reason == "limit_exceeded"
+    assert tap_pay(store, charge_at(store, "pos-1", 1000), "g-ada").granted  # her own: none
+    assert balance(store, "g-ada") == balance(store, "g-emil") == 3000
+
+
 def test_cash_out_pays_the_remainder_and_leaves_zero(store: Store) -> None:
     topup(store, "g-ada", 1234)
     transfer = run(
@@ -394,7 +422,7 @@ def test_fifty_copies_of_one_key_post_once_and_answer_alike(store: Store) -> Non
 
 # -- the state machine ------------------------------------------------------------------------
 
-GUESTS = ("g-ada", "g-bo", "g-chen")
+GUESTS = ("g-bo", "g-dara")  # wallets of their own, nothing set for them in the venue
 READERS = ("pos-1", "pos-2", "pos-3")
 
 
