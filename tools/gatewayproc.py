@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .access import Login
-from .broker import MosquittoBroker
+from .broker import MosquittoBroker, free_port
 from .processes import ReadyProcess
 
 READY_LINE = "gateway ready"
@@ -34,8 +34,15 @@ class GatewayProcess(ReadyProcess):
         config_file: Path | None = None,
         extra_args: Sequence[str] = (),
         env: Mapping[str, str] | None = None,
+        http: bool = False,
     ) -> None:
         self.gateway_id = gateway_id
+        # http: serve the HTTP API on a free loopback port (``http_url``).
+        self.http_url: str | None = None
+        if http:
+            address = f"127.0.0.1:{free_port()}"
+            self.http_url = f"http://{address}"
+            extra_args = (*extra_args, "--http", address)
         command = [sys.executable, "-m", "bandlink.tools.cli", "gateway"]
         command += ["--broker", broker_url, "--db", db_url, "--gateway-id", gateway_id]
         command += ["--log-level", log_level, *extra_args]
@@ -72,6 +79,7 @@ class GatewayGroup:
         log_level: str = "info",
         config_files: Mapping[str, Path] | None = None,
         env: Mapping[str, str] | None = None,
+        http: bool = False,
     ) -> None:
         self.members = [
             GatewayProcess(
@@ -84,9 +92,15 @@ class GatewayGroup:
                 login=None if config_files else broker.gateway_login(gateway_id),
                 config_file=config_files[gateway_id] if config_files else None,
                 env=env,
+                http=http,
             )
             for n, gateway_id in enumerate(gateway_ids(count))
         ]
+
+    @property
+    def http_urls(self) -> list[str]:
+        """Each member's HTTP API (started with ``http=True``)."""
+        return [m.http_url for m in self.members if m.http_url]
 
     @property
     def pids(self) -> list[int]:
