@@ -1,10 +1,13 @@
 """``bandlink demo``: a small venue running on this machine with real parts.
 
 A private Mosquitto on a free loopback port, two gateway processes (``--gateways N``) sharing the
-readers' traffic on one SQLite file (var/demo/venue.db), and two gate readers (entry and exit at
-the north gate) running the real firmware on the MicroPython unix port. A script of bands taps
-on them; each tap prints what the guest saw and what the gateway recorded. Ctrl-C (or the
---taps count) stops every process the demo started.
+readers' traffic on one SQLite file (var/demo/venue.db) and serving the HTTP API, two gate
+readers (entry and exit at the north gate) and the cafe's pos reader running the real firmware
+on the MicroPython unix port. First the cash desk tops up and a till charges three guests at
+the cafe (one paid, one with a PIN, one declined); then a script of bands taps at the gate, each
+tap printing what the guest saw and what the gateway recorded, while a guest waits at the cafe
+to pay whatever a till (``bandlink till charge``) asks. Ctrl-C (or the --taps count) stops
+every process the demo started.
 """
 
 from __future__ import annotations
@@ -12,12 +15,17 @@ from __future__ import annotations
 import itertools
 import signal
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+from bandlink.gateway.core.payments.money import format_amount
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
 
+from .access import write_private
+from .api import ApiClient, create_token
 from .micropython import REPO_ROOT
 from .rig import Rig, venue_rig
 from .simreader import Feedback, ReaderError
@@ -79,8 +87,9 @@ def run_demo(taps: int = 0, gateways: int = 2) -> int:
     started = time.monotonic()
     first_decided: list[float] = []  # seconds from start to the first light, once seen
     try:
-        with venue_rig(VAR / "demo", gateways=gateways) as rig:
+        with venue_rig(VAR / "demo", gateways=gateways, payments=True) as rig:
             try:
+                _at_the_cafe(rig, VAR / "demo")
                 _play(rig, taps, results, lambda: first_decided.append(time.monotonic()))
             finally:
                 heap = rig.heap_used_max()
@@ -108,3 +117,68 @@ def _play(rig: Rig, taps: int, results: list[Feedback], on_first: Callable[[], o
         if taps and len(results) >= taps:
             return
         time.sleep(PAUSE_S)
+
+
+# (guest, band, amount, what, keys typed if the reader asks for the PIN): the till's script.
+SALES = [
+    ("Ada", 450, "Coffee", None),  # from the Okafor family's wallet: paid
+    ("Ada", 2500, "Dinner", "2468#"),  # above her EUR 20 threshold: she types her PIN
+    ("Bo", 600, "Ice cream", None),  # his wallet holds EUR 5: declined
+]
+ADA_PIN = "2468"
+WAITING_GUEST = "Emil"  # at the cafe for the rest of the demo, paying what a till asks
+
+
+def _at_the_cafe(rig: Rig, workdir: Path) -> None:
+    """The cash desk and a till, through the HTTP API; a guest at pos-1 for the rest."""
+    url = rig.http_urls[0]
+    secrets = {
+        name: create_token(rig.db_url, role, outlet)[1]
+        for name, role, outlet in (("till", "till", "cafe"), ("desk", "desk", None))
+    }
+    desk, till = ApiClient(url, secrets["desk"]), ApiClient(url, secrets["till"])
+    for guest, amount in (("g-ada", 5000), ("g-bo", 500)):
+        reply = desk.move(
+            "POST", f"/v1/guests/{guest}/topups", {"amount": amount, "currency": "EUR"}
+        )
+        after = format_amount(reply.body["balance"], "EUR")
+        print(f"desk    top-up {guest:7} {format_amount(amount, 'EUR')}: balance {after}")
+    desk.call("POST", "/v1/guests/g-ada/pin", {"pin": ADA_PIN})
+    print(f"desk    g-ada's PIN set ({ADA_PIN}); above EUR 20.00 she types it")
+    pos = rig.readers["pos-1"]
+    for name, amount, what, keys in SALES:
+        body = {"amount": amount, "currency": "EUR", "description": what}
+        charge = till.move("POST", "/v1/readers/pos-1/charges", body).body
+        pos.wait_show("idle", charge["label"])
+        feedback = pos.tap(DEMO_BANDS[name])
+        if feedback.pattern == "pin" and keys:
+            feedback = pos.press(keys)
+        done = till.call("GET", f"/v1/charges/{charge['id']}?wait=5").body
+        print(
+            f"pos-1   {name:7} {charge['label']:24} {feedback.pattern:6} {done['reason']:18} "
+            f"{feedback.text}"
+        )
+    token_file = workdir / "till.token"
+    write_private(token_file, secrets["till"] + "\n")
+    print(
+        f"try it: BANDLINK_API={url} BANDLINK_TOKEN=$(cat {token_file}) "
+        "bandlink till charge --reader pos-1 --amount 4.50"
+    )
+    print(
+        f"        ({WAITING_GUEST} waits at pos-1 and taps any sale it shows; the API: {url}/docs)"
+    )
+    threading.Thread(target=_waiting_guest, args=(rig,), name="guest", daemon=True).start()
+
+
+def _waiting_guest(rig: Rig) -> None:
+    pos = rig.readers["pos-1"]
+    while True:
+        try:
+            shown = pos.wait_show("idle", timeout=3600)
+            if not shown.text:
+                continue  # back to idle after a sale: nothing to pay
+            time.sleep(1.0)  # a person reads the amount before tapping
+            feedback = pos.tap(DEMO_BANDS[WAITING_GUEST])
+            print(f"pos-1   {WAITING_GUEST:7} {shown.text:24} {feedback.pattern:6} {feedback.text}")
+        except (ReaderError, OSError):
+            return
