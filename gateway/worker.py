@@ -29,12 +29,11 @@ from .core.handler import Core, Decided, Dropped, Effects, Event, Frame, Ignored
 from .core.limits import FloodLog
 from .core.readers import SessionChange
 from .metrics import Metrics
-from .store import Store, is_retryable
+from .store import ATTEMPTS, Store, is_retryable
 
 log = logging.getLogger("bandlink.gateway")
 
 SESSION_RESERVE = 1000
-ATTEMPTS = 5  # a batch that loses this many races in a row is answered "internal_error"
 _STOP = Frame("", b"", 0)  # queued by stop(): the worker finishes what is ahead of it, then ends
 _CONNECTED = Frame("", b"", 0)  # queued by connected(): publish every reader's Config again
 TICK_S = 1.0  # an idle worker follows the catalog this often (a changed Config goes out)
@@ -200,6 +199,7 @@ class DecisionWorker:
         self._finish(effects)
 
     def _commit(self, frames: list[Frame]) -> Effects:
+        self._core.verify_pins_ahead(frames, self._store.view, self._store.pin_hash)
         return commit_batch(self._core, self._store, frames, self._clock, self._metrics.retries.inc)
 
     def _finish(self, effects: Effects) -> None:

@@ -43,7 +43,7 @@ __all__ = [
     "metadata",
 ]
 T = TypeVar("T")
-ATTEMPTS = 5  # a money transaction that loses this many races in a row gives up
+ATTEMPTS = 5  # a transaction that loses this many races in a row gives up
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant: the advisory lock two PostgreSQL gateways starting at once take to migrate.
@@ -171,6 +171,12 @@ class Store:
                     raise
         raise AssertionError("unreachable")
 
+    def read(self, work: Callable[[Books], T]) -> T:
+        """``work`` reading the books, in a read transaction: no write lock on SQLite (a till
+        waiting for its charge polls; it must not queue behind every decision)."""
+        with self._read() as conn:
+            return work(Books(conn))
+
     def once(
         self,
         principal: str,
@@ -193,6 +199,10 @@ class Store:
             return answered
 
         return self.run(attempt)
+
+    def pin_hash(self, guest_id: str) -> str | None:
+        """The guest's stored PIN hash (a read)."""
+        return self.read(lambda books: books.privilege(guest_id).pin_hash)
 
     def charges_due(self, now_ms: int) -> bool:
         """Whether some pending charge is past its time (a read: no write lock)."""

@@ -151,3 +151,46 @@ def test_a_gate_tap_at_a_pos_reader_is_the_wrong_role(till: Pair, store: Store) 
 
     result = answer(till, make_tap(ADA, reader="pos-1"))
     assert (result.granted, result.reason) == (False, reasons.WRONG_ROLE)
+
+
+@pytest.mark.parametrize("any_db_url", ["sqlite"], indirect=True)
+def test_the_slow_pin_check_holds_no_write_lock(store: Store, db_url: str) -> None:
+    """argon2 takes tens of milliseconds by design: the worker checks a batch's PINs before
+    its transaction, so no gate tap (and no other gateway process) waits behind one."""
+    import sqlite3
+
+    from bandlink.gateway.metrics import Metrics
+    from bandlink.gateway.worker import DecisionWorker
+
+    core = Core(secret_key=SECRET)
+    fund(store, 5000)
+    pin_hash = core.pins.hash("g-ada", "2468")
+    store.run(
+        lambda books: books.set_privilege(Privilege("g-ada", pin_threshold=0, pin_hash=pin_hash))
+    )
+    charge = open_charge(store, 100)
+    lock_free: list[bool] = []
+    verify = core.pins.verify
+
+    def watched(stored: str, guest: str, pin: str) -> bool:
+        probe = sqlite3.connect(db_url.removeprefix("sqlite:///"), timeout=0)
+        try:
+            probe.execute("BEGIN IMMEDIATE")
+            probe.execute("ROLLBACK")
+            lock_free.append(True)
+        except sqlite3.OperationalError:
+            lock_free.append(False)
+        finally:
+            probe.close()
+        return verify(stored, guest, pin)
+
+    core.pins.verify = watched  # type: ignore[method-assign,assignment]
+    sent: list[object] = []
+    worker = DecisionWorker(core, store, sent.extend, Metrics(), clock=lambda: NOON_MS)
+    store.follow_catalog()  # as a running worker's view is (it follows when idle, each second)
+    block = seal_pin_block(reader_pin_key(SECRET, "pos-1"), charge.id, "2468", os.urandom(16))
+    effects = worker._commit([evt_frame(pos_tap(charge, pin=block), reader="pos-1")])
+    (reply,) = effects.replies
+    result = decode(reply.payload)
+    assert isinstance(result, Result) and result.granted
+    assert lock_free == [True]
