@@ -283,14 +283,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_token_create(args: argparse.Namespace) -> int:
-    from bandlink.gateway.settings import SettingsError, load_settings
+    import os
 
     from .api import create_token
 
+    db = args.db or os.environ.get("BANDLINK_DB")
+    if not db:
+        print(
+            "bandlink token: name the gateway's store: --db URL (or BANDLINK_DB)", file=sys.stderr
+        )
+        return 2
     try:
-        db = args.db or load_settings(config_file=args.config, broker="mqtt://unused").db
         token_id, secret = create_token(db, args.role, args.outlet)
-    except (SettingsError, ValueError) as err:
+    except ValueError as err:
         print(f"bandlink token: {err}", file=sys.stderr)
         return 2
     print(
@@ -306,8 +311,7 @@ def _add_token(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     create = actions.add_parser("create", help="make a token and print it (once)")
     create.add_argument("--role", required=True, choices=["till", "desk", "admin"])
     create.add_argument("--outlet", help="a till's outlet: it charges only at its readers")
-    create.add_argument("--db", help="the gateway's store (else BANDLINK_DB / --config)")
-    create.add_argument("--config", help="the gateway's TOML settings file")
+    create.add_argument("--db", help="the gateway's store (else BANDLINK_DB)")
     create.set_defaults(run=cmd_token_create)
 
 

@@ -29,6 +29,7 @@ def create_app(api: Api) -> FastAPI:
     app.add_exception_handler(problems.Problem, problems.on_problem)
     app.add_exception_handler(PaymentError, problems.on_payment_error)
     app.add_exception_handler(RequestValidationError, problems.on_invalid)
+    app.add_exception_handler(Exception, problems.on_crash)
     for module in (charges, guests, ledger):
         app.include_router(module.router)
     _declare_problem_schema(app)

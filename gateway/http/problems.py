@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any, Final
 
 from fastapi import Request
@@ -11,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from ..core.payments.operations import PaymentError
+
+log = logging.getLogger("bandlink.http")
 
 MEDIA_TYPE: Final = "application/problem+json"
 TYPE_PREFIX: Final = "urn:bandlink:problem:"
@@ -37,7 +40,7 @@ KINDS: Final[dict[str, tuple[int, str]]] = {
     "unknown-currency": (422, "Not an ISO 4217 currency"),
     "wrong-currency": (422, "The venue takes another currency"),
     "not-a-pos-reader": (422, "The reader does not take payments"),
-    "invalid-pin": (422, "A PIN is 4 to 12 digits"),
+    "internal-error": (500, "The gateway failed; nothing was done, try again"),
 }
 
 
@@ -87,6 +90,13 @@ async def on_problem(_request: Request, exc: Exception) -> JSONResponse:
 async def on_payment_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, PaymentError)
     return response(from_payment(exc))
+
+
+async def on_crash(_request: Request, exc: Exception) -> JSONResponse:
+    """A bug: its transaction was rolled back (and no Idempotency-Key answer stored), so the
+    same request may be sent again."""
+    log.exception("HTTP request failed", exc_info=exc)
+    return response(Problem("internal-error", "an unexpected error; nothing was changed"))
 
 
 async def on_invalid(_request: Request, exc: Exception) -> JSONResponse:

@@ -20,9 +20,11 @@ from typing import Any
 from sqlalchemy import Connection, and_, bindparam, func, select, update
 from sqlalchemy.engine import Row
 
+from ..core.entry import Reader
 from ..core.payments import ledger
 from ..core.payments.ledger import Transfer
 from ..core.payments.records import Account, Charge, LedgerTotals, Posted, Privilege
+from . import catalog
 from .engine import insert
 from .schema import (
     accounts,
@@ -148,6 +150,9 @@ class Books:
             drifted=int(conn.scalar(drifted) or 0),
             below_floor=int(conn.scalar(below) or 0),
         )
+
+    def reader(self, reader_id: str) -> Reader | None:
+        return catalog.reader(self.conn, reader_id)
 
     # -- parties ----------------------------------------------------------------------------
 

@@ -39,7 +39,7 @@ def _charge_id(text: str) -> bytes:
 
 def _publish_pending(deps: Api, charge_id: bytes, *, arm: bool) -> None:
     """After the commit: show the sale on its reader (arm), or take it off."""
-    charge = deps.store.run(lambda books: books.charge(charge_id))
+    charge = deps.store.read(lambda books: books.charge(charge_id))
     if charge is None:
         return
     now = deps.clock()
@@ -83,7 +83,7 @@ def create_charge(
                 description=body.description,
                 lines=tuple((line.text, line.amount) for line in body.lines),
             ),
-            reader=deps.store.reader(reader),
+            reader=books.reader(reader),
             charge_id=charge_id,
             venue_currency=deps.currency,
             actor=token.id,
@@ -119,7 +119,7 @@ async def get_charge(
         return operations.find_charge(books, charge_id=charge_id, till_outlet=token.outlet)
 
     while True:
-        found = await run_in_threadpool(deps.store.run, read)
+        found = await run_in_threadpool(deps.store.read, read)
         if found.state != operations.PENDING or loop.time() >= until:
             return charge_out(found)
         await asyncio.sleep(_POLL_S)

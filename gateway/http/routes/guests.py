@@ -112,23 +112,15 @@ def wallet(guest: str, token: Desk, deps: Deps) -> dict[str, Any]:
             "balance": account.balance if account else 0,
             "currency": account.currency if account else deps.currency,
             "floor": account.floor if account else 0,
-            "charging": {
-                "enabled": privilege.enabled,
-                "daily_limit": privilege.daily_limit,
-                "pin_threshold": privilege.pin_threshold,
-                "pin_set": privilege.pin_hash is not None,
-                "locked": privilege.locked,
-                "spent_today": found.spent_today,
-            },
+            "charging": _privilege_out(privilege) | {"spent_today": found.spent_today},
             "transactions": transactions,
         }
 
-    return deps.store.run(read)
+    return deps.store.read(read)
 
 
-def _privilege_out(guest: str, privilege: Privilege) -> dict[str, Any]:
+def _privilege_out(privilege: Privilege) -> dict[str, Any]:
     return {
-        "guest": guest,
         "enabled": privilege.enabled,
         "daily_limit": privilege.daily_limit,
         "pin_threshold": privilege.pin_threshold,
@@ -153,7 +145,7 @@ def set_charging(guest: str, body: ChargingIn, token: Desk, deps: Deps) -> dict[
             pin_threshold=body.pin_threshold,
         )
     )
-    return _privilege_out(guest, privilege)
+    return {"guest": guest} | _privilege_out(privilege)
 
 
 @router.post(
@@ -167,7 +159,7 @@ def set_pin(guest: str, body: PinIn, token: Desk, deps: Deps) -> dict[str, Any]:
     privilege = deps.store.run(
         lambda books: operations.set_pin(books, guest_id=guest, pin_hash=hashed)
     )
-    return _privilege_out(guest, privilege)
+    return {"guest": guest} | _privilege_out(privilege)
 
 
 @router.post(
@@ -178,4 +170,4 @@ def set_pin(guest: str, body: PinIn, token: Desk, deps: Deps) -> dict[str, Any]:
 def unlock_pin(guest: str, token: Desk, deps: Deps) -> dict[str, Any]:
     del token
     privilege = deps.store.run(lambda books: operations.unlock_pin(books, guest_id=guest))
-    return _privilege_out(guest, privilege)
+    return {"guest": guest} | _privilege_out(privilege)

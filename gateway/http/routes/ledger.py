@@ -23,6 +23,6 @@ def check(
     token: Annotated[Token, Depends(allow("admin"))], deps: Annotated[Api, Depends(api)]
 ) -> dict[str, Any]:
     del token
-    totals = deps.store.run(lambda books: books.totals())
+    totals = deps.store.read(lambda books: books.totals())
     ok = totals.total == 0 and not (totals.unbalanced or totals.drifted or totals.below_floor)
     return {"ok": ok, **asdict(totals)}
