@@ -37,7 +37,8 @@ def examples():
                 uid=_UID,
                 role=m.POS,
                 charge=_MID2,
-                pin=b"\x04\x12\x34\xff\xff\xff\xff\xff",
+                # A PIN block (SPEC, PIN block): 16 bytes that look random.
+                pin=bytes.fromhex("9a3c5e71d20f48b6e1a7c3950b6d2f84"),
                 **_SUN,
             ),
         ),

@@ -3,6 +3,7 @@ the schema refuses the code refuses too (so the schema says something, and says 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from bandlink.protocol import (
     POS,
     Message,
     ProtocolError,
+    Result,
     Tap,
     decode,
     dumps,
@@ -33,6 +35,7 @@ from bandlink.protocol import (
 from bandlink.protocol.examples import examples
 from bandlink.protocol.tests.strategies import any_message
 
+from .pair import NOON_MS as TS
 from .pair import TODAY, Pair, birth_frame, evt_frame
 
 SCHEMA_TEXT = Path(bandlink.protocol.__file__).with_name("bandlink.cddl").read_text("utf-8")
@@ -304,3 +307,63 @@ def test_schema_and_code_agree_on_independent_fields(
     except ProtocolError:
         accepted = False
     assert valid(frame) == accepted, (example, path, value)
+
+
+def test_every_payment_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
+    """CHARGE and CANCEL to a pos reader, and its Results: paid (with the balance after),
+    asking for the PIN, declined."""
+    from bandlink.gateway.core.payments.operations import ChargeRequest, create_charge, top_up
+    from bandlink.gateway.core.payments.records import Privilege
+
+    store = gateway.store
+
+    def charge(amount: int) -> Any:
+        return store.run(
+            lambda books: create_charge(
+                books,
+                request=ChargeRequest("pos-1", amount, "EUR", description="Coffee"),
+                reader=store.reader("pos-1"),
+                charge_id=os.urandom(16),
+                venue_currency="EUR",
+                actor="tok",
+                till_outlet=None,
+                now_ms=TS,
+                timeout_ms=60_000,
+            )
+        )
+
+    store.run(
+        lambda books: top_up(
+            books,
+            guest_id="g-bo",
+            amount=1000,
+            currency="EUR",
+            venue_currency="EUR",
+            actor="tok",
+            now_ms=TS,
+        )
+    )
+    pin = gateway.core.pins.hash("g-ada", "2468")
+    store.run(lambda books: books.set_privilege(Privilege("g-ada", pin_threshold=0, pin_hash=pin)))
+    frames = []
+    # Paid; more than Bo has; Ada is asked for her PIN.
+    for name, amount in (("Bo", 450), ("Bo", 9000), ("Ada", 100)):
+        opened = charge(amount)
+        frames += [gateway.core.charge_command(opened, TS), gateway.core.cancel_command(opened, TS)]
+        tap = Tap(
+            reader="pos-1",
+            ts=TS,
+            mid=os.urandom(16),
+            uid=DEMO_BANDS[name],
+            role=POS,
+            charge=opened.id,
+        )
+        frames += gateway.send([evt_frame(tap, reader="pos-1", received_ms=TS)], TS).replies
+        store.run(lambda books: books.expire_charges(TS + 10**9))
+    results = [decode(frame.payload) for frame in frames]
+    paid = [r for r in results if isinstance(r, Result) and r.granted]
+    assert [r.balance for r in paid] == [550]
+    assert {r.reason for r in results if isinstance(r, Result)} == {0, 13, 12}
+    for frame in frames:
+        message = decode(frame.payload)
+        BY_RULE[TYPE_RULES[message.TYPE - 1]].validate_cbor(frame.payload)
