@@ -503,6 +503,28 @@ def ledger_machine(store: Store) -> type[RuleBasedStateMachine]:
                 assert self.wallet[guest] < charge.amount
             return None
 
+        @rule(guest=st.sampled_from(GUESTS), amounts=st.tuples(*[st.integers(1, 3000)] * 2))
+        def race(self, guest: str, amounts: tuple[int, int]) -> None:
+            """Two tills' charges on one wallet, tapped at the same instant on two threads."""
+            run(store, lambda books: books.expire_charges(NOON_MS + 10**9))
+            opened = [
+                charge_at(store, reader, n) for reader, n in zip(READERS, amounts, strict=False)
+            ]
+            results = _race(2, lambda i: tap_pay(store, opened[i], guest))
+            outcomes = list(zip(opened, results, strict=True))
+            assert all(isinstance(r, TapPayment) for r in results), results
+            paid = [c for c, r in outcomes if isinstance(r, TapPayment) and r.granted]
+            refused = [
+                c.amount
+                for c, r in outcomes
+                if isinstance(r, TapPayment) and r.reason == "insufficient_funds"
+            ]
+            spent = sum(c.amount for c in paid)
+            assert spent <= self.wallet[guest]  # never below zero, however they interleave
+            self.wallet[guest] -= spent
+            assert all(amount > self.wallet[guest] for amount in refused)
+            self.refundable.update({c.id: c.amount for c in paid})
+
         @rule(charge=consumes(charges))
         def void(self, charge: Charge) -> None:
             try:
