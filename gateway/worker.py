@@ -200,7 +200,12 @@ class DecisionWorker:
 
     def _commit(self, frames: list[Frame]) -> Effects:
         self._core.verify_pins_ahead(frames, self._store.view, self._store.pin_hash)
-        return commit_batch(self._core, self._store, frames, self._clock, self._metrics.retries.inc)
+        try:
+            return commit_batch(
+                self._core, self._store, frames, self._clock, self._metrics.retries.inc
+            )
+        finally:
+            self._core.forget_pins()  # typed PINs stay no longer than their batch
 
     def _finish(self, effects: Effects) -> None:
         """After the commit: publish, then count and log what happened."""

@@ -201,7 +201,7 @@ def test_wrong_pins_lock_charging_until_the_desk_unlocks_it(venue: Venue) -> Non
     before = venue.wallet("g-ada")["balance"]
     charge = venue.charge("pos-1", 2500, "Dinner")
     reader = venue.readers["pos-1"]
-    for expected in ("Wrong PIN", "Wrong PIN", "Wrong PIN - see desk"):
+    for expected in ("Wrong PIN", "Wrong PIN", "PIN locked - see desk"):
         assert reader.tap(ADA).pattern == "pin"
         assert shown(reader.press("1357#")) == ("red", expected)
     assert venue.outcome(charge)["state"] == "declined"

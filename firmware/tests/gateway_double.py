@@ -150,56 +150,34 @@ class PlayedGateway:
         self.client.loop_stop()
 
 
-def grant(tap: Tap, text: str = "Welcome") -> Result:
+def answer(tap: Tap, *, granted: bool, reason: int, pattern: int, **fields: object) -> Result:
+    """The gateway's Result for ``tap`` (text, balance: as a real one would send them)."""
     return Result(
         reader=tap.reader,
         ts=TS,
         corr=tap.mid,
         seq=tap.seq,
-        granted=True,
-        reason=0,
-        text=text,
-        pattern=messages.GREEN,
+        granted=granted,
+        reason=reason,
+        pattern=pattern,
+        **fields,  # type: ignore[arg-type]
     )
+
+
+def grant(tap: Tap, text: str = "Welcome") -> Result:
+    return answer(tap, granted=True, reason=0, pattern=messages.GREEN, text=text)
 
 
 def retry(tap: Tap) -> Result:
     """The busy refusal: nothing decided, tap again."""
-    return Result(
-        reader=tap.reader,
-        ts=TS,
-        corr=tap.mid,
-        seq=tap.seq,
-        granted=False,
-        reason=24,
-        pattern=messages.RETRY,
-    )
+    return answer(tap, granted=False, reason=24, pattern=messages.RETRY)
 
 
 def refuse(tap: Tap, reason: int, text: str, pattern: int = messages.RED) -> Result:
     """A decision against the tap, with the reason code and the text the guest reads."""
-    return Result(
-        reader=tap.reader,
-        ts=TS,
-        corr=tap.mid,
-        seq=tap.seq,
-        granted=False,
-        reason=reason,
-        text=text,
-        pattern=pattern,
-    )
+    return answer(tap, granted=False, reason=reason, pattern=pattern, text=text)
 
 
 def paid(tap: Tap, text: str, balance: int) -> Result:
     """A pos tap's charge made: the text the guest reads and the wallet's balance after it."""
-    return Result(
-        reader=tap.reader,
-        ts=TS,
-        corr=tap.mid,
-        seq=tap.seq,
-        granted=True,
-        reason=0,
-        text=text,
-        pattern=messages.GREEN,
-        balance=balance,
-    )
+    return answer(tap, granted=True, reason=0, pattern=messages.GREEN, text=text, balance=balance)

@@ -442,6 +442,9 @@ class Core:
                 key = (stored, band.guest_id, pin)
                 self._verified[key] = self.pins.verify(*key)
 
+    def forget_pins(self) -> None:
+        self._verified.clear()
+
     def _check_pin(self, stored: str, guest_id: str, pin: str) -> bool:
         verdict = self._verified.get((stored, guest_id, pin))
         return self.pins.verify(stored, guest_id, pin) if verdict is None else verdict

@@ -22,6 +22,8 @@ from . import auth
 from .problems import Problem, from_payment, stored_response
 
 KEY_MAX = 255
+# Refusals that depend on the moment, not the request: not kept under the key.
+TRANSIENT = frozenset({"reader-busy"})
 
 
 @dataclass
@@ -87,23 +89,23 @@ def run_once(
     key: str,
     request: tuple[str, str, Any],
     work: Callable[[Books], tuple[int, dict[str, Any]]],
-) -> tuple[JSONResponse, bool]:
-    """Do ``work`` once for (token, key), in one transaction with the stored answer: the
-    response, and whether this call did the work (False: a repeat got the first answer).
-    A refusal (PaymentError) is an answer too, stored and repeated like a success; what it
-    began is undone by its savepoint."""
+) -> JSONResponse:
+    """Do ``work`` once for (token, key), in one transaction with the stored answer; a repeat
+    gets that answer. A refusal (PaymentError) is an answer too, stored and repeated like a
+    success, and what it began is undone by its savepoint; except a refusal that says "not
+    now" (TRANSIENT): nothing is stored, and the same request may succeed later."""
     method, path, body = request
     fingerprint = hashlib.sha256(
         json.dumps([method, path, body], sort_keys=True, default=str).encode()
     ).hexdigest()
-    did: list[bool] = []  # called only when the key was new: this call does the work
 
     def attempt(books: Books) -> Answer:
-        did.append(True)
         try:
             with books.savepoint():
                 status, answer = work(books)
         except PaymentError as err:
+            if err.kind in TRANSIENT:
+                raise  # rolls back the key's claim with the rest
             problem = from_payment(err)
             status, answer = problem.status, problem.body()
         return Answer(status, json.dumps(answer))
@@ -114,4 +116,4 @@ def run_once(
         raise Problem(
             "idempotency-key-reused", "this Idempotency-Key came with another request"
         ) from None
-    return stored_response(answered.status, answered.body), bool(did)
+    return stored_response(answered.status, answered.body)

@@ -22,7 +22,6 @@ TYPE_PREFIX: Final = "urn:bandlink:problem:"
 KINDS: Final[dict[str, tuple[int, str]]] = {
     "unauthenticated": (401, "A valid bearer token is required"),
     "forbidden": (403, "This token may not do that"),
-    "wrong-outlet": (403, "The reader belongs to another outlet"),
     "unknown-guest": (404, "No such guest"),
     "unknown-reader": (404, "No such reader"),
     "unknown-charge": (404, "No such charge"),

@@ -45,11 +45,14 @@ class TopUpIn(_Body):
 
 
 class ChargingIn(_Body):
+    """All three, every time (null where none): a field left out must not silently lift a
+    limit or the PIN."""
+
     enabled: StrictBool
-    daily_limit: Annotated[StrictInt | None, Field(ge=0)] = None
+    daily_limit: Annotated[StrictInt | None, Field(ge=0, description="null: no daily limit")]
     pin_threshold: Annotated[
         StrictInt | None, Field(ge=0, description="a PIN is asked above this; null: never")
-    ] = None
+    ]
 
 
 class PinIn(_Body):

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, update
+from sqlalchemy import Connection, and_, bindparam, func, select, text, update
 from sqlalchemy.engine import Row
 
 from ..core.entry import Reader
@@ -65,13 +65,16 @@ class Books:
         stmt = insert(self._dialect, accounts).on_conflict_do_nothing(index_elements=["id"])
         self.conn.execute(stmt, row)
 
-    def account(self, account_id: str) -> Account | None:
-        row = self.conn.execute(select(accounts).where(accounts.c.id == account_id)).first()
+    def account(self, account_id: str, *, lock: bool = False) -> Account | None:
+        """The account; with ``lock``, its row held until the transaction ends (PostgreSQL's
+        FOR UPDATE; a SQLite write transaction holds the whole database already)."""
+        query = select(accounts).where(accounts.c.id == account_id)
+        row = self.conn.execute(query.with_for_update() if lock else query).first()
         return None if row is None else Account(**row._mapping)
 
-    def post(self, transfer: Transfer) -> int | None:
-        """Post ``transfer``; the source's balance after it, or None (and nothing written) when
-        the source would go below its floor."""
+    def post(self, transfer: Transfer) -> tuple[int, int] | None:
+        """Post ``transfer``; the source's and the target's balances after it, or None (and
+        nothing written) when the source would go below its floor."""
         take = (
             update(accounts)
             .where(accounts.c.id == transfer.source)
@@ -92,7 +95,8 @@ class Books:
             .values(balance=accounts.c.balance + transfer.amount)
             .returning(accounts.c.balance)
         )
-        if self.conn.execute(give).scalar() is None:
+        reached = self.conn.execute(give).scalar()
+        if reached is None:
             raise LookupError(f"no account {transfer.target!r}")
         self.conn.execute(insert(self._dialect, transfers), _transfer_row(transfer))
         self.conn.execute(
@@ -102,7 +106,7 @@ class Books:
                 for account, amount in transfer.postings()
             ],
         )
-        return int(left)
+        return int(left), int(reached)
 
     def statement(self, account_id: str, limit: int = 100) -> list[Posted]:
         """The account's newest postings first."""
@@ -189,8 +193,20 @@ class Books:
 
     # -- charges ----------------------------------------------------------------------------
 
-    def add_charge(self, charge: Charge) -> None:
-        self.conn.execute(insert(self._dialect, charges), _charge_row(charge))
+    def add_charge(self, charge: Charge) -> bool:
+        """Insert a pending charge; False (nothing written) when its reader has one already:
+        the partial unique index decides, so two tills racing for one reader cannot both."""
+        stmt = (
+            insert(self._dialect, charges)
+            .on_conflict_do_nothing(
+                # The index's own predicate, as text: PostgreSQL matches a partial index only
+                # to a WHERE it can see implies it, and a bound parameter hides the value.
+                index_elements=["reader_id"],
+                index_where=text("state = 'pending'"),
+            )
+            .returning(charges.c.id)
+        )
+        return self.conn.execute(stmt, _charge_row(charge)).first() is not None
 
     def charge(self, charge_id: bytes) -> Charge | None:
         row = self.conn.execute(_CHARGE, {"id": charge_id}).first()
@@ -219,11 +235,15 @@ class Books:
         )
         return self.conn.execute(stmt).first() is not None
 
-    def expire_charges(self, now_ms: int) -> list[Charge]:
-        """Every pending charge past its time, moved to expired; the ones moved."""
+    def expire_charges(self, now_ms: int, *, reader_id: str | None = None) -> list[Charge]:
+        """Every pending charge past its time (at ``reader_id`` only, if given), moved to
+        expired; the ones moved. Whoever expires a charge tells its reader (CANCEL)."""
+        due = (charges.c.state == PENDING) & (charges.c.expires_ms <= now_ms)
+        if reader_id is not None:
+            due &= charges.c.reader_id == reader_id
         stmt = (
             update(charges)
-            .where(charges.c.state == PENDING, charges.c.expires_ms <= now_ms)
+            .where(due)
             .values(state="expired", reason="charge_expired", completed_ms=now_ms)
             .returning(*charges.c)
         )
@@ -260,27 +280,37 @@ class Books:
             locked=bool(row.locked),
         )
 
-    def set_privilege(self, privilege: Privilege) -> None:
-        row = {
-            "guest_id": privilege.guest_id,
-            "enabled": privilege.enabled,
-            "daily_limit": privilege.daily_limit,
-            "pin_threshold": privilege.pin_threshold,
-            "pin_hash": privilege.pin_hash,
-            "failures": privilege.failures,
-            "locked": privilege.locked,
-        }
-        stmt = insert(self._dialect, charging)
-        changes = {name: stmt.excluded[name] for name in row if name != "guest_id"}
-        self.conn.execute(
-            stmt.on_conflict_do_update(index_elements=["guest_id"], set_=changes), row
+    def set_limits(
+        self, guest_id: str, *, enabled: bool, daily_limit: int | None, pin_threshold: int | None
+    ) -> None:
+        """What the guest may spend; the PIN and its count are left as they are."""
+        self._update_privilege(
+            guest_id, enabled=enabled, daily_limit=daily_limit, pin_threshold=pin_threshold
         )
+
+    def set_pin_hash(self, guest_id: str, pin_hash: str) -> None:
+        """A new PIN: the wrong tries and the lock go with the old one."""
+        self._update_privilege(guest_id, pin_hash=pin_hash, failures=0, locked=False)
+
+    def unlock(self, guest_id: str) -> None:
+        self._update_privilege(guest_id, failures=0, locked=False)
+
+    def _update_privilege(self, guest_id: str, **columns: object) -> None:
+        """Only the given columns, in one UPDATE: two desks (or a desk and a wrong PIN) changing
+        different things at once both keep their change."""
+        self._privilege_row(guest_id)
+        stmt = update(charging).where(charging.c.guest_id == guest_id).values(**columns)
+        self.conn.execute(stmt)
+
+    def _privilege_row(self, guest_id: str) -> None:
+        """A guest nobody set anything for gets the defaults' row, to update."""
+        start = insert(self._dialect, charging).on_conflict_do_nothing(index_elements=["guest_id"])
+        self.conn.execute(start, {"guest_id": guest_id})
 
     def wrong_pin(self, guest_id: str, attempts: int) -> Privilege:
         """Count a wrong PIN, locking at ``attempts`` in a row: in one statement, so two taps
         racing cannot both get the last try."""
-        start = insert(self._dialect, charging).on_conflict_do_nothing(index_elements=["guest_id"])
-        self.conn.execute(start, {"guest_id": guest_id})  # a guest nobody set anything for
+        self._privilege_row(guest_id)
         stmt = (
             update(charging)
             .where(charging.c.guest_id == guest_id)
@@ -402,15 +432,9 @@ def load_charging(books: Books, guest_id: str, charging: Mapping[str, Any]) -> N
     known = {"enabled", "daily_limit", "pin_threshold"}
     if not set(charging) <= known:
         raise ValueError(f"guest {guest_id!r}: charging takes only {', '.join(sorted(known))}")
-    current = books.privilege(guest_id)
-    books.set_privilege(
-        Privilege(
-            guest_id,
-            enabled=bool(charging.get("enabled", True)),
-            daily_limit=charging.get("daily_limit"),
-            pin_threshold=charging.get("pin_threshold"),
-            pin_hash=current.pin_hash,
-            failures=current.failures,
-            locked=current.locked,
-        )
+    books.set_limits(
+        guest_id,
+        enabled=bool(charging.get("enabled", True)),
+        daily_limit=charging.get("daily_limit"),
+        pin_threshold=charging.get("pin_threshold"),
     )

@@ -313,7 +313,8 @@ def test_every_payment_frame_the_gateway_publishes_validates(gateway: Pair) -> N
     """CHARGE and CANCEL to a pos reader, and its Results: paid (with the balance after),
     asking for the PIN, declined."""
     from bandlink.gateway.core.payments.operations import ChargeRequest, create_charge, top_up
-    from bandlink.gateway.core.payments.records import Privilege
+
+    from .test_payments import with_pin
 
     store = gateway.store
 
@@ -344,7 +345,7 @@ def test_every_payment_frame_the_gateway_publishes_validates(gateway: Pair) -> N
         )
     )
     pin = gateway.core.pins.hash("g-ada", "2468")
-    store.run(lambda books: books.set_privilege(Privilege("g-ada", pin_threshold=0, pin_hash=pin)))
+    with_pin(store, pin, threshold=0)
     frames = []
     # Paid; more than Bo has; Ada is asked for her PIN.
     for name, amount in (("Bo", 450), ("Bo", 9000), ("Ada", 100)):

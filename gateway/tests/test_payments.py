@@ -11,7 +11,7 @@ import pytest
 from bandlink.gateway.core.handler import Core
 from bandlink.gateway.core.payments.operations import ChargeRequest, create_charge, top_up
 from bandlink.gateway.core.payments.pin import reader_pin_key, seal_pin_block
-from bandlink.gateway.core.payments.records import Charge, Privilege
+from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.store import Books, Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.protocol import POS, Command, Result, Tap, decode, messages, reasons
@@ -56,6 +56,16 @@ def fund(store: Store, amount: int, guest: str = "g-ada") -> None:
             now_ms=NOON_MS,
         )
     )
+
+
+def with_pin(store: Store, pin_hash: str, *, threshold: int, guest: str = "g-ada") -> None:
+    """The guest types a PIN (this hash's) above ``threshold``."""
+
+    def work(books: Books) -> None:
+        books.set_limits(guest, enabled=True, daily_limit=None, pin_threshold=threshold)
+        books.set_pin_hash(guest, pin_hash)
+
+    store.run(work)
 
 
 def pos_tap(
@@ -110,22 +120,25 @@ def test_a_tap_with_no_charge_armed_or_at_another_reader_is_refused(
 
 def test_a_pin_travels_sealed_for_its_charge_and_reader(till: Pair, store: Store) -> None:
     fund(store, 5000)
-    store.run(
-        lambda books: books.set_privilege(
-            Privilege("g-ada", pin_threshold=1000, pin_hash=till.core.pins.hash("g-ada", "2468"))
-        )
-    )
+    with_pin(store, till.core.pins.hash("g-ada", "2468"), threshold=1000)
     charge = open_charge(store, 1500)
     asked = answer(till, pos_tap(charge))
     assert (asked.granted, asked.reason, asked.text) == (False, reasons.PIN_REQUIRED, "Enter PIN")
     key = reader_pin_key(SECRET, "pos-1")
     other = open_charge(store, 100, reader="pos-3")
-    for wrong_block in (
-        seal_pin_block(key, other.id, "2468", os.urandom(16)),  # sealed for another charge
-        seal_pin_block(reader_pin_key(SECRET, "pos-2"), charge.id, "2468", os.urandom(16)),
-    ):
-        refused = answer(till, pos_tap(charge, pin=wrong_block))
+    another_reader = reader_pin_key(SECRET, "pos-2")
+    for sealed_for_another_charge in (True, False):
+        block = (
+            seal_pin_block(key, other.id, "2468", os.urandom(16))
+            if sealed_for_another_charge
+            else seal_pin_block(another_reader, charge.id, "2468", os.urandom(16))
+        )
+        refused = answer(till, pos_tap(charge, pin=block))
         assert (refused.granted, refused.reason) == (False, reasons.BAD_REQUEST)
+        # The sale ends (the reader shows "Reader error"); nothing was paid.
+        ended = store.read(lambda books, c=charge.id: books.charge(c))  # type: ignore[misc]
+        assert ended is not None and ended.state == "declined"
+        charge = open_charge(store, 1500)
     wrong = answer(
         till, pos_tap(charge, pin=seal_pin_block(key, charge.id, "1111", os.urandom(16)))
     )
@@ -136,6 +149,7 @@ def test_a_pin_travels_sealed_for_its_charge_and_reader(till: Pair, store: Store
     assert (right.granted, right.balance) == (True, 3500)
     # Not a PIN guess: the blocks sealed wrong did not count towards the lock.
     assert store.run(lambda books: books.privilege("g-ada")).failures == 0
+    assert store.run(lambda books: books.account("wallet:okafor")).balance == 3500  # type: ignore[union-attr]
 
 
 def test_a_pos_reader_that_reconnects_shows_its_open_sale_again(till: Pair, store: Store) -> None:
@@ -165,9 +179,7 @@ def test_the_slow_pin_check_holds_no_write_lock(store: Store, db_url: str) -> No
     core = Core(secret_key=SECRET)
     fund(store, 5000)
     pin_hash = core.pins.hash("g-ada", "2468")
-    store.run(
-        lambda books: books.set_privilege(Privilege("g-ada", pin_threshold=0, pin_hash=pin_hash))
-    )
+    with_pin(store, pin_hash, threshold=0)
     charge = open_charge(store, 100)
     lock_free: list[bool] = []
     verify = core.pins.verify

@@ -7,8 +7,8 @@ the whole ledger. A balance is the sum of an account's postings:
     account           kind      floor              balance means
     wallet:<party>    wallet    0                  stored value the venue holds for a party
     folio:<party>     folio     -credit limit      what a party has charged to its room
-    revenue:<outlet>  revenue   none               sales of an outlet (negative of what it took)
-    refunds:<outlet>  refunds   none               what an outlet gave back
+    revenue:<outlet>  revenue   none               the sales of an outlet
+    refunds:<outlet>  refunds   none               minus what an outlet gave back
     cash:<desk>       cash      none               cash the desks took in, minus cash paid out
 
     kind      from              to

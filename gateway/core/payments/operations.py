@@ -50,8 +50,8 @@ class Books(Protocol):
     def open_account(
         self, account_id: str, kind: str, currency: str, floor: int | None
     ) -> None: ...
-    def account(self, account_id: str) -> Account | None: ...
-    def post(self, transfer: Transfer) -> int | None: ...
+    def account(self, account_id: str, *, lock: bool = False) -> Account | None: ...
+    def post(self, transfer: Transfer) -> tuple[int, int] | None: ...
     def statement(self, account_id: str, limit: int = 100) -> list[Posted]: ...
     def charge_transfers(self, charge_id: bytes) -> list[Transfer]: ...
     def totals(self) -> LedgerTotals: ...
@@ -60,14 +60,18 @@ class Books(Protocol):
     def guest_exists(self, guest_id: str) -> bool: ...
     def add_party(self, party_id: str, name: str, account_id: str) -> None: ...
     def join_party(self, guest_id: str, party_id: str) -> None: ...
-    def add_charge(self, charge: Charge) -> None: ...
+    def add_charge(self, charge: Charge) -> bool: ...
     def charge(self, charge_id: bytes) -> Charge | None: ...
     def pending_charge_at(self, reader_id: str) -> Charge | None: ...
     def complete_charge(self, charge: Charge) -> bool: ...
-    def expire_charges(self, now_ms: int) -> list[Charge]: ...
+    def expire_charges(self, now_ms: int, *, reader_id: str | None = None) -> list[Charge]: ...
     def count_refund(self, charge_id: bytes, amount: int) -> bool: ...
     def privilege(self, guest_id: str) -> Privilege: ...
-    def set_privilege(self, privilege: Privilege) -> None: ...
+    def set_limits(
+        self, guest_id: str, *, enabled: bool, daily_limit: int | None, pin_threshold: int | None
+    ) -> None: ...
+    def set_pin_hash(self, guest_id: str, pin_hash: str) -> None: ...
+    def unlock(self, guest_id: str) -> None: ...
     def wrong_pin(self, guest_id: str, attempts: int) -> Privilege: ...
     def right_pin(self, guest_id: str) -> None: ...
     def spend(self, guest_id: str, day: date, amount: int, limit: int | None) -> bool: ...
@@ -164,17 +168,21 @@ def top_up(
         reference=reference,
         actor=actor,
     )
-    books.post(transfer)
-    return transfer, account.balance + minor
+    posted = books.post(transfer)
+    assert posted is not None  # the cash account has no floor
+    return transfer, posted[1]  # the wallet as it is now, whatever committed meanwhile
 
 
 def cash_out(
     books: Books, *, guest_id: str, actor: str, now_ms: int, venue_currency: str
 ) -> Transfer:
-    """End of stay: the whole remainder of the guest's wallet paid out in cash."""
+    """End of stay: the whole remainder of the guest's party's wallet paid out in cash (a party
+    shares one wallet: whichever member the desk hands the cash to takes the party's)."""
     _check_guest(books, guest_id)
     wallet = books.party_account(guest_id)
-    account = books.account(wallet) if wallet else None
+    # Locked: a top-up or charge committing between the read and the posting would otherwise
+    # leave money behind, or fail this one.
+    account = books.account(wallet, lock=True) if wallet else None
     if account is None or account.kind != "wallet" or account.balance <= 0:
         raise PaymentError(
             "nothing-to-cash-out", f"guest {guest_id!r} has no money left to pay out"
@@ -190,9 +198,7 @@ def cash_out(
         guest_id=guest_id,
         actor=actor,
     )
-    # The amount was read, but the statement still refuses to go below zero: a charge that
-    # committed in between makes this one fail rather than overdraw.
-    if books.post(transfer) is None:
+    if books.post(transfer) is None:  # the floor still stands behind the lock
         raise ChargeRaced(f"the wallet of {guest_id!r} changed while paying it out")
     return transfer
 
@@ -225,19 +231,15 @@ def create_charge(
     """A pending charge at a pos reader (the caller then arms the reader with it)."""
     minor = _amount(request.amount)
     _check_currency(request.currency, venue_currency)
-    if reader is None:
-        raise PaymentError("unknown-reader", f"no reader {request.reader_id!r}")
+    if reader is None or (till_outlet is not None and reader.outlet != till_outlet):
+        # A reader of another outlet is as good as none to this till: it learns nothing of it.
+        raise PaymentError("unknown-reader", f"no reader {request.reader_id!r} at this outlet")
     if reader.role != "pos" or not reader.outlet:
         raise PaymentError("not-a-pos-reader", f"reader {reader.id!r} does not take payments")
-    if till_outlet is not None and till_outlet != reader.outlet:
-        raise PaymentError(
-            "wrong-outlet", f"this till charges at outlet {till_outlet!r}, not {reader.outlet!r}"
-        )
     lines = _lines(request, minor)
-    for expired in books.expire_charges(now_ms):
-        del expired  # swept so a timed-out sale does not keep the reader busy
-    if books.pending_charge_at(reader.id) is not None:
-        raise PaymentError("reader-busy", f"reader {reader.id!r} is showing another sale")
+    # A timed-out sale the sweep has not reached must not keep the reader busy; its reader
+    # needs no CANCEL, the new sale's CHARGE replaces it.
+    books.expire_charges(now_ms, reader_id=reader.id)
     _outlet_accounts(books, reader.outlet, request.currency)
     what = request.description or request.reference or "Sale"
     charge = Charge(
@@ -254,7 +256,8 @@ def create_charge(
         reference=request.reference,
         lines=lines,
     )
-    books.add_charge(charge)
+    if not books.add_charge(charge):
+        raise PaymentError("reader-busy", f"reader {reader.id!r} is showing another sale")
     return charge
 
 
@@ -350,29 +353,23 @@ def set_charging(
             isinstance(value, bool) or not isinstance(value, int) or value < 0
         ):
             raise PaymentError("invalid-amount", f"{name} is a whole number of minor units >= 0")
-    privilege = replace(
-        books.privilege(guest_id),
-        enabled=enabled,
-        daily_limit=daily_limit,
-        pin_threshold=pin_threshold,
+    books.set_limits(
+        guest_id, enabled=enabled, daily_limit=daily_limit, pin_threshold=pin_threshold
     )
-    books.set_privilege(privilege)
-    return privilege
+    return books.privilege(guest_id)
 
 
 def set_pin(books: Books, *, guest_id: str, pin_hash: str) -> Privilege:
     """A new PIN (already hashed): it also clears the wrong tries and the lock."""
     _check_guest(books, guest_id)
-    privilege = replace(books.privilege(guest_id), pin_hash=pin_hash, failures=0, locked=False)
-    books.set_privilege(privilege)
-    return privilege
+    books.set_pin_hash(guest_id, pin_hash)
+    return books.privilege(guest_id)
 
 
 def unlock_pin(books: Books, *, guest_id: str) -> Privilege:
     _check_guest(books, guest_id)
-    privilege = replace(books.privilege(guest_id), failures=0, locked=False)
-    books.set_privilege(privilege)
-    return privilege
+    books.unlock(guest_id)
+    return books.privilege(guest_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,12 +438,18 @@ def pay_by_tap(
     if charge is None or charge.reader_id != reader.id or charge.state != PENDING:
         return TapPayment(False, reasons.name(reasons.CHARGE_UNKNOWN), "No sale open")
     if charge.expires_ms <= now_ms:
-        books.expire_charges(now_ms)
+        # This one only: the reader asking learns it from the answer; the worker's sweep
+        # expires the others and tells their readers.
+        expired = replace(charge, state=EXPIRED, reason="charge_expired", completed_ms=now_ms)
+        if not books.complete_charge(expired):
+            raise ChargeRaced("the charge completed while expiring it")
         return TapPayment(False, reasons.name(reasons.CHARGE_EXPIRED), "Sale timed out")
-    if pin is BAD_BLOCK:
-        return TapPayment(False, reasons.name(reasons.BAD_REQUEST), "Reader error - see staff")
     guest = band.guest_id if band is not None else None
     try:
+        if pin is BAD_BLOCK:
+            # Not a PIN guess (it counts for no lock): a reader's bug, or someone replaying a
+            # block sealed for another charge. The sale ends; the till starts another.
+            raise _Stop(reasons.BAD_REQUEST, "Reader error - see staff")
         if band is None or guest is None:
             raise _Stop(reasons.UNKNOWN_BAND, "Band not recognised")
         if band.blocked:
@@ -504,13 +507,16 @@ def _check_privilege(
         books.right_pin(privilege.guest_id)
         return
     if books.wrong_pin(privilege.guest_id, pin_attempts).locked:
-        raise _Stop(reasons.WRONG_PIN, "Wrong PIN - see desk")
+        # not_permitted, not wrong_pin: the reader ends the sale on it (it keeps a sale open
+        # for another try after wrong_pin).
+        raise _Stop(reasons.NOT_PERMITTED, "PIN locked - see desk")
     raise _Stop(reasons.WRONG_PIN, "Wrong PIN", declines=False)
 
 
 class _Stop(Exception):
     """A tap that does not pay: declining the charge, or (a PIN to enter again) leaving it
-    pending. Raised inside the savepoint, it also undoes the day's spending counted there."""
+    pending. Raised inside the savepoint, it undoes what was written there (the day's spending,
+    the charge's approval); a wrong PIN's count is written before it and stays."""
 
     def __init__(self, code: int, text: str, *, declines: bool = True) -> None:
         super().__init__(text)
@@ -520,12 +526,15 @@ class _Stop(Exception):
 
 
 def _approve(books: Books, charge: Charge, guest: str, tap_mid: bytes, now_ms: int) -> TapPayment:
+    source = books.party_account(guest)
+    if source is None:  # never topped up, in no party: there is no money to take
+        raise _Stop(reasons.INSUFFICIENT_FUNDS, "No credit - see desk")
     transfer = Transfer(
         id=new_transfer_id(),
         kind=ledger.CHARGE,
         amount=charge.amount,
         currency=charge.currency,
-        source=books.party_account(guest) or "-",
+        source=source,
         target=ledger.revenue(charge.outlet),
         created_ms=now_ms,
         guest_id=guest,
@@ -546,8 +555,8 @@ def _approve(books: Books, charge: Charge, guest: str, tap_mid: bytes, now_ms: i
     # commit and then finds it no longer pending (and runs again), before it posts anything.
     if not books.complete_charge(approved):
         raise ChargeRaced("the charge completed while paying it")
-    left = books.post(transfer) if transfer.source != "-" else None
-    if left is None:
+    posted = books.post(transfer)
+    if posted is None:
         raise _Stop(reasons.INSUFFICIENT_FUNDS, "Not enough credit")
     text = f"Paid {format_amount(charge.amount, charge.currency)}"
-    return TapPayment(True, reasons.name(reasons.OK), text, balance=left, charge=approved)
+    return TapPayment(True, reasons.name(reasons.OK), text, balance=posted[0], charge=approved)

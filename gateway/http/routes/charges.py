@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import Annotated, Any
 
@@ -37,6 +38,11 @@ def _charge_id(text: str) -> bytes:
     return charge_id
 
 
+def _id_of(response: JSONResponse) -> bytes:
+    """The charge a stored 201 answer created (a repeat's is the first request's)."""
+    return bytes.fromhex(json.loads(bytes(response.body))["id"])
+
+
 def _publish_pending(deps: Api, charge_id: bytes, *, arm: bool) -> None:
     """After the commit: show the sale on its reader (arm), or take it off."""
     charge = deps.store.read(lambda books: books.charge(charge_id))
@@ -55,7 +61,6 @@ def _publish_pending(deps: Api, charge_id: bytes, *, arm: bool) -> None:
     summary="Ask for a payment at a pos reader",
     responses=documented(
         "forbidden",
-        "wrong-outlet",
         "unknown-reader",
         "reader-busy",
         "invalid-amount",
@@ -94,9 +99,11 @@ def create_charge(
         return 201, charge_out(charge)
 
     answer = (request.method, request.url.path, body.model_dump())
-    response, first = run_once(deps, token, key, answer, work)
-    if first and response.status_code == 201:
-        _publish_pending(deps, charge_id, arm=True)
+    response = run_once(deps, token, key, answer, work)
+    if response.status_code == 201:
+        # A repeat too: if the first CHARGE was lost (a crash, the broker away), this one
+        # shows the sale; the reader takes the same charge again as one.
+        _publish_pending(deps, _id_of(response), arm=True)
     return response
 
 
@@ -141,8 +148,8 @@ def cancel_charge(charge: str, request: Request, token: Till, deps: Deps, key: K
         )
         return 200, charge_out(cancelled)
 
-    response, first = run_once(deps, token, key, (request.method, request.url.path, None), work)
-    if first and response.status_code == 200:
+    response = run_once(deps, token, key, (request.method, request.url.path, None), work)
+    if response.status_code == 200:  # a repeat too: a reader ignores CANCEL for another sale
         _publish_pending(deps, charge_id, arm=False)
     return response
 
@@ -179,4 +186,4 @@ def refund_charge(
         return 201, {"refund": transfer_out(transfer), "charge": charge_out(after)}
 
     answer = (request.method, request.url.path, body.model_dump())
-    return run_once(deps, token, key, answer, work)[0]
+    return run_once(deps, token, key, answer, work)

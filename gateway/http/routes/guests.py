@@ -55,7 +55,7 @@ def top_up(
         return 201, {"topup": transfer_out(transfer), "balance": balance}
 
     answer = (request.method, request.url.path, body.model_dump())
-    return run_once(deps, token, key, answer, work)[0]
+    return run_once(deps, token, key, answer, work)
 
 
 @router.post(
@@ -77,7 +77,7 @@ def cash_out(guest: str, request: Request, token: Desk, deps: Deps, key: Key) ->
         )
         return 201, {"cashout": transfer_out(transfer), "balance": 0}
 
-    return run_once(deps, token, key, (request.method, request.url.path, None), work)[0]
+    return run_once(deps, token, key, (request.method, request.url.path, None), work)
 
 
 @router.get(
