@@ -628,3 +628,32 @@ def ledger_machine(store: Store) -> type[RuleBasedStateMachine]:
 def test_reasons_are_the_wire_registry() -> None:
     assert reasons.code("insufficient_funds") == reasons.INSUFFICIENT_FUNDS
     assert APPROVED == "approved"
+
+
+def test_a_desk_changing_limits_does_not_undo_a_lock_set_meanwhile(store: Store) -> None:
+    """A third wrong PIN locks Ada while a desk sets her daily limit in another transaction:
+    the desk's write touches only the limits, so the lock stands (a whole-row write based on
+    what the desk read before the lock committed would have unlocked her)."""
+    locking = threading.Event()
+    release = threading.Event()
+
+    def three_wrong_pins(books: Books) -> None:
+        for _ in range(3):
+            books.wrong_pin("g-ada", 3)
+        locking.set()
+        release.wait(10)  # held open while the desk's transaction starts
+
+    def desk(books: Books) -> None:
+        set_charging(books, guest_id="g-ada", enabled=True, daily_limit=700, pin_threshold=None)
+
+    locker = threading.Thread(target=run, args=(store, three_wrong_pins))
+    locker.start()
+    assert locking.wait(10)
+    writer = threading.Thread(target=run, args=(store, desk))
+    writer.start()
+    writer.join(0.3)  # it waits for the lock holder (a row lock, or SQLite's write lock)
+    release.set()
+    locker.join(10)
+    writer.join(10)
+    after = run(store, lambda books: books.privilege("g-ada"))
+    assert (after.locked, after.daily_limit) == (True, 700)
