@@ -68,9 +68,11 @@ class Signal:
         self._changed.set()
 
     def idle(self, text):
-        """What idle shows from now on; shown at once unless a pattern is on."""
+        """What idle shows from now on; shown at once unless a pattern is being held (a prompt
+        is not: it belonged to what idle replaces, a pos reader's sale)."""
         self.idle_text = text
-        if self._holding == _IDLE:
+        if self._holding != _HELD:
+            self._holding = _IDLE
             self._board.show(feedback.IDLE, text)
 
     async def run(self):

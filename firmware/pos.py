@@ -14,6 +14,7 @@
 # not retained), so after a reboot there is no charge left to resend for.
 #
 # Few names on purpose (pinblock.py says why): the pending operation is one list, not fields.
+import asyncio
 import os
 import time
 from binascii import unhexlify
@@ -27,8 +28,6 @@ from protocol import MID_SIZE, POS, Tap, messages, reasons
 _UID_MAX = const(10)
 _BLOCK = const(16)
 _PIN_TIMEOUT_MS = const(30_000)  # without a key: the guest walked away
-# wait_key is asked in slices, so a CANCEL or a new CHARGE ends the PIN prompt within one.
-_KEY_SLICE_MS = const(250)
 _ENTER = const(35)  # ord("#")
 # The pending operation's list: what is resent as it was.
 _UID = const(0)
@@ -51,6 +50,9 @@ class Pos:
         # with PIN], and its PIN block, preallocated.
         self._op: list | None = None
         self._sent = bytearray(_BLOCK)
+        # The PIN prompt, a task of its own while it runs: a CANCEL or a new CHARGE cancels it
+        # at once, instead of the prompt waking now and then to look.
+        self._prompt: asyncio.Task | None = None
         reader.on_role_command = self._on_command
 
     async def run(self):
@@ -79,6 +81,8 @@ class Pos:
 
     def _disarm(self, idle_text=""):
         """Nothing armed, nothing pending; the display shows idle_text when idle."""
+        if self._prompt is not None:
+            self._prompt.cancel()
         self.charge = None
         self.pin_required = False
         self._op = None
@@ -104,8 +108,16 @@ class Pos:
         while True:
             if fresh or op is None:  # (op is None only when fresh: said for mypy)
                 with_pin = self.pin_required
-                if with_pin and not await self._ask_pin(charge):
-                    return
+                if with_pin:
+                    self._prompt = asyncio.create_task(self._ask_pin(charge))
+                    try:
+                        typed = await self._prompt
+                    except asyncio.CancelledError:
+                        typed = False  # cancelled or replaced: the command showed what happened
+                    self._prompt = None
+                    if not typed:
+                        self.pin.clear()
+                        return
                 op = self._op = [uid, charge, os.urandom(MID_SIZE), reader.wall_ms(), with_pin]
             deadline_ms = reader.running.deadline_ms
             tap = Tap(
@@ -153,25 +165,16 @@ class Pos:
         pin = self.pin
         pin.clear()
         signal.show(feedback.PIN, "Enter PIN", False)
-        last = time.ticks_ms()
         while True:
             asked = time.ticks_ms()
-            key = await board.wait_key(_KEY_SLICE_MS)
-            if self.charge is not charge:
-                pin.clear()  # cancelled or replaced: the command showed what happened
-                return False
-            now = time.ticks_ms()
+            key = await board.wait_key(_PIN_TIMEOUT_MS)
             if key is None:
-                if time.ticks_diff(now, asked) < _KEY_SLICE_MS // 2:
+                if time.ticks_diff(time.ticks_ms(), asked) < _PIN_TIMEOUT_MS // 2:
                     # wait_key came back at once: this board has no keypad (or it closed).
                     signal.show(feedback.RED, "No PIN keypad")
-                    return False
-                if time.ticks_diff(now, last) >= _PIN_TIMEOUT_MS:
-                    pin.clear()
+                else:
                     signal.show(feedback.RETRY, "PIN timed out")
-                    return False
-                continue
-            last = now
+                return False
             if ord(key) != _ENTER:
                 pin.add(key)
             elif pin.seal(charge, self._sent) is not None:  # the digits are zeroed by it

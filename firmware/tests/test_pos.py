@@ -203,3 +203,20 @@ def test_a_pin_not_typed_within_30_s_sends_nothing(gateway: PlayedGateway, till:
     assert shown.text == "PIN timed out" and time.monotonic() - started >= 29
     till.wait_show("idle", LABEL)  # the sale stays open
     sent(gateway, 0)
+
+
+def test_a_cancel_during_the_pin_prompt_ends_it(gateway: PlayedGateway, till: SimReader) -> None:
+    """The prompt is a task of its own: CANCEL ends it, and keys typed afterwards pay nothing;
+    a new CHARGE during a prompt ends it too and shows the new sale."""
+    charge = arm(gateway, till, pin=True)
+    assert till.tap(BAND_A).pattern == "pin"
+    gateway.command(messages.CANCEL, charge=charge)
+    assert till.wait_show("red").text == "Cancelled"
+    assert till.tap(BAND_A).text == "No sale open"
+    arm(gateway, till, pin=True)
+    assert till.tap(BAND_B).pattern == "pin"
+    arm(gateway, till, pin=False, label="EUR 9.00 Lunch")  # shown once the prompt has ended
+    gateway.answer = paid_450
+    assert till.tap(BAND_B).text == "Paid EUR 4.50"
+    (tap,) = sent(gateway, 1)
+    assert tap.pin is None  # the new sale asked for none
