@@ -219,10 +219,7 @@ class Core:
                 # this birth was stale: whoever sent it is connected now.
                 assert message.reader is not None
                 effects.replies.append(self.time_sync(message.reader, now_ms))
-                # A pos reader that rebooted or reconnected shows its open sale again.
-                pending = tx.books.pending_charge_at(message.reader)
-                if pending is not None and pending.expires_ms > now_ms:
-                    effects.replies.append(self.charge_command(pending, now_ms))
+                self._arm_again(message.reader, now_ms, tx, effects)
             elif isinstance(message, Death):
                 effects.events.append(on_death(tx, message, now_ms))
             elif message is not None:
@@ -253,36 +250,38 @@ class Core:
 
     def time_sync(self, reader_id: str, now_ms: int) -> Outgoing:
         """Command TIME_SYNC: the reader sets its clock to ours."""
-        command = Command(
-            reader=reader_id, ts=now_ms, mid=self._new_mid(), op=messages.TIME_SYNC, time_ms=now_ms
-        )
-        return Outgoing(topics.reader_topic(reader_id, topics.CMD), encode(command))
+        return self._command(reader_id, now_ms, messages.TIME_SYNC, time_ms=now_ms)
+
+    def _arm_again(self, reader_id: str, now_ms: int, tx: DecisionTx, effects: Effects) -> None:
+        """A pos reader that rebooted or reconnected shows its open sale again."""
+        reader = tx.view.reader(reader_id)
+        if reader is None or reader.role != "pos":
+            return  # no query for the births of gates
+        pending = tx.books.pending_charge_at(reader_id)
+        if pending is not None and pending.expires_ms > now_ms:
+            effects.replies.append(self.charge_command(pending, now_ms))
 
     def charge_command(self, charge: Charge, now_ms: int) -> Outgoing:
-        """Command CHARGE: the reader shows the sale and waits for a band."""
-        command = Command(
-            reader=charge.reader_id,
-            ts=now_ms,
-            mid=self._new_mid(),
-            op=messages.CHARGE,
+        """Command CHARGE: the reader shows the sale and waits for a band. ``pin_required`` is
+        false: the guest's threshold decides, once the band is known."""
+        return self._command(
+            charge.reader_id,
+            now_ms,
+            messages.CHARGE,
             charge=charge.id,
             amount=charge.amount,
             currency=charge.currency,
-            pin_required=False,  # the guest's threshold decides, once the band is known
+            pin_required=False,
             label=charge.label,
         )
-        return Outgoing(topics.reader_topic(charge.reader_id, topics.CMD), encode(command))
 
     def cancel_command(self, charge: Charge, now_ms: int) -> Outgoing:
         """Command CANCEL: the sale is off (the till cancelled it, or it timed out)."""
-        command = Command(
-            reader=charge.reader_id,
-            ts=now_ms,
-            mid=self._new_mid(),
-            op=messages.CANCEL,
-            charge=charge.id,
-        )
-        return Outgoing(topics.reader_topic(charge.reader_id, topics.CMD), encode(command))
+        return self._command(charge.reader_id, now_ms, messages.CANCEL, charge=charge.id)
+
+    def _command(self, reader_id: str, now_ms: int, op: int, **fields: object) -> Outgoing:
+        command = Command(reader=reader_id, ts=now_ms, mid=self._new_mid(), op=op, **fields)
+        return Outgoing(topics.reader_topic(reader_id, topics.CMD), encode(command))
 
     def site_clock(self, site: Site | None) -> tuple[ZoneInfo, time]:
         """The zone and closing time a site's days follow."""
@@ -552,12 +551,13 @@ class Core:
         text: str | None = None,
         balance: int | None = None,
     ) -> Outgoing:
-        if text is not None:
-            pass  # the decision's own words (a payment's)
-        elif granted:
-            text = ("Goodbye " if direction == "out" else "Welcome ") + (name or "")
-        else:
-            text = _REFUSAL_TEXT.get(reason, "Please see staff")
+        if text is None:  # else the decision's own words (a payment's)
+            greeting = "Goodbye " if direction == "out" else "Welcome "
+            text = (
+                greeting + (name or "")
+                if granted
+                else _REFUSAL_TEXT.get(reason, "Please see staff")
+            )
         result = Result(
             reader=reader,
             ts=now_ms,

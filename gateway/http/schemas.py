@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
 from ..core.payments.ledger import Transfer
 from ..core.payments.operations import LABEL_MAX, LINES_MAX, REFERENCE_MAX
-from ..core.payments.records import Charge, Posted
+from ..core.payments.records import APPROVED, Charge, Posted
 
 Minor = Annotated[StrictInt, Field(description="minor units (cents), > 0")]
 
@@ -68,7 +68,7 @@ class ProblemDetails(BaseModel):
 
 def charge_out(charge: Charge) -> dict[str, Any]:
     receipt = None
-    if charge.state == "approved":
+    if charge.state == APPROVED:
         receipt = {
             "id": charge.transfer_id,
             "lines": [{"text": text, "amount": amount} for text, amount in charge.lines],

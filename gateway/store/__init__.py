@@ -66,7 +66,14 @@ class Transaction:
         self._presence = presence
         self._taps = tap_log
         self._sessions = reader_sessions
-        self.books = Books(conn)  # a pos tap's payment, in the same transaction
+        self._books: Books | None = None
+
+    @property
+    def books(self) -> Books:
+        """A pos tap's payment, in the same transaction (made for the batches that need it)."""
+        if self._books is None:
+            self._books = Books(self.conn)
+        return self._books
 
     def presence(self, guest_id: str, site: str) -> Presence | None:
         return self._presence.read(self.conn, guest_id, site)

@@ -12,7 +12,7 @@ written on the strength of that read.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any
@@ -23,7 +23,16 @@ from sqlalchemy.engine import Row
 from ..core.entry import Reader
 from ..core.payments import ledger
 from ..core.payments.ledger import Transfer
-from ..core.payments.records import Account, Charge, LedgerTotals, Posted, Privilege
+from ..core.payments.records import (
+    APPROVED,
+    EXPIRED,
+    PENDING,
+    Account,
+    Charge,
+    LedgerTotals,
+    Posted,
+    Privilege,
+)
 from . import catalog
 from .engine import insert
 from .schema import (
@@ -37,9 +46,6 @@ from .schema import (
     spending,
     transfers,
 )
-
-PENDING = "pending"
-
 
 _CHARGE = select(charges).where(charges.c.id == bindparam("id"))
 _PRIVILEGE = select(charging).where(charging.c.guest_id == bindparam("guest_id"))
@@ -117,11 +123,15 @@ class Books:
             .order_by(transfers.c.created_ms.desc(), transfers.c.id.desc())
             .limit(limit)
         )
-        return [self._posted(row) for row in self.conn.execute(query)]
+        rows = self.conn.execute(query).all()
+        return [
+            Posted(transfer, int(row.delta))
+            for transfer, row in zip(self._transfers(rows), rows, strict=True)
+        ]
 
     def charge_transfers(self, charge_id: bytes) -> list[Transfer]:
         query = select(transfers).where(transfers.c.charge_id == charge_id)
-        return [self._transfer(row) for row in self.conn.execute(query.order_by(transfers.c.id))]
+        return self._transfers(self.conn.execute(query.order_by(transfers.c.id)).all())
 
     def totals(self) -> LedgerTotals:
         """The ledger's invariants, counted (``GET /v1/ledger/check``)."""
@@ -185,12 +195,6 @@ class Books:
         value = self.conn.execute(query).scalar()
         return None if value is None else str(value)
 
-    def members(self, party_id: str) -> list[str]:
-        query = select(party_members.c.guest_id).where(party_members.c.party_id == party_id)
-        return [
-            str(v) for v in self.conn.execute(query.order_by(party_members.c.guest_id)).scalars()
-        ]
-
     # -- charges ----------------------------------------------------------------------------
 
     def add_charge(self, charge: Charge) -> bool:
@@ -211,6 +215,10 @@ class Books:
     def charge(self, charge_id: bytes) -> Charge | None:
         row = self.conn.execute(_CHARGE, {"id": charge_id}).first()
         return None if row is None else _charge(row)
+
+    def charges(self, charge_ids: Iterable[bytes]) -> dict[bytes, Charge]:
+        query = select(charges).where(charges.c.id.in_(list(charge_ids)))
+        return {row.id: _charge(row) for row in self.conn.execute(query)}
 
     def pending_charge_at(self, reader_id: str) -> Charge | None:
         query = select(charges).where(charges.c.reader_id == reader_id, charges.c.state == PENDING)
@@ -244,7 +252,7 @@ class Books:
         stmt = (
             update(charges)
             .where(due)
-            .values(state="expired", reason="charge_expired", completed_ms=now_ms)
+            .values(state=EXPIRED, reason="charge_expired", completed_ms=now_ms)
             .returning(*charges.c)
         )
         return [_charge(row) for row in self.conn.execute(stmt)]
@@ -256,7 +264,7 @@ class Books:
             update(charges)
             .where(
                 charges.c.id == charge_id,
-                charges.c.state == "approved",
+                charges.c.state == APPROVED,
                 charges.c.refunded + amount <= charges.c.amount,
             )
             .values(refunded=charges.c.refunded + amount)
@@ -350,29 +358,34 @@ class Books:
 
     # -- rows -------------------------------------------------------------------------------
 
-    def _posted(self, row: Row[Any]) -> Posted:
-        return Posted(self._transfer(row), int(row.delta))
-
-    def _transfer(self, row: Row[Any]) -> Transfer:
-        # The source and target are the postings'; read back only for statements.
-        legs = self.conn.execute(
-            select(postings.c.account_id, postings.c.amount).where(postings.c.transfer_id == row.id)
-        ).all()
-        source = next((a for a, amount in legs if amount < 0), "-")
-        target = next((a for a, amount in legs if amount > 0), "-")
-        return Transfer(
-            id=row.id,
-            kind=row.kind,
-            amount=int(row.amount),
-            currency=row.currency,
-            source=source,
-            target=target,
-            created_ms=int(row.created_ms),
-            guest_id=row.guest_id,
-            charge_id=row.charge_id,
-            reference=row.reference,
-            actor=row.actor,
+    def _transfers(self, rows: Sequence[Row[Any]]) -> list[Transfer]:
+        """Transfers from their rows, with the accounts their postings name (one query for all
+        of them: a statement is a page of transfers, not a query each)."""
+        if not rows:
+            return []
+        query = select(postings.c.transfer_id, postings.c.account_id, postings.c.amount).where(
+            postings.c.transfer_id.in_([row.id for row in rows])
         )
+        source: dict[str, str] = {}
+        target: dict[str, str] = {}
+        for transfer_id, account_id, amount in self.conn.execute(query):
+            (source if amount < 0 else target)[transfer_id] = account_id
+        return [
+            Transfer(
+                id=row.id,
+                kind=row.kind,
+                amount=int(row.amount),
+                currency=row.currency,
+                source=source.get(row.id, "-"),
+                target=target.get(row.id, "-"),
+                created_ms=int(row.created_ms),
+                guest_id=row.guest_id,
+                charge_id=row.charge_id,
+                reference=row.reference,
+                actor=row.actor,
+            )
+            for row in rows
+        ]
 
 
 def _transfer_row(transfer: Transfer) -> dict[str, Any]:

@@ -28,7 +28,6 @@ from hypothesis.stateful import (
 from bandlink.gateway.core.entry import Band
 from bandlink.gateway.core.payments import ledger
 from bandlink.gateway.core.payments.operations import (
-    APPROVED,
     NO_PIN,
     ChargeRequest,
     PaymentError,
@@ -43,7 +42,6 @@ from bandlink.gateway.core.payments.operations import (
 )
 from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.store import Answer, Books, KeyReused, Store
-from bandlink.protocol import reasons
 
 from .pair import NOON_MS, TODAY
 
@@ -623,11 +621,6 @@ def ledger_machine(store: Store) -> type[RuleBasedStateMachine]:
                 assert balance(store, guest) == self.wallet[guest]
 
     return Ledger
-
-
-def test_reasons_are_the_wire_registry() -> None:
-    assert reasons.code("insufficient_funds") == reasons.INSUFFICIENT_FUNDS
-    assert APPROVED == "approved"
 
 
 def test_a_desk_changing_limits_does_not_undo_a_lock_set_meanwhile(store: Store) -> None:

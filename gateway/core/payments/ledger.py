@@ -30,7 +30,6 @@ TOPUP: Final = "topup"
 CHARGE: Final = "charge"
 REFUND: Final = "refund"
 CASHOUT: Final = "cashout"
-KINDS: Final = (TOPUP, CHARGE, REFUND, CASHOUT)
 
 CASH_DESK: Final = "cash:desk"
 

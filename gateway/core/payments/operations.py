@@ -24,14 +24,19 @@ from ..records import Raced
 from . import ledger
 from .ledger import Transfer
 from .money import check_minor, exponent, format_amount
-from .records import Account, Charge, LedgerTotals, Posted, Privilege
+from .records import (
+    APPROVED,
+    CANCELLED,
+    DECLINED,
+    EXPIRED,
+    PENDING,
+    Account,
+    Charge,
+    LedgerTotals,
+    Posted,
+    Privilege,
+)
 
-APPROVED = "approved"
-DECLINED = "declined"
-CANCELLED = "cancelled"
-EXPIRED = "expired"
-PENDING = "pending"
-FINAL_STATES = (APPROVED, DECLINED, CANCELLED, EXPIRED)
 LABEL_MAX = 32  # a Command's label (SPEC)
 REFERENCE_MAX = 64
 LINES_MAX = 50

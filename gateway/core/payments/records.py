@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Final
 
 from .ledger import Transfer
+
+# A charge's states: it is made pending and moves once, to one of the others.
+PENDING: Final = "pending"
+APPROVED: Final = "approved"
+DECLINED: Final = "declined"
+CANCELLED: Final = "cancelled"
+EXPIRED: Final = "expired"
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from ...core.payments import operations
-from ...core.payments.records import Charge
+from ...core.payments.records import PENDING, Charge
 from ...store import Books
 from ...store.tokens import Token
 from ..deps import Api, allow, api, idempotency_key, run_once
@@ -49,7 +49,7 @@ def _publish_pending(deps: Api, charge_id: bytes, *, arm: bool) -> None:
     if charge is None:
         return
     now = deps.clock()
-    if arm and charge.state == operations.PENDING:
+    if arm and charge.state == PENDING:
         deps.publish([deps.core.charge_command(charge, now)])
     elif not arm:
         deps.publish([deps.core.cancel_command(charge, now)])
@@ -127,7 +127,7 @@ async def get_charge(
 
     while True:
         found = await run_in_threadpool(deps.store.read, read)
-        if found.state != operations.PENDING or loop.time() >= until:
+        if found.state != PENDING or loop.time() >= until:
             return charge_out(found)
         await asyncio.sleep(_POLL_S)
 

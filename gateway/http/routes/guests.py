@@ -94,9 +94,10 @@ def wallet(guest: str, token: Desk, deps: Deps) -> dict[str, Any]:
         account = found.account
         privilege = found.privilege
         transactions = []
+        sales = books.charges(p.transfer.charge_id for p in found.statement if p.transfer.charge_id)
         for posted in found.statement:
             entry = posted_out(posted)
-            charge = books.charge(posted.transfer.charge_id) if posted.transfer.charge_id else None
+            charge = sales.get(posted.transfer.charge_id) if posted.transfer.charge_id else None
             if charge is not None and posted.transfer.kind == "charge":
                 entry["receipt"] = {
                     "id": posted.transfer.id,
