@@ -29,7 +29,7 @@ from .core.handler import Core, Decided, Dropped, Effects, Event, Frame, Ignored
 from .core.limits import FloodLog
 from .core.readers import SessionChange
 from .metrics import Metrics
-from .store import ATTEMPTS, Store, is_retryable
+from .store import Store, is_retryable, retried
 
 log = logging.getLogger("bandlink.gateway")
 
@@ -246,16 +246,16 @@ def commit_batch(
 ) -> Effects:
     """Decide ``frames`` in one transaction and commit it; run it again from the start (with a
     fresh ``now``) when it lost a race, up to ATTEMPTS times. Raises what it cannot retry."""
-    for attempt in range(1, ATTEMPTS + 1):
-        try:
-            with store.transaction() as tx:
-                return core.handle(frames, clock(), tx)
-        except Exception as err:
-            if not is_retryable(err) or attempt == ATTEMPTS:
-                raise
-            on_retry()
-            log.info("batch of %d lost a race (%s); deciding again", len(frames), err)
-    raise AssertionError("unreachable")
+
+    def attempt() -> Effects:
+        with store.transaction() as tx:
+            return core.handle(frames, clock(), tx)
+
+    def lost(err: Exception) -> None:
+        on_retry()
+        log.info("batch of %d lost a race (%s); deciding again", len(frames), err)
+
+    return retried(attempt, lost)
 
 
 def _note_session(change: SessionChange) -> None:

@@ -41,6 +41,7 @@ __all__ = [
     "Transaction",
     "is_retryable",
     "metadata",
+    "retried",
 ]
 T = TypeVar("T")
 ATTEMPTS = 5  # a transaction that loses this many races in a row gives up
@@ -92,6 +93,20 @@ class Transaction:
 
     def death(self, reader: str, bdseq: int, now_ms: int) -> bool:
         return self._sessions.death(self.conn, reader, bdseq, now_ms)
+
+
+def retried(attempt: Callable[[], T], on_retry: Callable[[Exception], object] | None = None) -> T:
+    """``attempt()`` (one whole transaction), again from the start each time it loses a race
+    (``is_retryable``), up to ATTEMPTS times; ``on_retry`` hears of each lost one."""
+    for number in range(1, ATTEMPTS + 1):
+        try:
+            return attempt()
+        except Exception as err:
+            if not is_retryable(err) or number == ATTEMPTS:
+                raise
+            if on_retry is not None:
+                on_retry(err)
+    raise AssertionError("unreachable")
 
 
 class KeyReused(Exception):
@@ -167,16 +182,14 @@ class Store:
 
         A pooled connection per call: money requests come from the HTTP server's many
         threads, and a connection kept per thread would drain the pool."""
-        for attempt in range(1, ATTEMPTS + 1):
-            try:
-                with self._engine.connect() as pooled:
-                    conn = pooled.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-                    with conn.begin():
-                        return work(Books(conn))
-            except Exception as err:
-                if not is_retryable(err) or attempt == ATTEMPTS:
-                    raise
-        raise AssertionError("unreachable")
+
+        def once() -> T:
+            with self._engine.connect() as pooled:
+                conn = pooled.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+                with conn.begin():
+                    return work(Books(conn))
+
+        return retried(once)
 
     def read(self, work: Callable[[Books], T]) -> T:
         """``work`` reading the books, in a read transaction: no write lock on SQLite (a till
