@@ -13,6 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel
 
 from ..core.handler import Core, Outgoing
 from ..core.payments.operations import PaymentError
@@ -87,17 +88,17 @@ def run_once(
     deps: Api,
     token: Token,
     key: str,
-    request: tuple[str, str, Any],
+    *,
+    request: Request,
+    body: BaseModel | None,
     work: Callable[[Books], tuple[int, dict[str, Any]]],
 ) -> JSONResponse:
     """Do ``work`` once for (token, key), in one transaction with the stored answer; a repeat
     gets that answer. A refusal (PaymentError) is an answer too, stored and repeated like a
     success, and what it began is undone by its savepoint; except a refusal that says "not
     now" (TRANSIENT): nothing is stored, and the same request may succeed later."""
-    method, path, body = request
-    fingerprint = hashlib.sha256(
-        json.dumps([method, path, body], sort_keys=True, default=str).encode()
-    ).hexdigest()
+    asked = [request.method, request.url.path, body.model_dump() if body else None]
+    fingerprint = hashlib.sha256(json.dumps(asked, sort_keys=True).encode()).hexdigest()
 
     def attempt(books: Books) -> Answer:
         try:

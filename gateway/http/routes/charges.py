@@ -98,8 +98,7 @@ def create_charge(
         )
         return 201, charge_out(charge)
 
-    answer = (request.method, request.url.path, body.model_dump())
-    response = run_once(deps, token, key, answer, work)
+    response = run_once(deps, token, key, request=request, body=body, work=work)
     if response.status_code == 201:
         # A repeat too: if the first CHARGE was lost (a crash, the broker away), this one
         # shows the sale; the reader takes the same charge again as one.
@@ -148,7 +147,7 @@ def cancel_charge(charge: str, request: Request, token: Till, deps: Deps, key: K
         )
         return 200, charge_out(cancelled)
 
-    response = run_once(deps, token, key, (request.method, request.url.path, None), work)
+    response = run_once(deps, token, key, request=request, body=None, work=work)
     if response.status_code == 200:  # a repeat too: a reader ignores CANCEL for another sale
         _publish_pending(deps, charge_id, arm=False)
     return response
@@ -185,5 +184,4 @@ def refund_charge(
         )
         return 201, {"refund": transfer_out(transfer), "charge": charge_out(after)}
 
-    answer = (request.method, request.url.path, body.model_dump())
-    return run_once(deps, token, key, answer, work)
+    return run_once(deps, token, key, request=request, body=body, work=work)

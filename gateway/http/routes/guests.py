@@ -54,8 +54,7 @@ def top_up(
         )
         return 201, {"topup": transfer_out(transfer), "balance": balance}
 
-    answer = (request.method, request.url.path, body.model_dump())
-    return run_once(deps, token, key, answer, work)
+    return run_once(deps, token, key, request=request, body=body, work=work)
 
 
 @router.post(
@@ -77,7 +76,7 @@ def cash_out(guest: str, request: Request, token: Desk, deps: Deps, key: Key) ->
         )
         return 201, {"cashout": transfer_out(transfer), "balance": 0}
 
-    return run_once(deps, token, key, (request.method, request.url.path, None), work)
+    return run_once(deps, token, key, request=request, body=None, work=work)
 
 
 @router.get(
