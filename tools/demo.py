@@ -131,7 +131,7 @@ WAITING_GUEST = "Emil"  # at the cafe for the rest of the demo, paying what a ti
 
 def _at_the_cafe(rig: Rig, workdir: Path) -> None:
     """The cash desk and a till, through the HTTP API; a guest at pos-1 for the rest."""
-    url = rig.http_urls[0]
+    url = rig.gateways.http_urls[0]
     secrets = {
         name: create_token(rig.db_url, role, outlet)[1]
         for name, role, outlet in (("till", "till", "cafe"), ("desk", "desk", None))

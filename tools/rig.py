@@ -34,7 +34,6 @@ class Rig:
     readers: dict[str, SimReader]
     store: Store  # the gateway's store, opened beside it to read what it recorded
     db_url: str
-    http_urls: list[str]  # each gateway's HTTP API, with ``payments``
 
     def heap_used_max(self) -> int:
         return max(reader.heap_used_max for reader in self.readers.values())
@@ -62,7 +61,7 @@ def venue_rig(
         # A fresh secret per rig: the gateways' (PIN hashes are peppered with it) and the pos
         # reader's PIN key, derived from it when provisioned.
         secret = secrets.token_urlsafe(32)
-        roles = dict.fromkeys(name for name, _ in READERS)
+        roles = {name: "gate" for name, _ in READERS}
         if payments:
             roles["pos-1"] = "pos"
         reader_configs = {name: provisioned / f"{name}.json" for name in roles}
@@ -106,7 +105,7 @@ def venue_rig(
                 gate="north" if name in directions else "",
                 config=path,
                 heap=heap,
-                role=roles[name] or "gate",
+                role=roles[name],
             )
             readers[name] = stack.enter_context(reader)
         for reader in readers.values():
@@ -114,4 +113,4 @@ def venue_rig(
             say(f"reader   {reader.reader_id} (micropython pid {reader.pid}, heap {reader.heap})")
         store = Store(db_url)
         stack.callback(store.close)
-        yield Rig(broker, group, readers, store, db_url, group.http_urls)
+        yield Rig(broker, group, readers, store, db_url)

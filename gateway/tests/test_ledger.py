@@ -21,7 +21,6 @@ from hypothesis.stateful import (
     consumes,
     initialize,
     invariant,
-    precondition,
     rule,
 )
 
@@ -583,7 +582,6 @@ def ledger_machine(store: Store) -> type[RuleBasedStateMachine]:
                 return
             self.wallet[guest] = 0
 
-        @precondition(lambda self: True)
         @rule(key=st.sampled_from(("k1", "k2", "k3")), guest=st.sampled_from(GUESTS))
         def keyed_top_up(self, key: str, guest: str) -> None:
             """The same key again is inert: no posting, the first answer."""
