@@ -312,44 +312,19 @@ def test_schema_and_code_agree_on_independent_fields(
 def test_every_payment_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
     """CHARGE and CANCEL to a pos reader, and its Results: paid (with the balance after),
     asking for the PIN, declined."""
-    from bandlink.gateway.core.payments.operations import ChargeRequest, create_charge, top_up
 
+    from .test_ledger import charge_at, topup
     from .test_payments import with_pin
 
     store = gateway.store
 
-    def charge(amount: int) -> Any:
-        return store.run(
-            lambda books: create_charge(
-                books,
-                request=ChargeRequest("pos-1", amount, "EUR", description="Coffee"),
-                reader=store.reader("pos-1"),
-                charge_id=os.urandom(16),
-                venue_currency="EUR",
-                actor="tok",
-                till_outlet=None,
-                now_ms=TS,
-                timeout_ms=60_000,
-            )
-        )
-
-    store.run(
-        lambda books: top_up(
-            books,
-            guest_id="g-bo",
-            amount=1000,
-            currency="EUR",
-            venue_currency="EUR",
-            actor="tok",
-            now_ms=TS,
-        )
-    )
+    topup(store, "g-bo", 1000)
     pin = gateway.core.pins.hash("g-ada", "2468")
     with_pin(store, pin, threshold=0)
     frames = []
     # Paid; more than Bo has; Ada is asked for her PIN.
     for name, amount in (("Bo", 450), ("Bo", 9000), ("Ada", 100)):
-        opened = charge(amount)
+        opened = charge_at(store, "pos-1", amount, description="Coffee")
         frames += [gateway.core.charge_command(opened, TS), gateway.core.cancel_command(opened, TS)]
         tap = Tap(
             reader="pos-1",

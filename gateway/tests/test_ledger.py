@@ -70,12 +70,22 @@ def topup(store: Store, guest: str, amount: object, **kw: object) -> int:
 
 
 def charge_at(
-    store: Store, reader: str, amount: object, now_ms: int = NOON_MS, currency: str = EUR
+    store: Store,
+    reader: str,
+    amount: object,
+    now_ms: int = NOON_MS,
+    *,
+    currency: str = EUR,
+    description: str | None = None,
 ) -> Charge:
+    """A till's charge at ``reader``, as the API makes it."""
+
     def work(books: Books) -> Charge:
         return create_charge(
             books,
-            request=ChargeRequest(reader, amount, currency, reference="order-1"),
+            request=ChargeRequest(
+                reader, amount, currency, reference="order-1", description=description
+            ),
             reader=store.reader(reader),
             charge_id=os.urandom(16),
             venue_currency=EUR,

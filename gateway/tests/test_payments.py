@@ -9,7 +9,6 @@ import os
 import pytest
 
 from bandlink.gateway.core.handler import Core
-from bandlink.gateway.core.payments.operations import ChargeRequest, create_charge, top_up
 from bandlink.gateway.core.payments.pin import reader_pin_key, seal_pin_block
 from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.store import Books, Store
@@ -17,6 +16,7 @@ from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.protocol import POS, Command, Result, Tap, decode, messages, reasons
 
 from .pair import NOON_MS, Pair, birth_frame, evt_frame
+from .test_ledger import charge_at, topup
 
 SECRET = b"s" * 32
 ADA = DEMO_BANDS["Ada"]
@@ -25,37 +25,6 @@ ADA = DEMO_BANDS["Ada"]
 @pytest.fixture
 def till(store: Store) -> Pair:
     return Pair(store, Core(secret_key=SECRET))
-
-
-def open_charge(store: Store, amount: int, reader: str = "pos-1") -> Charge:
-    def work(books: Books) -> Charge:
-        return create_charge(
-            books,
-            request=ChargeRequest(reader, amount, "EUR", description="Coffee"),
-            reader=store.reader(reader),
-            charge_id=os.urandom(16),
-            venue_currency="EUR",
-            actor="tok",
-            till_outlet=None,
-            now_ms=NOON_MS,
-            timeout_ms=60_000,
-        )
-
-    return store.run(work)
-
-
-def fund(store: Store, amount: int, guest: str = "g-ada") -> None:
-    store.run(
-        lambda books: top_up(
-            books,
-            guest_id=guest,
-            amount=amount,
-            currency="EUR",
-            venue_currency="EUR",
-            actor="tok",
-            now_ms=NOON_MS,
-        )
-    )
 
 
 def with_pin(store: Store, pin_hash: str, *, threshold: int, guest: str = "g-ada") -> None:
@@ -91,8 +60,8 @@ def answer(pair: Pair, tap: Tap) -> Result:
 def test_a_band_pays_the_open_charge_and_a_duplicate_gets_the_same_answer(
     till: Pair, store: Store
 ) -> None:
-    fund(store, 2000)
-    charge = open_charge(store, 450)
+    topup(store, "g-ada", 2000)
+    charge = charge_at(store, "pos-1", 450, description="Coffee")
     tap = pos_tap(charge)
     paid = answer(till, tap)
     assert (paid.granted, paid.reason, paid.text, paid.balance) == (True, 0, "Paid EUR 4.50", 1550)
@@ -107,10 +76,10 @@ def test_a_band_pays_the_open_charge_and_a_duplicate_gets_the_same_answer(
 def test_a_tap_with_no_charge_armed_or_at_another_reader_is_refused(
     till: Pair, store: Store
 ) -> None:
-    fund(store, 2000)
+    topup(store, "g-ada", 2000)
     ghost = Charge(os.urandom(16), "pos-1", "cafe", 100, "EUR", "x", "pending", 0, 0, "tok")
     assert answer(till, pos_tap(ghost)).reason == reasons.CHARGE_UNKNOWN
-    charge = open_charge(store, 100, reader="pos-2")
+    charge = charge_at(store, "pos-2", 100, description="Coffee")
     elsewhere = Tap(
         reader="pos-1", ts=NOON_MS, mid=os.urandom(16), uid=ADA, role=POS, charge=charge.id
     )
@@ -119,13 +88,13 @@ def test_a_tap_with_no_charge_armed_or_at_another_reader_is_refused(
 
 
 def test_a_pin_travels_sealed_for_its_charge_and_reader(till: Pair, store: Store) -> None:
-    fund(store, 5000)
+    topup(store, "g-ada", 5000)
     with_pin(store, till.core.pins.hash("g-ada", "2468"), threshold=1000)
-    charge = open_charge(store, 1500)
+    charge = charge_at(store, "pos-1", 1500, description="Coffee")
     asked = answer(till, pos_tap(charge))
     assert (asked.granted, asked.reason, asked.text) == (False, reasons.PIN_REQUIRED, "Enter PIN")
     key = reader_pin_key(SECRET, "pos-1")
-    other = open_charge(store, 100, reader="pos-3")
+    other = charge_at(store, "pos-3", 100, description="Coffee")
     another_reader = reader_pin_key(SECRET, "pos-2")
     for sealed_for_another_charge in (True, False):
         block = (
@@ -138,7 +107,7 @@ def test_a_pin_travels_sealed_for_its_charge_and_reader(till: Pair, store: Store
         # The sale ends (the reader shows "Reader error"); nothing was paid.
         ended = store.read(lambda books, c=charge.id: books.charge(c))  # type: ignore[misc]
         assert ended is not None and ended.state == "declined"
-        charge = open_charge(store, 1500)
+        charge = charge_at(store, "pos-1", 1500, description="Coffee")
     wrong = answer(
         till, pos_tap(charge, pin=seal_pin_block(key, charge.id, "1111", os.urandom(16)))
     )
@@ -153,7 +122,7 @@ def test_a_pin_travels_sealed_for_its_charge_and_reader(till: Pair, store: Store
 
 
 def test_a_pos_reader_that_reconnects_shows_its_open_sale_again(till: Pair, store: Store) -> None:
-    charge = open_charge(store, 450)
+    charge = charge_at(store, "pos-1", 450, description="Coffee")
     replies = till.send([birth_frame("pos-1", 1)]).replies
     commands = [decode(r.payload) for r in replies]
     charges = [c for c in commands if isinstance(c, Command) and c.op == messages.CHARGE]
@@ -177,10 +146,10 @@ def test_the_slow_pin_check_holds_no_write_lock(store: Store, db_url: str) -> No
     from bandlink.gateway.worker import DecisionWorker
 
     core = Core(secret_key=SECRET)
-    fund(store, 5000)
+    topup(store, "g-ada", 5000)
     pin_hash = core.pins.hash("g-ada", "2468")
     with_pin(store, pin_hash, threshold=0)
-    charge = open_charge(store, 100)
+    charge = charge_at(store, "pos-1", 100, description="Coffee")
     lock_free: list[bool] = []
     verify = core.pins.verify
 
