@@ -54,7 +54,7 @@ class Tap(Message):
         ("ride", 6, _name, False),  # photo
         ("seat", 7, fields.text(16), False),  # photo: vehicle/seat
         ("point", 8, _name, False),  # photo: the photo point
-        ("picc", 9, fields.byte_string(16, 16), False),  # SUN: encrypted PICC data
+        ("picc", 9, fields.byte_string(16, 24), False),  # SUN: encrypted PICC data (AES 16, LRP 24)
         ("file", 10, fields.byte_string(16, 48), False),  # SUN: encrypted file data
         ("cmac", 11, fields.byte_string(8, 8), False),  # SUN: truncated CMAC
         ("offline", 12, fields.flag, False),  # decided by the reader alone, replayed later
@@ -88,6 +88,10 @@ class Tap(Message):
             raise fields.bad("point", "is required on a photo tap")
         if (self.picc is None) != (self.cmac is None) or (self.file and self.picc is None):
             raise fields.bad("picc, cmac", "come together (file only with them)")
+        if self.picc is not None and len(self.picc) not in (16, 24):
+            raise fields.bad("picc", "is 16 bytes (AES mode) or 24 (LRP mode)")
+        if self.file is not None and len(self.file) % 16:
+            raise fields.bad("file", "is whole 16-byte blocks")
         if bool(self.offline) != (self.local_granted is not None):
             raise fields.bad("local_granted", "is required exactly on offline taps")
         if self.local_reason is not None and not self.offline:

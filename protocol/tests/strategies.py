@@ -27,8 +27,14 @@ envelope = st.fixed_dictionaries(
 )
 
 sun = st.fixed_dictionaries(
-    {"picc": st.binary(min_size=16, max_size=16), "cmac": st.binary(min_size=8, max_size=8)},
-    optional={"file": st.binary(min_size=16, max_size=48)},
+    {
+        # AES mode's 16 bytes, or LRP mode's 24; file data in whole blocks.
+        "picc": st.sampled_from([16, 24]).flatmap(lambda n: st.binary(min_size=n, max_size=n)),
+        "cmac": st.binary(min_size=8, max_size=8),
+    },
+    optional={
+        "file": st.sampled_from([16, 32, 48]).flatmap(lambda n: st.binary(min_size=n, max_size=n))
+    },
 )
 role_bodies = st.one_of(
     st.fixed_dictionaries(
