@@ -242,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_provision(commands)
     _add_token(commands)
     _add_till(commands)
+    _add_band(commands)
 
     bench = commands.add_parser("bench", help="measure: print numbers for docs/BENCHMARKS.md")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -349,6 +350,35 @@ def _add_till(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     charge.add_argument("--wait", type=float, default=60, help="seconds to wait for the tap")
     charge.set_defaults(run=cmd_till_charge)
+
+
+def cmd_band_sun_verify(args: argparse.Namespace) -> int:
+    from .band import Keys, parse_key, print_report, sun_verify
+
+    try:
+        key = parse_key(args.key)
+        file_key = parse_key(args.file_key) if args.file_key else None
+    except ValueError as err:
+        print(f"bandlink band sun-verify: {err}", file=sys.stderr)
+        return 2
+    return print_report(sun_verify(args.url, Keys(key, args.master, file_key)))
+
+
+def _add_band(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    band = commands.add_parser("band", help="bands: verify a SUN URL")
+    actions = band.add_subparsers(dest="action", required=True, metavar="ACTION")
+    verify = actions.add_parser(
+        "sun-verify",
+        help="verify one SUN URL and print uid, counter, file data, valid, reason (JSON)",
+        description="Exit status 0 when the URL verifies, 1 when it does not, 2 on bad usage.",
+    )
+    verify.add_argument("url", help="the band's URL: ...?picc_data=..&cmac=.. (or e=, enc=)")
+    verify.add_argument("--key", required=True, help="16-byte key in hex: the band's SDM key")
+    verify.add_argument(
+        "--master", action="store_true", help="--key is the venue's master key (AN10922)"
+    )
+    verify.add_argument("--file-key", help="the SDM file read key, when it differs from --key")
+    verify.set_defaults(run=cmd_band_sun_verify)
 
 
 def main(argv: list[str] | None = None) -> int:

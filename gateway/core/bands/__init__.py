@@ -1,0 +1,1 @@
+"""Bands: the keys a band is personalised with, and the SUN message that proves each tap."""
