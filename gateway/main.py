@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .adapters.mqtt import Bus
+from .core.bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
 from .core.entry import venue_day
 from .core.handler import Core
 from .core.limits import TokenBuckets
@@ -48,6 +49,7 @@ class GatewayService:
             settings.zone,
             closing=settings.closing_time,
             secret_key=settings.secret_key.get_secret_value().encode(),
+            band_keys=BandKeys(settings.band_master),
         )
         host, port = settings.broker_address
         password = settings.broker_password
@@ -92,6 +94,15 @@ class GatewayService:
             today = venue_day(wall_ms(), self.settings.zone)
             venue = venue_from(self.settings.venue)
             self.store.load_venue(venue, today=today, currency=self.settings.currency)
+        plain = self.store.plain_uid_bands()
+        if plain:
+            log.warning(
+                "%d plain-UID band(s): their taps prove nothing, and a copied UID passes as "
+                "them (docs/SECURITY.md)",
+                plain,
+            )
+        if self.settings.band_master == DEVELOPMENT_MASTER_KEY:
+            log.warning("bands use the development master key: fine for a demo, not a venue")
         if self.settings.metrics_address:
             self.metrics.serve(*self.settings.metrics_address)
         self.worker.start()

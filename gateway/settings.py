@@ -22,13 +22,21 @@ from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from .core.bands.keys import DEVELOPMENT_MASTER_KEY, KEY_SIZE
 
 ENV_PREFIX: Final = "BANDLINK_"
 CONFIG_ENV: Final = "BANDLINK_CONFIG"
@@ -154,6 +162,10 @@ class Settings(BaseSettings):
         default=SecretStr(DEVELOPMENT_SECRET_KEY),
         validate_default=True,  # the production check below must see the default too
     )
+    # Every band's keys derive from this one (AN10922): the key itself, or a file holding it
+    # (only its owner should read it). Never kept in the database.
+    band_master_key_file: Path | None = None
+    band_master_key: SecretStr | None = Field(default=None, validate_default=True)
     max_batch: int = Field(default=256, ge=1, le=10_000)
     queue_size: int = Field(default=10_000, ge=1, le=1_000_000)
     # Seconds between TIME_SYNC commands to every reader with an open session (each birth
@@ -268,6 +280,25 @@ class Settings(BaseSettings):
             raise ValueError(f"too short for production ({len(key)} characters); {hint}")
         return value
 
+    @field_validator("band_master_key")
+    @classmethod
+    def _check_band_master_key(
+        cls, value: SecretStr | None, info: ValidationInfo
+    ) -> SecretStr | None:
+        master = _band_master(value, info.data.get("band_master_key_file"))
+        if info.data.get("environment") == "production" and master == DEVELOPMENT_MASTER_KEY:
+            raise ValueError(
+                "the development master key is refused in production; set "
+                "BANDLINK_BAND_MASTER_KEY_FILE to a file holding 32 random hex digits, e.g. "
+                "`python -c 'import secrets; print(secrets.token_hex(16))'`"
+            )
+        return value
+
+    @property
+    def band_master(self) -> bytes:
+        """The bands' master key: from the file, else the key, else the development default."""
+        return _band_master(self.band_master_key, self.band_master_key_file)
+
     @property
     def broker_address(self) -> tuple[str, int]:
         """(host, port) of the MQTT broker."""
@@ -299,6 +330,29 @@ class Settings(BaseSettings):
         # SecretStr fields mask themselves; a database URL may carry a password too.
         for name, value in super().__repr_args__():
             yield name, _mask_db_url(value) if name == "db" else value
+
+
+def _band_master(key: SecretStr | None, key_file: Path | None) -> bytes:
+    if key is not None and key_file is not None:
+        raise ValueError("set band_master_key or band_master_key_file, not both")
+    if key_file is not None:
+        try:
+            text = key_file.read_text().strip()
+        except OSError as err:
+            raise ValueError(f"cannot read band_master_key_file: {err.strerror}") from None
+    elif key is not None:
+        text = key.get_secret_value().strip()
+    else:
+        return DEVELOPMENT_MASTER_KEY
+    try:
+        master = bytes.fromhex(text)
+    except ValueError:
+        master = b""
+    if len(master) != KEY_SIZE:
+        raise ValueError(
+            f"the master key is {KEY_SIZE} bytes, written as {2 * KEY_SIZE} hex digits"
+        )
+    return master
 
 
 def load_settings(*, config_file: str | None = None, **overrides: object) -> Settings:

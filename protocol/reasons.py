@@ -26,8 +26,8 @@ NOT_PERMITTED = 16  # the band may not charge (no charging privilege)
 CHARGE_UNKNOWN = 17  # no open charge request with that id (cancelled, or never armed)
 CHARGE_EXPIRED = 18
 # Band authenticity (NTAG 424 DNA SUN)
-SUN_INVALID = 19  # the CMAC does not verify
-SUN_REPLAY = 20  # the counter did not increase: a copied URL or a replayed read
+BAD_MAC = 19  # SUN: the band's reading does not verify (a copied UID, a forged reading)
+REPLAYED = 20  # SUN: the counter did not increase: a copied URL or a replayed read
 # Offline decisions (the reader decided alone)
 OFFLINE_LIST = 21  # granted: the band is on the reader's list
 OFFLINE_NOT_LISTED = 22
@@ -57,8 +57,8 @@ NAMES = {
     NOT_PERMITTED: "not_permitted",
     CHARGE_UNKNOWN: "charge_unknown",
     CHARGE_EXPIRED: "charge_expired",
-    SUN_INVALID: "sun_invalid",
-    SUN_REPLAY: "sun_replay",
+    BAD_MAC: "bad_mac",
+    REPLAYED: "replayed",
     OFFLINE_LIST: "offline_list",
     OFFLINE_NOT_LISTED: "offline_not_listed",
     OFFLINE_LIMIT: "offline_limit",

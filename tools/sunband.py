@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bandlink.gateway.core.bands import sun
-from bandlink.gateway.core.bands.keys import BandKeys
+from bandlink.gateway.core.bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
 
 # NFC Forum URI record: header (MB, ME, SR, TNF 1 "well known"), type "U", prefix 04 "https://".
 _NDEF_HEADER = 0xD1
@@ -77,3 +77,15 @@ class SunBands:
         if enc is not None:
             fields["file"] = enc
         return fields
+
+
+_DEVELOPMENT: SunBands | None = None
+
+
+def development_bands() -> SunBands:
+    """The bands of a development venue (the development master key). One set per process, so
+    each band's counter only grows, as a real band's does."""
+    global _DEVELOPMENT
+    if _DEVELOPMENT is None:
+        _DEVELOPMENT = SunBands(DEVELOPMENT_MASTER_KEY)
+    return _DEVELOPMENT

@@ -127,6 +127,7 @@ class Band:
     uid: bytes
     guest_id: str | None
     blocked: bool
+    sun: bool = True  # False: a plain-UID band (its taps prove nothing)
 
 
 @dataclass(frozen=True, slots=True)

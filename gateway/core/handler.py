@@ -48,6 +48,8 @@ from bandlink.protocol import (
 )
 from bandlink.protocol.errors import BAD_FIELD
 
+from .bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
+from .bands.proof import Proof, prove
 from .configs import ROLE_CODES
 from .entry import (
     DEFAULT_CLOSING,
@@ -73,12 +75,15 @@ DIRECTION_NAMES = {IN: "in", OUT: "out"}
 ROLE_NAMES = {code: name for name, code in ROLE_CODES.items()}
 
 BAD_REQUEST = reasons.name(reasons.BAD_REQUEST)
+PIN_REQUIRED = reasons.name(reasons.PIN_REQUIRED)
 STALE = reasons.name(reasons.STALE)
 WRONG_DIRECTION = reasons.name(reasons.WRONG_DIRECTION)
 UNKNOWN_READER = reasons.name(reasons.UNKNOWN_READER)
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
     "unknown_band": "Band not recognised",
+    "bad_mac": "Band not accepted - see staff",
+    "replayed": "Band not accepted - see staff",
     "band_blocked": "Band blocked - see staff",
     "no_valid_ticket": "No valid ticket",
     "already_inside": "Already inside",
@@ -134,6 +139,7 @@ class Decided:
     granted: bool
     duplicate: bool
     received_ns: int
+    uid: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -179,6 +185,10 @@ class DecisionTx(SessionStore, Protocol):
     def write_presence(self, read: Presence | None, new: Presence) -> None: ...
     def record_tap(self, tap: TapRecord) -> TapRecord: ...
     def tap_by_mid(self, mid: bytes) -> TapRecord | None: ...
+    def last_counter(self, uid: bytes) -> int | None: ...
+    def advance_counter(
+        self, uid: bytes, *, last: int | None, counter: int, reader_id: str, at_ms: int
+    ) -> None: ...
     @property
     def books(self) -> Books: ...
 
@@ -195,6 +205,7 @@ class Core:
         closing: time = DEFAULT_CLOSING,
         new_mid: Callable[[], bytes] = random_mid,
         secret_key: bytes = b"",
+        band_keys: BandKeys | None = None,
     ) -> None:
         # A site's own zone and closing time win; these are the defaults (the settings').
         self.zone = zone or ZoneInfo("UTC")
@@ -206,6 +217,8 @@ class Core:
         self._pin_keys: dict[str, bytes] = {}
         self.pins = PinHasher(secret_key)
         self._verified: dict[tuple[str, str, str], bool] = {}  # this batch's, checked ahead
+        # Every band's keys, from the venue's master key (never the store's).
+        self.band_keys = band_keys or BandKeys(DEVELOPMENT_MASTER_KEY)
 
     def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
         effects = Effects()
@@ -355,18 +368,25 @@ class Core:
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
         band = tx.view.band(tap.uid)
+        proof = prove(tap, band, self.band_keys, tx.last_counter)
+        if not proof.proven:
+            band = None  # an unproven band is nobody's: no guest recorded, no name shown
         guest_id = band.guest_id if band is not None else None
         granted, reason, read, new = self._decide(
-            tap, reader, band, at_ms=frame.received_ms, now_ms=now_ms, tx=tx
+            tap, reader, band, proof, at_ms=frame.received_ms, now_ms=now_ms, tx=tx
         )
-        record = _record(tap, frame.received_ms, granted=granted, reason=reason, guest=guest_id)
+        record = _record(
+            tap, frame.received_ms, granted=granted, reason=reason, guest=guest_id, proof=proof
+        )
         stored = tx.record_tap(record)
         if stored is not record and not stored.same_operation(record):
             # Another operation's mid: its answer (and its guest's name) is not this tap's.
             self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
             return
-        if stored is record and new is not None:
-            tx.write_presence(read, new)  # Conflict if another process changed it: retried
+        if stored is record:
+            if new is not None:
+                tx.write_presence(read, new)  # Conflict if another process changed it: retried
+            _use_reading(tap, proof, tx, frame.received_ms)
         name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         effects.events.append(_decided(tap, stored, frame, duplicate=stored is not record))
@@ -398,20 +418,25 @@ class Core:
             effects.events.append(_decided(tap, stored, frame, duplicate=True))
             return
         band = tx.view.band(tap.uid)
+        proof = prove(tap, band, self.band_keys, tx.last_counter)
         paid = pay_by_tap(
             tx.books,
             charge_id=tap.charge,
             reader=reader,
-            band=band,
+            band=band if proof.proven else None,
+            unproven=proof.refusal,
             pin=self._pin_of(tap, reader.id),
             check_pin=self._check_pin,
             day=venue_day(frame.received_ms, self.site_clock(tx.view.site(reader.site))[0]),
             tap_mid=tap.mid,
             now_ms=now_ms,
         )
-        record = _payment_record(tap, frame.received_ms, paid)
+        record = _payment_record(tap, frame.received_ms, paid, proof)
         if tx.record_tap(record) is not record:
             raise Raced(f"tap {tap.mid.hex()} was recorded by another process meanwhile")
+        if paid.reason != PIN_REQUIRED:
+            # The PIN follows with this same reading (SPEC, "Proving a band").
+            _use_reading(tap, proof, tx, frame.received_ms)
         effects.replies.append(self._reply(tap, record, None, now_ms))
         effects.events.append(_decided(tap, record, frame, duplicate=False))
 
@@ -491,6 +516,7 @@ class Core:
         tap: Tap,
         reader: Reader,
         band: Band | None,
+        proof: Proof,
         *,
         at_ms: int,
         now_ms: int,
@@ -505,6 +531,8 @@ class Core:
             # The gateway's configuration, not the reader's claim, says which way a gate
             # passes: an entry reader claiming "out" must not let an unknown band through.
             return False, WRONG_DIRECTION, None, None
+        if proof.refusal is not None and reader.direction == "in":
+            return False, proof.refusal, None, None  # an exit is never refused: band is None
         guest_id = band.guest_id if band is not None else None
         read = tx.presence(guest_id, reader.site) if guest_id else None
         # The venue day, and the closing that ends presence, by the site's clock at the
@@ -580,7 +608,13 @@ def _stale(tap: Tap, now_ms: int) -> bool:
 
 
 def _record(
-    tap: Tap, received_ms: int, *, granted: bool, reason: str, guest: str | None = None
+    tap: Tap,
+    received_ms: int,
+    *,
+    granted: bool,
+    reason: str,
+    guest: str | None = None,
+    proof: Proof | None = None,
 ) -> TapRecord:
     assert tap.reader is not None and tap.mid is not None  # a Tap requires both
     direction = "-" if tap.direction is None else DIRECTION_NAMES[tap.direction]
@@ -596,13 +630,26 @@ def _record(
         guest_id=guest,
         seq=tap.seq,
         role=ROLE_NAMES.get(tap.role, str(tap.role)),
+        proof=proof.kind if proof is not None else None,
+        sun_counter=proof.counter if proof is not None else None,
     )
 
 
-def _payment_record(tap: Tap, received_ms: int, paid: TapPayment) -> TapRecord:
+def _payment_record(tap: Tap, received_ms: int, paid: TapPayment, proof: Proof) -> TapRecord:
     guest = paid.charge.guest_id if paid.charge is not None else None
-    record = _record(tap, received_ms, granted=paid.granted, reason=paid.reason, guest=guest)
+    record = _record(
+        tap, received_ms, granted=paid.granted, reason=paid.reason, guest=guest, proof=proof
+    )
     return replace(record, text=paid.text, balance=paid.balance)
+
+
+def _use_reading(tap: Tap, proof: Proof, tx: DecisionTx, at_ms: int) -> None:
+    """The tap's SUN reading is used up: a later tap showing it again is a replay."""
+    if proof.proven and proof.counter is not None:
+        assert tap.reader is not None
+        tx.advance_counter(
+            tap.uid, last=proof.last, counter=proof.counter, reader_id=tap.reader, at_ms=at_ms
+        )
 
 
 def _decided(tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool) -> Decided:
@@ -614,4 +661,5 @@ def _decided(tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool) -> D
         granted=record.granted,
         duplicate=duplicate,
         received_ns=frame.received_ns,
+        uid=record.uid,
     )

@@ -23,6 +23,10 @@ class TapRecord:
     # payment's "Paid EUR 4.50" and the balance after): a duplicate gets the very same answer.
     text: str | None = None
     balance: int | None = None
+    # How the band proved itself: "sun" (its reading verified), "plain" (a UID alone), None
+    # when the tap was refused before that; and the SUN reading's counter.
+    proof: str | None = None
+    sun_counter: int | None = None
 
     def same_operation(self, other: TapRecord) -> bool:
         """Whether ``other`` is this tap again (a resend, a redelivery): a mid names one

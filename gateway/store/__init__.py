@@ -22,7 +22,7 @@ from sqlalchemy.engine import Engine
 
 from ..core.entry import Band, Presence, Reader, Ticket
 from ..core.records import TapRecord
-from . import catalog, idempotency, ledger, sessions, taps, tokens
+from . import bands, catalog, idempotency, ledger, sessions, taps, tokens
 from .engine import SQLITE_BEGIN, Conflict, is_retryable, make_engine
 from .idempotency import Answer
 from .ledger import Books
@@ -87,6 +87,16 @@ class Transaction:
 
     def tap_by_mid(self, mid: bytes) -> TapRecord | None:
         return taps.by_mid(self.conn, mid)
+
+    def last_counter(self, uid: bytes) -> int | None:
+        return bands.last_counter(self.conn, uid)
+
+    def advance_counter(
+        self, uid: bytes, *, last: int | None, counter: int, reader_id: str, at_ms: int
+    ) -> None:
+        bands.advance_counter(
+            self.conn, uid, last=last, counter=counter, reader_id=reader_id, at_ms=at_ms
+        )
 
     def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool:
         return self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
@@ -273,6 +283,15 @@ class Store:
     def tap_by_mid(self, mid: bytes) -> TapRecord | None:
         with self._read() as conn:
             return taps.by_mid(conn, mid)
+
+    def last_counter(self, uid: bytes) -> int | None:
+        """The last SUN counter accepted from this band."""
+        with self._read() as conn:
+            return bands.last_counter(conn, uid)
+
+    def plain_uid_bands(self) -> int:
+        with self._read() as conn:
+            return catalog.plain_uid_bands(conn)
 
     def count_taps(self) -> int:
         with self._read() as conn:

@@ -17,9 +17,8 @@ from .engine import upsert
 from .schema import bands, catalog_log, guests, readers, sites, tickets
 
 _READER = select(readers).where(readers.c.id == bindparam("id"))
-_BAND = select(bands.c.uid, bands.c.guest_id, bands.c.blocked).where(
-    bands.c.uid == bindparam("uid")
-)
+_BAND_COLUMNS = (bands.c.uid, bands.c.guest_id, bands.c.blocked, bands.c.sun)
+_BAND = select(*_BAND_COLUMNS).where(bands.c.uid == bindparam("uid"))
 _GUEST = select(guests.c.id, guests.c.first_name, guests.c.name).where(
     guests.c.id == bindparam("id")
 )
@@ -33,6 +32,9 @@ _LOG_SINCE = (
 )
 _LOG_HEAD = select(func.coalesce(func.max(catalog_log.c.seq), 0))
 GATE_NAME_MAX = 24  # a Config's gate (protocol/messages.py)
+# A venue file's band_security, and a band's own "security": SUN bands prove every tap;
+# plain-UID bands are the weaker mode, chosen explicitly (docs/SECURITY.md).
+SUN, PLAIN_UID = "sun", "plain-uid"
 
 
 def reader(conn: Connection, reader_id: str) -> Reader | None:
@@ -69,9 +71,7 @@ def all_readers(conn: Connection) -> Iterable[Reader]:
 
 
 def all_bands(conn: Connection) -> Iterable[Band]:
-    return (
-        _band(row) for row in conn.execute(select(bands.c.uid, bands.c.guest_id, bands.c.blocked))
-    )
+    return (_band(row) for row in conn.execute(select(*_BAND_COLUMNS)))
 
 
 def all_greeting_names(conn: Connection) -> Iterable[tuple[str, str]]:
@@ -99,10 +99,11 @@ def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> No
 
     Dates are ISO strings, ``date`` objects, or "today", "today+N", "today-N"."""
     site = venue.get("site")
+    security = _band_security(venue.get("band_security", SUN), "the venue's band_security")
     for entry in venue.get("sites", []):
         _upsert_row(conn, sites, _site_row(entry))
     for guest in venue.get("guests", []):
-        _load_guest(conn, guest, site=site, today=today)
+        _load_guest(conn, guest, site=site, today=today, security=security)
     for entry in venue.get("readers", []):
         _upsert_row(conn, readers, _reader_row(entry, site=site))
 
@@ -141,7 +142,7 @@ def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]
 
 
 def _load_guest(
-    conn: Connection, guest: Mapping[str, Any], *, site: str | None, today: date
+    conn: Connection, guest: Mapping[str, Any], *, site: str | None, today: date, security: str
 ) -> None:
     row = {"id": guest["id"], "name": guest["name"], "first_name": guest.get("first_name")}
     _upsert_row(conn, guests, row)
@@ -149,7 +150,9 @@ def _load_guest(
         spec = {"uid": band_entry} if isinstance(band_entry, str) else band_entry
         uid = bytes.fromhex(spec["uid"])
         blocked = bool(spec.get("blocked", False))
-        _upsert_row(conn, bands, {"uid": uid, "guest_id": guest["id"], "blocked": blocked})
+        sun = _band_security(spec.get("security", security), f"band {spec['uid']}") == SUN
+        band_row = {"uid": uid, "guest_id": guest["id"], "blocked": blocked, "sun": sun}
+        _upsert_row(conn, bands, band_row)
     for ticket in guest.get("tickets", []):
         row = {
             "id": ticket["id"],
@@ -159,6 +162,17 @@ def _load_guest(
             "valid_until": resolve_date(ticket["valid_until"], today=today),
         }
         _upsert_row(conn, tickets, row)
+
+
+def _band_security(value: object, where: str) -> str:
+    if value not in (SUN, PLAIN_UID):
+        raise ValueError(f"{where} must be {SUN!r} or {PLAIN_UID!r}, not {value!r}")
+    return str(value)
+
+
+def plain_uid_bands(conn: Connection) -> int:
+    """How many bands prove nothing (the gateway warns of them when it starts)."""
+    return int(conn.scalar(select(func.count()).select_from(bands).where(~bands.c.sun)) or 0)
 
 
 def _upsert_row(conn: Connection, table: Any, row: dict[str, Any]) -> None:
@@ -209,7 +223,7 @@ def _reader(row: Row[Any]) -> Reader:
 
 
 def _band(row: Any) -> Band:
-    return Band(row.uid, row.guest_id, bool(row.blocked))
+    return Band(row.uid, row.guest_id, bool(row.blocked), sun=bool(row.sun))
 
 
 def _greeting(row: Any) -> str:

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     func,
     text,
+    true,
 )
 
 from ..core.entry import DEFAULT_DEADLINE_MS, DEFAULT_HOLD_MS
@@ -49,6 +50,9 @@ bands = Table(
     Column("guest_id", Text, ForeignKey("guests.id"), nullable=True, index=True),
     Column("blocked", Boolean, nullable=False),
     Column("issued_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # True: an NTAG 424 DNA that proves every tap with SUN. False: a plain-UID band, the
+    # weaker mode a venue file must ask for band by band.
+    Column("sun", Boolean, nullable=False, server_default=true()),
 )
 tickets = Table(
     "tickets",
@@ -135,8 +139,21 @@ taps = Table(
     Column("role", Text, nullable=False, server_default="gate"),
     Column("text", Text, nullable=True),
     Column("balance", BigInteger, nullable=True),
+    # How the band proved itself ("sun", "plain"), and the SUN reading's counter.
+    Column("proof", Text, nullable=True),
+    Column("sun_counter", Integer, nullable=True),
     Index("ix_taps_received_ms", "received_ms"),
     Index("ix_taps_uid", "uid"),
+)
+# The last SUN counter the gateway accepted from each band, where and when: a reading whose
+# counter is not above it is a replay. Advanced by compare-and-set (store/bands.py).
+band_counters = Table(
+    "band_counters",
+    metadata,
+    Column("uid", LargeBinary, primary_key=True),
+    Column("counter", Integer, nullable=False),
+    Column("reader_id", Text, nullable=False),
+    Column("at_ms", BigInteger, nullable=False),
 )
 # Each reader's current Sparkplug session, shared by every gateway process (a birth and its
 # death may reach different processes) and kept across gateway restarts.

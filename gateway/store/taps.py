@@ -66,6 +66,8 @@ def _values(tap: TapRecord) -> dict[str, Any]:
         "role": tap.role,
         "text": tap.text,
         "balance": tap.balance,
+        "proof": tap.proof,
+        "sun_counter": tap.sun_counter,
     }
 
 
@@ -84,4 +86,6 @@ def _record(row: Row[Any]) -> TapRecord:
         role=row.role,
         text=row.text,
         balance=row.balance,
+        proof=row.proof,
+        sun_counter=row.sun_counter,
     )

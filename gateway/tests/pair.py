@@ -12,6 +12,7 @@ from bandlink.gateway.core.handler import Core, Effects, Frame
 from bandlink.gateway.store import Store
 from bandlink.gateway.worker import commit_batch
 from bandlink.protocol import GATE, IN, Birth, Death, Result, Tap, decode, encode, topics
+from bandlink.tools.sunband import development_bands
 
 TODAY = date(2026, 11, 22)
 # Noon on TODAY (UTC), the clock every decision in the pair is made at unless a test says.
@@ -34,10 +35,16 @@ class Pair:
         return [event for effects in self.effects for event in effects.events]
 
     def tap(
-        self, uid: bytes, *, direction: int = IN, reader: str = "gate-1", now_ms: int = NOON_MS
+        self,
+        uid: bytes,
+        *,
+        direction: int = IN,
+        reader: str = "gate-1",
+        now_ms: int = NOON_MS,
+        sun: bool = True,
     ) -> Result:
         """One tap and its decoded answer."""
-        tap = make_tap(uid, direction=direction, reader=reader)
+        tap = make_tap(uid, direction=direction, reader=reader, sun=sun)
         (result,) = self.results([evt_frame(tap, reader=reader, received_ms=now_ms)], now_ms)
         assert result.corr == tap.mid
         return result
@@ -58,8 +65,11 @@ def make_tap(
     ts: int = 5,
     deadline: int | None = None,
     offline: bool = False,
+    sun: bool = True,
 ) -> Tap:
-    """A gate tap; ``offline``: one the reader decided alone (green), as a Journal carries."""
+    """A gate tap with a fresh SUN reading of the (development venue's) band, as a bandlink
+    band makes on every tap; ``sun`` False: the UID alone. ``offline``: one the reader decided
+    alone (green), as a Journal carries."""
     return Tap(
         reader=reader,
         ts=ts,
@@ -70,6 +80,7 @@ def make_tap(
         direction=direction,
         offline=offline or None,
         local_granted=True if offline else None,
+        **(development_bands().read(uid) if sun else {}),
     )
 
 

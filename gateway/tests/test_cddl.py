@@ -34,6 +34,7 @@ from bandlink.protocol import (
 )
 from bandlink.protocol.examples import examples
 from bandlink.protocol.tests.strategies import any_message
+from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS as TS
 from .pair import TODAY, Pair, birth_frame, evt_frame
@@ -112,9 +113,10 @@ def gateway(tmp_path: Path) -> Iterator[Pair]:
 
 def test_every_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
     ada = DEMO_BANDS["Ada"]
+    sun = development_bands().read(ada)  # the entry proven; the duplicate the same operation
     taps = [
-        Tap(reader="gate-1", ts=5, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN),
-        Tap(reader="gate-1", ts=6, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN),
+        Tap(reader="gate-1", ts=5, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN, **sun),
+        Tap(reader="gate-1", ts=6, mid=bytes([1]) * 16, uid=ada, role=GATE, direction=IN, **sun),
         Tap(reader="gate-1", ts=7, mid=bytes([2]) * 16, uid=ada, role=GATE, direction=OUT),
         Tap(
             reader="gate-1",
@@ -333,6 +335,7 @@ def test_every_payment_frame_the_gateway_publishes_validates(gateway: Pair) -> N
             uid=DEMO_BANDS[name],
             role=POS,
             charge=opened.id,
+            **development_bands().read(DEMO_BANDS[name]),
         )
         frames += gateway.send([evt_frame(tap, reader="pos-1", received_ms=TS)], TS).replies
         store.run(lambda books: books.expire_charges(TS + 10**9))

@@ -33,6 +33,7 @@ from bandlink.protocol import (
     reasons,
     topics,
 )
+from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS, TODAY, Pair, birth_frame, death_frame, evt_frame, make_tap
 
@@ -414,6 +415,7 @@ def test_a_tap_disagreeing_with_the_readers_configuration_is_refused(
             role=messages.GATE,
             direction=direction,
             gate=gate,
+            **development_bands().read(uid),
         )
         (result,) = pair.results([evt_frame(tap, reader=reader)])
         assert (result.granted, result.reason) == (False, reasons.WRONG_DIRECTION)
@@ -430,6 +432,7 @@ def test_a_tap_naming_its_own_gate_or_none_is_decided(pair: Pair) -> None:
         role=messages.GATE,
         direction=IN,
         gate="north",
+        **development_bands().read(ADA),
     )
     assert pair.results([evt_frame(named)])[0].reason == reasons.OK
     assert pair.tap(UNKNOWN_BAND_UID, reader="gate-2", direction=OUT).reason == reasons.NOT_INSIDE

@@ -33,6 +33,7 @@ from bandlink.protocol import (
 )
 from bandlink.protocol.messages import IN, OUT, RETRY, TIME_SYNC
 from bandlink.tools.broker import MosquittoBroker
+from bandlink.tools.sunband import development_bands
 from bandlink.tools.waiting import wait_for
 
 from .pair import TODAY
@@ -95,7 +96,13 @@ class Reader:
 
     def tap(self, uid: bytes, direction: int = IN) -> bytes:
         tap = Tap(
-            reader=self.reader_id, ts=1, mid=os.urandom(16), uid=uid, role=GATE, direction=direction
+            reader=self.reader_id,
+            ts=1,
+            mid=os.urandom(16),
+            uid=uid,
+            role=GATE,
+            direction=direction,
+            **development_bands().read(uid),
         )
         assert tap.mid is not None
         self.client.publish(topics.reader_topic(self.reader_id, topics.EVT), encode(tap), qos=1)

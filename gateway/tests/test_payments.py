@@ -14,6 +14,7 @@ from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.store import Books, Store
 from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.protocol import POS, Command, Result, Tap, decode, messages, reasons
+from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS, Pair, birth_frame, evt_frame
 from .test_ledger import charge_at, topup
@@ -48,6 +49,7 @@ def pos_tap(
         role=POS,
         charge=charge.id,
         pin=pin,
+        **development_bands().read(uid),
     )
 
 
@@ -81,7 +83,13 @@ def test_a_tap_with_no_charge_armed_or_at_another_reader_is_refused(
     assert answer(till, pos_tap(ghost)).reason == reasons.CHARGE_UNKNOWN
     charge = charge_at(store, "pos-2", 100, description="Coffee")
     elsewhere = Tap(
-        reader="pos-1", ts=NOON_MS, mid=os.urandom(16), uid=ADA, role=POS, charge=charge.id
+        reader="pos-1",
+        ts=NOON_MS,
+        mid=os.urandom(16),
+        uid=ADA,
+        role=POS,
+        charge=charge.id,
+        **development_bands().read(ADA),
     )
     assert answer(till, elsewhere).reason == reasons.CHARGE_UNKNOWN
     assert store.run(lambda books: books.totals()).transfers == 1  # the top-up only

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bandlink.gateway.core.bands.keys import DEVELOPMENT_MASTER_KEY
 from bandlink.gateway.settings import (
     DEVELOPMENT_SECRET_KEY,
     Settings,
@@ -21,6 +22,7 @@ from bandlink.gateway.settings import (
 BROKER = "mqtt://localhost:1883"
 DB = "sqlite:///var/test.db"
 LONG_KEY = "k" * 32
+MASTER_KEY = "5f1c" * 8  # a band master key, as 32 hex digits
 
 
 @pytest.fixture(autouse=True)
@@ -106,6 +108,7 @@ def test_required_values_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BANDLINK_DB", "postgres://gw@db.internal/bandlink")
     monkeypatch.setenv("BANDLINK_ENVIRONMENT", "production")
     monkeypatch.setenv("BANDLINK_SECRET_KEY", LONG_KEY)
+    monkeypatch.setenv("BANDLINK_BAND_MASTER_KEY", MASTER_KEY)
     s = load_settings()
     assert s.broker_address == ("broker.internal", 1883)
     assert s.db == "postgresql+psycopg://gw@db.internal/bandlink"
@@ -401,8 +404,47 @@ def test_production_refuses_a_short_key_without_echoing_it() -> None:
 
 
 def test_production_accepts_a_long_key() -> None:
-    s = load_settings(broker=BROKER, db=DB, environment="production", secret_key=LONG_KEY)
+    s = load_settings(
+        broker=BROKER,
+        db=DB,
+        environment="production",
+        secret_key=LONG_KEY,
+        band_master_key=MASTER_KEY,
+    )
     assert s.secret_key.get_secret_value() == LONG_KEY
+
+
+def test_the_band_master_key_defaults_to_development_and_is_refused_in_production() -> None:
+    assert load_settings(broker=BROKER, db=DB).band_master == DEVELOPMENT_MASTER_KEY
+    production = {"environment": "production", "secret_key": LONG_KEY}
+    message = refused("band_master_key", broker=BROKER, db=DB, **production)
+    assert "BANDLINK_BAND_MASTER_KEY_FILE" in message
+    explicit = DEVELOPMENT_MASTER_KEY.hex()
+    refused("band_master_key", broker=BROKER, db=DB, band_master_key=explicit, **production)
+
+
+def test_the_band_master_key_from_a_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "master.key"
+    key_file.write_text(MASTER_KEY + "\n")
+    s = load_settings(
+        broker=BROKER,
+        db=DB,
+        environment="production",
+        secret_key=LONG_KEY,
+        band_master_key_file=str(key_file),
+    )
+    assert s.band_master == bytes.fromhex(MASTER_KEY)
+    assert MASTER_KEY not in repr(s)
+    missing = refused("band_master_key", broker=BROKER, db=DB, band_master_key_file="/no/key")
+    assert "cannot read" in missing
+    both = {"band_master_key": MASTER_KEY, "band_master_key_file": str(key_file)}
+    assert "not both" in refused("band_master_key", broker=BROKER, db=DB, **both)
+
+
+@pytest.mark.parametrize("bad", ["abc", "zz" * 16, "00" * 15, "00" * 17])
+def test_a_band_master_key_that_is_not_16_bytes_is_refused_unechoed(bad: str) -> None:
+    message = refused("band_master_key", broker=BROKER, db=DB, band_master_key=bad)
+    assert "16 bytes" in message and bad not in message
 
 
 def test_secrets_never_in_repr_or_str() -> None:
@@ -412,6 +454,7 @@ def test_secrets_never_in_repr_or_str() -> None:
         broker_user="gw",
         broker_password="mqtt-pass-7c1",
         secret_key="signing-key-" + "z" * 40,
+        band_master_key=MASTER_KEY,
         environment="production",
     )
     assert s.broker_password is not None
@@ -421,6 +464,7 @@ def test_secrets_never_in_repr_or_str() -> None:
         assert "mqtt-pass-7c1" not in text
         assert "signing-key-" not in text
         assert "db-pass-9f2" not in text
+        assert MASTER_KEY not in text
         assert "db.internal" in text  # the masked URL is still there to read
 
 

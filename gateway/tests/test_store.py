@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import date, timedelta
+from multiprocessing.queues import Queue
 from pathlib import Path
 
 import pytest
@@ -19,13 +22,17 @@ from sqlalchemy import create_engine, text
 
 from bandlink.gateway.core.entry import Presence, Ticket
 from bandlink.gateway.core.handler import Frame
+from bandlink.gateway.core.payments.ledger import wallet
+from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.core.records import TapRecord
 from bandlink.gateway.settings import normalise_db_url
-from bandlink.gateway.store import Conflict, Store, metadata
+from bandlink.gateway.store import Books, Conflict, Store, metadata
 from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE, UNKNOWN_BAND_UID, resolve_date
-from bandlink.protocol import IN, OUT, Tap, reasons
+from bandlink.protocol import IN, OUT, POS, Tap, reasons
+from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS, TODAY, Pair, evt_frame, make_tap
+from .test_ledger import charge_at, topup
 
 ADA = DEMO_BANDS["Ada"]
 
@@ -45,7 +52,7 @@ def test_migrate_is_idempotent_and_matches_the_tables(store: Store, db_url: str)
     store.migrate()
     with create_engine(normalise_db_url(db_url)).connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_server_default": True})
-        assert context.get_current_revision() == "0004"
+        assert context.get_current_revision() == "0005"
         # The hand-written migrations and store/schema.py describe the same schema.
         assert compare_metadata(context, metadata) == []
 
@@ -209,35 +216,93 @@ def test_reads_from_many_short_lived_threads_do_not_drain_the_pool(store: Store)
 # -- races: one guest, several gateway processes --------------------------------------------
 
 
+PLAIN_BAND = bytes.fromhex("04aaaaaaaaaa01")
+
+
 def _enter(url: str, start: object, out: object) -> None:
-    """A gateway process's whole decision for one entry tap of Ada, released by a barrier."""
+    """A gateway process's whole decision for one entry tap of a plain-UID band (a UID alone:
+    any number of them may be in flight at once), released by a barrier."""
     store = Store(url)
     pair = Pair(store)
     with store.transaction():
         pass  # load the view first, so the race is the decision alone
     start.wait()  # type: ignore[attr-defined]
-    out.put(pair.tap(ADA).reason)  # type: ignore[attr-defined]
+    out.put(pair.tap(PLAIN_BAND, sun=False).reason)  # type: ignore[attr-defined]
     store.close()
+
+
+def _race(db_url: str, target: Callable[..., None], *args: object) -> list[int]:
+    """Three processes running ``target(db_url, *args, barrier, queue)`` at once: what each
+    put on the queue, sorted."""
+    ctx = multiprocessing.get_context("fork")
+    start, out = ctx.Barrier(3), ctx.Queue()
+    procs = [ctx.Process(target=target, args=(db_url, *args, start, out)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    results = sorted(out.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=30)
+    return results
 
 
 def test_racing_processes_grant_one_entry(store: Store, db_url: str) -> None:
     """Issue: two gateways, one band at two entry gates at the same instant, both granted.
     Now the presence write is a compare-and-set in the decision's transaction: one wins, the
     other decides again and sees the guest inside."""
-    ctx = multiprocessing.get_context("fork")
-    contenders = 3
+    ticket = {"id": "t-pat", "valid_from": "today", "valid_until": "today"}
+    pat = {"id": "g-pat", "name": "Pat", "bands": [PLAIN_BAND.hex()], "tickets": [ticket]}
+    store.load_venue({"site": SITE, "band_security": "plain-uid", "guests": [pat]}, today=TODAY)
     for _ in range(8):
-        start, out = ctx.Barrier(contenders), ctx.Queue()
-        procs = [ctx.Process(target=_enter, args=(db_url, start, out)) for _ in range(contenders)]
-        for p in procs:
-            p.start()
-        results = sorted(out.get(timeout=60) for _ in procs)
-        for p in procs:
-            p.join(timeout=30)
-        assert results == [reasons.OK] + [reasons.ALREADY_INSIDE] * (contenders - 1)
-        Pair(store).tap(ADA, reader="gate-2", direction=OUT)  # out again for the next round
+        results = _race(db_url, _enter)
+        assert results == [reasons.OK] + [reasons.ALREADY_INSIDE] * 2
+        # Out again for the next round.
+        Pair(store).tap(PLAIN_BAND, reader="gate-2", direction=OUT, sun=False)
     granted_entries = [t for t in store.recent_taps(100) if t.direction == "in" and t.granted]
     assert len(granted_entries) == 8
+
+
+def _pay(url: str, reading: Tap, charges: Queue[Charge], start: object, out: object) -> None:
+    """A gateway process paying one of ``charges`` with ``reading`` (under a mid of its own),
+    released by a barrier."""
+    store = Store(url)
+    with store.transaction():
+        pass
+    charge = charges.get(timeout=10)
+    tap = Tap(
+        reader=charge.reader_id,
+        ts=NOON_MS,
+        mid=os.urandom(16),
+        uid=reading.uid,
+        role=POS,
+        charge=charge.id,
+        picc=reading.picc,
+        cmac=reading.cmac,
+    )
+    start.wait()  # type: ignore[attr-defined]
+    (reply,) = Pair(store).results([evt_frame(tap, reader=charge.reader_id)])
+    out.put(reply.reason)  # type: ignore[attr-defined]
+    store.close()
+
+
+def _balance(books: Books, account_id: str) -> int:
+    account = books.account(account_id)
+    assert account is not None
+    return account.balance
+
+
+def test_one_sun_reading_at_several_processes_pays_once(store: Store, db_url: str) -> None:
+    """A reading copied off Ada's band, shown at three tills at once through three gateway
+    processes (nothing else contended: three charges, one wallet whose floor holds them all).
+    The counter's compare-and-set lets one pay; the others are replays, and declined."""
+    topup(store, "g-ada", 10_000)
+    ctx = multiprocessing.get_context("fork")
+    charges = ctx.Queue()
+    for reader in ("pos-1", "pos-2", "pos-3"):
+        charges.put(charge_at(store, reader, 500))
+    reading = make_tap(ADA)
+    assert _race(db_url, _pay, reading, charges) == [reasons.OK] + [reasons.REPLAYED] * 2
+    assert store.run(lambda books: _balance(books, wallet("okafor"))) == 9_500
+    assert store.last_counter(ADA) == development_bands().band(ADA).counter
 
 
 def _resend(url: str, frame: Frame, start: object, out: object) -> None:

@@ -20,6 +20,8 @@ from functools import lru_cache
 from ..aes import BLOCK, ZERO_BLOCK, cbc_encrypt, double, encrypt_block, pad_block, xor
 
 KEY_SIZE = 16
+# The master key of development venues (the demo's, the tests'): refused in production.
+DEVELOPMENT_MASTER_KEY = b"bandlink-dev-key"
 SYSTEM_ID = b"bandlink"  # AN10922's "system identifier": binds the keys to this system
 APP_MASTER, SDM_META_READ, SDM_FILE_READ = 0, 1, 2  # key numbers in the band's application
 _AES128_DIVERSIFICATION = b"\x01"  # AN10922's constant for an AES-128 output key

@@ -431,13 +431,15 @@ def pay_by_tap(
     day: date,
     tap_mid: bytes,
     now_ms: int,
+    unproven: str | None = None,
     pin_attempts: int = PIN_ATTEMPTS,
 ) -> TapPayment:
     """Decide and apply one tap answering a charge: approve and post it, or decline.
 
     ``pin`` is the PIN the tap's block opened to, NO_PIN when it carried none, BAD_BLOCK when
     its block does not decode for this charge and reader; ``check_pin(hash, guest_id, pin)``
-    verifies one against the guest's stored hash. A missing or wrong PIN leaves the charge
+    verifies one against the guest's stored hash; ``unproven`` is why the band did not prove
+    the tap (bad_mac, replayed), if it did not. A missing or wrong PIN leaves the charge
     pending (the guest tries again, until the lock); every other refusal declines it."""
     charge = books.charge(charge_id)
     if charge is None or charge.reader_id != reader.id or charge.state != PENDING:
@@ -455,6 +457,8 @@ def pay_by_tap(
             # Not a PIN guess (it counts for no lock): a reader's bug, or someone replaying a
             # block sealed for another charge. The sale ends; the till starts another.
             raise _Stop(reasons.BAD_REQUEST, "Reader error - see staff")
+        if unproven is not None:
+            raise _Stop(reasons.code(unproven), "Band not accepted - see staff")
         if band is None or guest is None:
             raise _Stop(reasons.UNKNOWN_BAND, "Band not recognised")
         if band.blocked:

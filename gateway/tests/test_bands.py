@@ -1,0 +1,177 @@
+"""Bands prove every tap (SPEC, "Proving a band"), through the core and a real store on SQLite
+and PostgreSQL: a copied UID, a forged reading, a replayed one, a reading of another band are
+refused and leave no effect; a resend under its mid is never a replay; exits are never refused;
+plain-UID bands only where the venue file says so, and marked."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from bandlink.gateway.core.bands import sun
+from bandlink.gateway.core.bands.keys import BandKeys
+from bandlink.gateway.core.handler import Core
+from bandlink.gateway.core.payments.pin import reader_pin_key, seal_pin_block
+from bandlink.gateway.store import Store
+from bandlink.gateway.venue import DEMO_BANDS, SITE
+from bandlink.protocol import OUT, Tap, reasons
+from bandlink.tools.sunband import SunBands, development_bands
+
+from .pair import TODAY, Pair, evt_frame, make_tap
+from .test_ledger import charge_at, topup
+from .test_payments import SECRET, answer, pos_tap, with_pin
+
+ADA, EMIL = DEMO_BANDS["Ada"], DEMO_BANDS["Emil"]
+
+
+def _send(pair: Pair, tap: Tap) -> tuple[bool, int, str | None, str | None]:
+    assert tap.reader is not None
+    (result,) = pair.results([evt_frame(tap, reader=tap.reader)])
+    return result.granted, result.reason, result.name, result.text
+
+
+def _again(tap: Tap, **changes: object) -> Tap:
+    """The same reading in a new operation (a fresh mid): what a copier sends."""
+    fields = {
+        "reader": tap.reader,
+        "ts": tap.ts,
+        "mid": os.urandom(16),
+        "uid": tap.uid,
+        "role": tap.role,
+        "direction": tap.direction,
+        "picc": tap.picc,
+        "cmac": tap.cmac,
+        "file": tap.file,
+    }
+    return Tap(**(fields | changes))
+
+
+def _inside(store: Store, guest: str = "g-ada") -> bool:
+    presence = store.presence(guest, SITE)
+    return presence is not None and presence.inside
+
+
+REFUSED = "Band not accepted - see staff"
+
+
+def test_a_copied_uid_is_refused_without_a_name(pair: Pair, store: Store) -> None:
+    """Issue: a UID copied onto any tag opened the gate as Ada. Her band is a SUN band: a tap
+    with her UID alone is refused bad_mac, names nobody, and lets nobody in."""
+    assert _send(pair, make_tap(ADA, sun=False)) == (False, reasons.BAD_MAC, None, REFUSED)
+    assert not _inside(store)
+    (record,) = store.recent_taps(1)
+    assert (record.reason, record.guest_id, record.proof) == ("bad_mac", None, "plain")
+
+
+def test_a_proven_tap_is_recorded_with_its_counter(pair: Pair, store: Store) -> None:
+    tap = make_tap(ADA)
+    assert _send(pair, tap)[:3] == (True, reasons.OK, "Ada")
+    counter = development_bands().band(ADA).counter
+    (record,) = store.recent_taps(1)
+    assert (record.proof, record.sun_counter, record.guest_id) == ("sun", counter, "g-ada")
+    assert store.last_counter(ADA) == counter
+
+
+@pytest.mark.parametrize("part", ["picc", "cmac"])
+def test_a_forged_reading_is_bad_mac(pair: Pair, store: Store, part: str) -> None:
+    tap = make_tap(ADA)
+    value = bytearray(getattr(tap, part))
+    value[3] ^= 0x40
+    assert _send(pair, _again(tap, **{part: bytes(value)}))[:2] == (False, reasons.BAD_MAC)
+    assert not _inside(store)
+    assert store.last_counter(ADA) is None  # a reading that does not verify uses nothing up
+
+
+def test_another_bands_reading_under_this_uid_is_bad_mac(pair: Pair, store: Store) -> None:
+    """Emil's genuine reading, sent with Ada's UID."""
+    emils = make_tap(EMIL)
+    assert _send(pair, _again(emils, uid=ADA))[:2] == (False, reasons.BAD_MAC)
+    assert not _inside(store) and not _inside(store, "g-emil")
+
+
+def test_a_replayed_reading_is_refused_and_a_resend_is_not(pair: Pair, store: Store) -> None:
+    """The reading Ada's band made at the gate, copied (a sniffed URL) and shown again later in
+    a new operation, is a replay; the reader resending its own operation gets its answer."""
+    first = make_tap(ADA)
+    assert _send(pair, first)[:2] == (True, reasons.OK)
+    assert _send(pair, first)[:2] == (True, reasons.OK)  # a resend: the stored answer
+    pair.tap(ADA, reader="gate-2", direction=OUT)  # she leaves, with a new reading
+    assert _send(pair, _again(first)) == (False, reasons.REPLAYED, None, REFUSED)
+    assert not _inside(store)  # the copy let nobody in
+
+
+def test_an_older_reading_after_a_newer_one_is_a_replay(pair: Pair, store: Store) -> None:
+    band = development_bands().band(ADA)
+    older = make_tap(ADA)
+    newer = make_tap(ADA)
+    assert band.counter == store.last_counter(ADA) or store.last_counter(ADA) is None
+    assert _send(pair, newer)[:2] == (True, reasons.OK)
+    pair.tap(ADA, reader="gate-2", direction=OUT)
+    assert _send(pair, older)[:2] == (False, reasons.REPLAYED)
+
+
+def test_an_exit_is_never_refused_but_an_unproven_band_is_nobody(pair: Pair, store: Store) -> None:
+    """A copied band at the exit is let out ("not inside"): exits are never refused. It does
+    not take the real guest's presence with it."""
+    assert pair.tap(ADA).reason == reasons.OK
+    copy = make_tap(ADA, direction=OUT, reader="gate-2", sun=False)
+    assert _send(pair, copy) == (True, reasons.NOT_INSIDE, None, "Goodbye")
+    assert _inside(store)
+
+
+def test_an_lrp_band_proves_its_taps(store: Store) -> None:
+    bands = SunBands(b"bandlink-dev-key", mode=sun.LRP)
+    tap = make_tap(ADA, sun=False)
+    lrp = _again(tap, **bands.read(ADA))
+    assert lrp.picc is not None and len(lrp.picc) == 24
+    pair = Pair(store, Core(band_keys=BandKeys(b"bandlink-dev-key")))
+    assert _send(pair, lrp)[:2] == (True, reasons.OK)
+    assert _send(pair, _again(lrp))[:2] == (False, reasons.REPLAYED)
+
+
+def test_bands_of_another_master_key_do_not_prove(store: Store) -> None:
+    """A band personalised by another venue (or with a guessed key)."""
+    foreign = SunBands(bytes(16))
+    tap = _again(make_tap(ADA, sun=False), **foreign.read(ADA))
+    assert _send(Pair(store), tap)[:2] == (False, reasons.BAD_MAC)
+
+
+def test_plain_uid_bands_only_where_the_venue_says_and_marked(pair: Pair, store: Store) -> None:
+    plain = bytes.fromhex("04aaaaaaaaaa02")
+    ticket = {"id": "t-pat", "valid_from": "today", "valid_until": "today"}
+    pat = {"id": "g-pat", "name": "Pat", "bands": [plain.hex()], "tickets": [ticket]}
+    store.load_venue({"site": SITE, "band_security": "plain-uid", "guests": [pat]}, today=TODAY)
+    assert store.plain_uid_bands() == 1
+    assert pair.tap(plain, sun=False).reason == reasons.OK
+    (record,) = store.recent_taps(1)
+    assert record.proof == "plain"
+    with pytest.raises(ValueError, match="band_security"):
+        store.load_venue({"site": SITE, "band_security": "uid", "guests": [pat]}, today=TODAY)
+
+
+def test_a_replayed_reading_pays_nothing(store: Store) -> None:
+    till = Pair(store, Core(secret_key=SECRET))
+    topup(store, "g-ada", 5000)
+    paid = pos_tap(charge_at(store, "pos-1", 450))
+    assert answer(till, paid).reason == reasons.OK
+    copy = _again(paid, charge=charge_at(store, "pos-1", 450).id, role=paid.role)
+    declined = answer(till, copy)
+    assert (declined.granted, declined.reason, declined.text) == (False, reasons.REPLAYED, REFUSED)
+    assert store.run(lambda books: books.totals()).transfers == 2  # the top-up, one payment
+
+
+def test_the_pin_follows_with_the_reading_that_asked_for_it(store: Store) -> None:
+    """A pos tap answered pin_required does not use its reading up: the reader sends the PIN
+    with the same reading while the guest types. It pays once; the reading is then used."""
+    till = Pair(store, Core(secret_key=SECRET))
+    topup(store, "g-ada", 5000)
+    with_pin(store, till.core.pins.hash("g-ada", "2468"), threshold=1000)
+    charge = charge_at(store, "pos-1", 2500)
+    asked = pos_tap(charge)
+    assert answer(till, asked).reason == reasons.PIN_REQUIRED
+    block = seal_pin_block(reader_pin_key(SECRET, "pos-1"), charge.id, "2468", os.urandom(16))
+    with_the_pin = _again(asked, charge=charge.id, pin=block)
+    assert answer(till, with_the_pin).reason == reasons.OK
+    again = _again(asked, charge=charge_at(store, "pos-1", 100).id)  # below the threshold
+    assert answer(till, again).reason == reasons.REPLAYED
