@@ -289,6 +289,12 @@ class Store:
         with self._read() as conn:
             return bands.last_counter(conn, uid)
 
+    def issue_band(self, uid: bytes, guest_id: str, *, sun: bool = True) -> None:
+        """Link a new band to a guest (enrolment). ValueError if the guest is unknown or the
+        band is already issued."""
+        with self._write() as conn:
+            bands.issue(conn, uid, guest_id, sun=sun)
+
     def plain_uid_bands(self) -> int:
         with self._read() as conn:
             return catalog.plain_uid_bands(conn)

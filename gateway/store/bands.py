@@ -1,6 +1,7 @@
-"""Each band's last accepted SUN counter. A reading is good once: the counter is advanced by a
-compare-and-set on the value the decision read, so of two gateway processes accepting readings
-of one band at once, one wins and the other decides again (and sees a replay)."""
+"""Bands through their life: issued to a guest; and each band's last accepted SUN counter. A
+reading is good once: the counter is advanced by a compare-and-set on the value the decision
+read, so of two gateway processes accepting readings of one band at once, one wins and the
+other decides again (and sees a replay)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from sqlalchemy import Connection, bindparam, select, update
 
 from ..core.records import Raced
 from .engine import insert
-from .schema import band_counters
+from .schema import band_counters, bands, guests
 
 _COUNTER = select(band_counters.c.counter).where(band_counters.c.uid == bindparam("uid"))
 _COLUMNS = ("counter", "reader_id", "at_ms")
@@ -22,6 +23,19 @@ _ADVANCE = (
 
 class CounterRaced(Raced):
     """Another transaction accepted a reading of this band after this one read its counter."""
+
+
+def issue(conn: Connection, uid: bytes, guest_id: str, *, sun: bool) -> None:
+    if conn.scalar(select(guests.c.id).where(guests.c.id == guest_id)) is None:
+        raise ValueError(f"no guest {guest_id!r}")
+    row = {"uid": uid, "guest_id": guest_id, "blocked": False, "sun": sun}
+    added = (
+        insert(conn.dialect.name, bands)
+        .on_conflict_do_nothing(index_elements=["uid"])
+        .returning(bands.c.uid)
+    )
+    if conn.execute(added, row).first() is None:
+        raise ValueError(f"band {uid.hex()} is issued already")
 
 
 def last_counter(conn: Connection, uid: bytes) -> int | None:
