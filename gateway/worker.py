@@ -39,8 +39,6 @@ _CONNECTED = Frame("", b"", 0)  # queued by connected(): publish every reader's 
 TICK_S = 1.0  # an idle worker follows the catalog this often (a changed Config goes out)
 TIME_SYNC_S = 60.0  # readers with an open session get the gateway's clock this often
 FLOOD_LOG_S = 10.0  # drops past the first few of an interval are summarised once per interval
-# Refusals that mean someone holds a band's identity who should not: logged as warnings.
-CLONE_ALERTS = frozenset({"bad_mac", "replayed"})
 
 
 Clock = Callable[[], int]  # wall-clock milliseconds, passed in so tests can fix the time
@@ -225,11 +223,11 @@ class DecisionWorker:
             if event.reason == "busy":  # refused undecided: under a flood, one line per tap
                 line = f"tap {event.reader} mid={event.mid.hex()} busy"
                 self.flood.note("busy", event.reader, line, time.monotonic())
-            elif event.reason in CLONE_ALERTS and not event.duplicate:
-                # A copied UID, a forged reading or a replayed one: someone has this band's
-                # identity who should not. Where and when are in the tap log too.
+            elif event.alert is not None:
+                # Where and when are in the tap log too (GET /v1/bands/{uid}).
                 log.warning(
-                    "possible cloned band %s at %s: %s (mid=%s)",
+                    "%s: band %s at %s, %s (mid=%s)",
+                    event.alert,
                     event.uid.hex(),
                     event.reader,
                     event.reason,

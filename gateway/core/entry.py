@@ -128,6 +128,7 @@ class Band:
     guest_id: str | None
     blocked: bool
     sun: bool = True  # False: a plain-UID band (its taps prove nothing)
+    blocked_reason: str | None = None  # lost, stolen, damaged, replaced
 
 
 @dataclass(frozen=True, slots=True)

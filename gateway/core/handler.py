@@ -49,7 +49,7 @@ from bandlink.protocol import (
 from bandlink.protocol.errors import BAD_FIELD
 
 from .bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
-from .bands.proof import Proof, prove
+from .bands.proof import BAD_MAC, REPLAYED, Proof, prove
 from .configs import ROLE_CODES
 from .entry import (
     DEFAULT_CLOSING,
@@ -76,6 +76,7 @@ ROLE_NAMES = {code: name for name, code in ROLE_CODES.items()}
 
 BAD_REQUEST = reasons.name(reasons.BAD_REQUEST)
 PIN_REQUIRED = reasons.name(reasons.PIN_REQUIRED)
+BAND_BLOCKED = reasons.name(reasons.BAND_BLOCKED)
 STALE = reasons.name(reasons.STALE)
 WRONG_DIRECTION = reasons.name(reasons.WRONG_DIRECTION)
 UNKNOWN_READER = reasons.name(reasons.UNKNOWN_READER)
@@ -140,6 +141,9 @@ class Decided:
     duplicate: bool
     received_ns: int
     uid: bytes = b""
+    # Someone holds a band's identity who should not: "possible clone" (a copied UID, a
+    # forged or replayed reading), "possible theft" (a band reported lost or stolen).
+    alert: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -367,10 +371,10 @@ class Core:
             return
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
-        band = tx.view.band(tap.uid)
-        proof = prove(tap, band, self.band_keys, tx.last_counter)
-        if not proof.proven:
-            band = None  # an unproven band is nobody's: no guest recorded, no name shown
+        issued = tx.view.band(tap.uid)
+        proof = prove(tap, issued, self.band_keys, tx.last_counter)
+        # An unproven band is nobody's: no guest recorded, no name shown.
+        band = issued if proof.proven else None
         guest_id = band.guest_id if band is not None else None
         granted, reason, read, new = self._decide(
             tap, reader, band, proof, at_ms=frame.received_ms, now_ms=now_ms, tx=tx
@@ -387,9 +391,10 @@ class Core:
             if new is not None:
                 tx.write_presence(read, new)  # Conflict if another process changed it: retried
             _use_reading(tap, proof, tx, frame.received_ms)
-        name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
+        name = self._name_shown(stored, tx)
         effects.replies.append(self._reply(tap, stored, name, now_ms))
-        effects.events.append(_decided(tap, stored, frame, duplicate=stored is not record))
+        duplicate = stored is not record
+        effects.events.append(_decided(tap, stored, frame, duplicate=duplicate, band=issued))
 
     def _on_payment(
         self,
@@ -438,7 +443,7 @@ class Core:
             # The PIN follows with this same reading (SPEC, "Proving a band").
             _use_reading(tap, proof, tx, frame.received_ms)
         effects.replies.append(self._reply(tap, record, None, now_ms))
-        effects.events.append(_decided(tap, record, frame, duplicate=False))
+        effects.events.append(_decided(tap, record, frame, duplicate=False, band=band))
 
     def verify_pins_ahead(
         self, frames: Sequence[Frame], view: CatalogReads, pin_hash: Callable[[str], str | None]
@@ -499,9 +504,17 @@ class Core:
         if not stored.same_operation(asked):
             self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
             return
-        name = tx.view.greeting_name(stored.guest_id) if stored.guest_id else None
+        name = self._name_shown(stored, tx)
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         effects.events.append(_decided(tap, stored, frame, duplicate=True))
+
+    @staticmethod
+    def _name_shown(record: TapRecord, tx: DecisionTx) -> str | None:
+        """The guest's name for the reader's display; never for a blocked band, which may be
+        in a finder's or a thief's hand."""
+        if record.guest_id is None or record.reason == BAND_BLOCKED:
+            return None
+        return tx.view.greeting_name(record.guest_id)
 
     def _unrecorded(
         self, tap: Tap, frame: Frame, reason: str, now_ms: int, effects: Effects
@@ -652,7 +665,9 @@ def _use_reading(tap: Tap, proof: Proof, tx: DecisionTx, at_ms: int) -> None:
         )
 
 
-def _decided(tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool) -> Decided:
+def _decided(
+    tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool, band: Band | None = None
+) -> Decided:
     return Decided(
         reader=record.reader_id,
         mid=record.mid,
@@ -662,4 +677,14 @@ def _decided(tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool) -> D
         duplicate=duplicate,
         received_ns=frame.received_ns,
         uid=record.uid,
+        alert=None if duplicate else _alert(record.reason, band),
     )
+
+
+def _alert(reason: str, band: Band | None) -> str | None:
+    if reason in (BAD_MAC, REPLAYED):
+        return "possible clone"
+    if reason == BAND_BLOCKED and band is not None and band.blocked_reason is not None:
+        # Blocked at a desk (lost, stolen, replaced): whoever taps it is not its guest.
+        return f"possible theft: band reported {band.blocked_reason}"
+    return None

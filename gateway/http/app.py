@@ -8,8 +8,9 @@ from fastapi.exceptions import RequestValidationError
 
 from ..core.payments.operations import PaymentError
 from . import problems
+from .audit import audit_writes
 from .deps import Api
-from .routes import charges, guests, ledger
+from .routes import bands, charges, guests, ledger, portal, staff
 from .schemas import ProblemDetails
 
 
@@ -19,7 +20,9 @@ def create_app(api: Api) -> FastAPI:
         version="1",
         summary="Tills, cash desks and operators: charges, wallets, the ledger.",
         description=(
-            "Every request needs `Authorization: Bearer <token>` (`bandlink token create`). "
+            "Every request needs `Authorization: Bearer <token>` (`bandlink token create`) "
+            "or a staff session (`POST /v1/login`), except a guest's band link (`GET /b`). "
+            "Every request that asks to change something is written to the audit log. "
             "Every request that moves money needs an `Idempotency-Key`: a repeat gets the "
             "first answer, status and body, and moves nothing. Amounts are integers of minor "
             "units. Errors are `application/problem+json` with a stable `type`."
@@ -30,7 +33,8 @@ def create_app(api: Api) -> FastAPI:
     app.add_exception_handler(PaymentError, problems.on_payment_error)
     app.add_exception_handler(RequestValidationError, problems.on_invalid)
     app.add_exception_handler(Exception, problems.on_crash)
-    for module in (charges, guests, ledger):
+    app.middleware("http")(audit_writes)
+    for module in (charges, guests, ledger, bands, staff, portal):
         app.include_router(module.router)
     _declare_problem_schema(app)
     return app

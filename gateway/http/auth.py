@@ -1,4 +1,8 @@
-"""Bearer tokens: made once by ``bandlink token create``, shown once, kept as a SHA-256."""
+"""Who may call: bearer tokens (made once by ``bandlink token create``, shown once, kept as a
+SHA-256) for tills and scripts; staff who log in with a password and get a session cookie; and
+guests, whose band's tap on a phone opens a session of their own. Roles: admin (everything),
+desk (guests' money, bands), operator (rides: the photo points and gates, coming), till (its
+outlet's charges)."""
 
 from __future__ import annotations
 
@@ -9,21 +13,39 @@ from typing import Final
 
 from ..store.tokens import Token
 
-ROLES: Final = ("till", "desk", "admin")
+ROLES: Final = ("till", "desk", "operator", "admin")
 _PREFIX: Final = "blt_"
+STAFF_COOKIE: Final = "bl_staff"
+GUEST_COOKIE: Final = "bl_guest"
+STAFF_SESSION_MS: Final = 8 * 3600 * 1000  # a shift
+GUEST_SESSION_MS: Final = 24 * 3600 * 1000  # a day at the venue
+# After this many wrong passwords in a row a login is locked for LOCK_MS (a guesser gets a few
+# tries an hour; an owner who mistyped waits a few minutes).
+LOGIN_ATTEMPTS: Final = 5
+LOCK_MS: Final = 5 * 60 * 1000
 
 
 def digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def new_token(role: str, outlet: str | None, now_ms: int) -> tuple[str, Token]:
-    """A fresh token: its secret (to show once) and its record (to store, with its digest)."""
+def new_session_secret() -> str:
+    """A cookie's value: only its digest is stored."""
+    return "bls_" + secrets.token_urlsafe(32)
+
+
+def check_role(role: str, outlet: str | None) -> None:
+    """The rules a token's or a staff member's role and outlet follow."""
     if role not in ROLES:
         raise ValueError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     if role == "till" and not outlet:
-        raise ValueError("a till token names its outlet (--outlet NAME)")
+        raise ValueError("a till names its outlet (--outlet NAME)")
     if role != "till" and outlet:
-        raise ValueError("only a till token belongs to an outlet")
+        raise ValueError("only a till belongs to an outlet")
+
+
+def new_token(role: str, outlet: str | None, now_ms: int) -> tuple[str, Token]:
+    """A fresh token: its secret (to show once) and its record (to store, with its digest)."""
+    check_role(role, outlet)
     secret = _PREFIX + secrets.token_urlsafe(32)
     return secret, Token("tok_" + os.urandom(6).hex(), role, outlet, now_ms)

@@ -47,16 +47,53 @@ def api(request: Request) -> Api:
 _bearer = HTTPBearer(auto_error=False, description="a token from `bandlink token create`")
 
 
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
 def caller(
+    request: Request,
     deps: Annotated[Api, Depends(api)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Token:
-    if credentials is None or credentials.scheme.lower() != "bearer":
-        raise Problem("unauthenticated", "send Authorization: Bearer <token>")
-    token = deps.store.token(auth.digest(credentials.credentials))
-    if token is None:
-        raise Problem("unauthenticated", "the token is unknown or revoked")
+    """Who is calling: a bearer token's holder, or a staff member by their session cookie.
+    Kept on the request for the audit log."""
+    if credentials is not None and credentials.scheme.lower() == "bearer":
+        token = deps.store.token(auth.digest(credentials.credentials))
+        if token is None:
+            raise Problem("unauthenticated", "the token is unknown or revoked")
+    else:
+        token = _staff_by_cookie(request, deps)
+    request.state.principal = token
     return token
+
+
+def _staff_by_cookie(request: Request, deps: Api) -> Token:
+    cookie = request.cookies.get(auth.STAFF_COOKIE)
+    if not cookie:
+        raise Problem("unauthenticated", "send Authorization: Bearer <token>, or log in")
+    session = deps.store.web_session(auth.digest(cookie), deps.clock())
+    member = deps.store.staff_member(session.subject) if session else None
+    if session is None or session.kind != "staff" or member is None or member.disabled_ms:
+        raise Problem("unauthenticated", "the session has ended: log in again")
+    if request.method in _UNSAFE and not same_origin(request):
+        # A page elsewhere posting with this browser's cookie (the cookie is SameSite=Strict
+        # too; this holds for browsers that ignore that).
+        raise Problem("forbidden", "a cross-site request with a session cookie")
+    return Token("staff:" + member.id, member.role, member.outlet, session.created_ms)
+
+
+def same_origin(request: Request) -> bool:
+    """Whether the browser says the request comes from a page of this gateway (no Origin: not
+    a browser's cross-site request)."""
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True
+    return origin == f"{request.url.scheme}://{request.url.netloc}"
+
+
+def principal_of(request: Request) -> Token | None:
+    found: Token | None = getattr(request.state, "principal", None)
+    return found
 
 
 def allow(*roles: str) -> Callable[[Token], Token]:

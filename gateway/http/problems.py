@@ -20,11 +20,18 @@ TYPE_PREFIX: Final = "urn:bandlink:problem:"
 
 # Every kind of problem the API answers with, its status and title: the OpenAPI page lists them.
 KINDS: Final[dict[str, tuple[int, str]]] = {
-    "unauthenticated": (401, "A valid bearer token is required"),
-    "forbidden": (403, "This token may not do that"),
+    "unauthenticated": (401, "A valid bearer token or session is required"),
+    "forbidden": (403, "This caller may not do that"),
     "unknown-guest": (404, "No such guest"),
     "unknown-reader": (404, "No such reader"),
     "unknown-charge": (404, "No such charge"),
+    "unknown-band": (404, "No such band"),
+    "band-issued": (409, "The band is issued already"),
+    "band-replaced": (409, "The band was replaced already"),
+    "login-locked": (429, "Too many wrong passwords: wait, then try again"),
+    "link-used": (403, "This band link was used already: tap the band again"),
+    "band-not-accepted": (403, "The band's link does not verify"),
+    "band-blocked": (403, "The band is blocked: see the desk"),
     "not-found": (404, "Not found"),
     "reader-busy": (409, "The reader is showing another sale"),
     "charge-completed": (409, "The charge is no longer pending"),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
@@ -57,6 +57,26 @@ class ChargingIn(_Body):
 
 class PinIn(_Body):
     pin: Annotated[str, Field(pattern=r"^[0-9]{4,12}$")]
+
+
+UidHex = Annotated[
+    str,
+    Field(pattern=r"^([0-9A-Fa-f]{2}){4,10}$", description="a band's UID in hex, 4 to 10 bytes"),
+]
+
+
+class BlockIn(_Body):
+    reason: Literal["lost", "stolen", "damaged"]
+
+
+class ReplaceIn(_Body):
+    new_uid: UidHex
+    reason: Literal["lost", "stolen", "damaged", "replaced"] = "replaced"
+
+
+class LoginIn(_Body):
+    login: Annotated[str, Field(min_length=1, max_length=64)]
+    password: Annotated[str, Field(min_length=1, max_length=256)]
 
 
 class ProblemDetails(BaseModel):

@@ -22,23 +22,30 @@ from sqlalchemy.engine import Engine
 
 from ..core.entry import Band, Presence, Reader, Ticket
 from ..core.records import TapRecord
-from . import bands, catalog, idempotency, ledger, sessions, taps, tokens
+from . import audit, bands, catalog, idempotency, ledger, sessions, staff, taps, tokens
+from .audit import AuditEntry
+from .bands import BandInfo
 from .engine import SQLITE_BEGIN, Conflict, is_retryable, make_engine
 from .idempotency import Answer
 from .ledger import Books
 from .presence import PresenceTable
 from .schema import metadata
 from .sessions import Sessions
+from .staff import StaffMember, WebSession
 from .view import CatalogView
 
 __all__ = [
     "Answer",
+    "AuditEntry",
+    "BandInfo",
     "Books",
     "Conflict",
     "KeyReused",
+    "StaffMember",
     "Store",
     "TapRecord",
     "Transaction",
+    "WebSession",
     "is_retryable",
     "metadata",
     "retried",
@@ -174,7 +181,7 @@ class Store:
     def transaction(self) -> Iterator[Transaction]:
         """One decision batch: the view brought up to date inside it, committed (durably) when
         the block ends, rolled back if it raises (``is_retryable`` says whether to run again)."""
-        with self._unit_lock, self._write() as conn:
+        with self._unit_lock, self._kept_write() as conn:
             self.view.follow(conn)
             yield Transaction(conn, self.view, self._presence, self._taps, self._sessions)
 
@@ -190,14 +197,11 @@ class Store:
         """``work`` in one write transaction, committed when it returns, rolled back if it
         raises; run again from the start when it lost a race (up to ATTEMPTS times).
 
-        A pooled connection per call: money requests come from the HTTP server's many
-        threads, and a connection kept per thread would drain the pool."""
+        """
 
         def once() -> T:
-            with self._engine.connect() as pooled:
-                conn = pooled.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
-                with conn.begin():
-                    return work(Books(conn))
+            with self._write() as conn:
+                return work(Books(conn))
 
         return retried(once)
 
@@ -295,6 +299,86 @@ class Store:
         with self._write() as conn:
             bands.issue(conn, uid, guest_id, sun=sun)
 
+    # -- bands at the desk, each action in one transaction with its audit entry -------------
+
+    def band_info(self, uid: bytes) -> BandInfo | None:
+        with self._read() as conn:
+            return bands.info(conn, uid)
+
+    def band_taps(self, uid: bytes, limit: int = 20) -> list[TapRecord]:
+        """The band's newest taps first: where and when it was seen, and what it was told."""
+        with self._read() as conn:
+            return taps.of_band(conn, uid, limit)
+
+    def block_band(self, uid: bytes, *, reason: str, now_ms: int) -> BandInfo:
+        with self._write() as conn:
+            return bands.block(conn, uid, reason=reason, now_ms=now_ms)
+
+    def replace_band(self, old: bytes, new: bytes, *, reason: str, now_ms: int) -> str:
+        """Block ``old`` and issue ``new`` to its guest, carrying everything over; the guest."""
+        with self._write() as conn:
+            return bands.replace_band(conn, old, new, reason=reason, now_ms=now_ms)
+
+    # -- people: staff, sessions, the audit log ---------------------------------------------
+
+    def audit(self, entry: AuditEntry) -> None:
+        with self._write() as conn:
+            audit.record(conn, entry)
+
+    def audit_since(self, seq: int = 0, limit: int = 100) -> list[AuditEntry]:
+        with self._read() as conn:
+            return audit.since(conn, seq, limit)
+
+    def add_staff(self, member: StaffMember, now_ms: int, entry: AuditEntry) -> None:
+        """A new staff member, and the audit entry saying who added them (the command line)."""
+        with self._write() as conn:
+            staff.add(conn, member, now_ms)
+            audit.record(conn, entry)
+
+    def staff_member(self, staff_id: str) -> StaffMember | None:
+        with self._read() as conn:
+            return staff.member(conn, staff_id)
+
+    def note_login(self, staff_id: str, *, ok: bool, lock_until_ms: int | None) -> None:
+        with self._write() as conn:
+            staff.note_login(conn, staff_id, ok=ok, lock_until_ms=lock_until_ms)
+
+    def open_session(self, digest: str, session: WebSession, *, source: str | None) -> None:
+        with self._write() as conn:
+            staff.open_session(conn, digest, session, source)
+
+    def guest_login(
+        self, uid: bytes, counter: int, digest: str, session: WebSession, *, source: str | None
+    ) -> bool:
+        """Open a guest's session for one SUN reading of their band, if that reading was never
+        used (by a tap or another login): the counter advances in the same transaction."""
+
+        def attempt() -> bool:
+            with self._write() as conn:
+                last = bands.last_counter(conn, uid)
+                if last is not None and counter <= last:
+                    return False
+                bands.advance_counter(
+                    conn,
+                    uid,
+                    last=last,
+                    counter=counter,
+                    reader_id="phone",
+                    at_ms=session.created_ms,
+                )
+                staff.open_session(conn, digest, session, source)
+                return True
+
+        return retried(attempt)
+
+    def web_session(self, digest: str, now_ms: int) -> WebSession | None:
+        with self._read() as conn:
+            return staff.session(conn, digest, now_ms)
+
+    def close_session(self, digest: str) -> None:
+        with self._write() as conn:
+            staff.close_session(conn, digest)
+
     def plain_uid_bands(self) -> int:
         with self._read() as conn:
             return catalog.plain_uid_bands(conn)
@@ -336,7 +420,18 @@ class Store:
     @contextmanager
     def _write(self) -> Iterator[Connection]:
         """A write transaction: on SQLite it takes the write lock at BEGIN, so what it reads
-        cannot change before it commits."""
+        cannot change before it commits. On a pooled connection, given back after: requests
+        come from the HTTP server's many threads, and a connection kept per thread would drain
+        the pool."""
+        with self._engine.connect() as pooled:
+            conn = pooled.execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
+            with conn.begin():
+                yield conn
+
+    @contextmanager
+    def _kept_write(self) -> Iterator[Connection]:
+        """A write transaction on this thread's own connection, kept open: the decision
+        worker's, one thread, a transaction per batch."""
         conn = self._conn().execution_options(**{SQLITE_BEGIN: "IMMEDIATE"})
         with conn.begin():
             yield conn

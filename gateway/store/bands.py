@@ -5,6 +5,8 @@ other decides again (and sees a replay)."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlalchemy import Connection, bindparam, select, update
 
 from ..core.records import Raced
@@ -25,6 +27,79 @@ class CounterRaced(Raced):
     """Another transaction accepted a reading of this band after this one read its counter."""
 
 
+BLOCK_REASONS = ("lost", "stolen", "damaged", "replaced")
+
+
+class BandIssued(ValueError):
+    """The band is issued already (to this guest or another)."""
+
+
+class BandReplaced(ValueError):
+    """The band was replaced already."""
+
+
+@dataclass(frozen=True, slots=True)
+class BandInfo:
+    uid: bytes
+    guest_id: str | None
+    sun: bool
+    blocked: bool
+    blocked_reason: str | None
+    blocked_ms: int | None
+    replaced_by: bytes | None
+    last_counter: int | None
+
+
+def info(conn: Connection, uid: bytes) -> BandInfo | None:
+    query = select(bands, band_counters.c.counter).outerjoin(
+        band_counters, band_counters.c.uid == bands.c.uid
+    )
+    row = conn.execute(query.where(bands.c.uid == uid)).first()
+    if row is None:
+        return None
+    return BandInfo(
+        row.uid,
+        row.guest_id,
+        bool(row.sun),
+        bool(row.blocked),
+        row.blocked_reason,
+        row.blocked_ms,
+        row.replaced_by,
+        row.counter,
+    )
+
+
+def block(conn: Connection, uid: bytes, *, reason: str, now_ms: int) -> BandInfo:
+    """Block a band everywhere (the catalog log carries it to every gateway's view at its
+    next decision). A band blocked already keeps its first reason and time."""
+    if reason not in BLOCK_REASONS:
+        raise ValueError(f"reason must be one of {', '.join(BLOCK_REASONS)}")
+    found = info(conn, uid)
+    if found is None:
+        raise LookupError(f"no band {uid.hex()}")
+    if not found.blocked:
+        values = {"blocked": True, "blocked_reason": reason, "blocked_ms": now_ms}
+        conn.execute(update(bands).where(bands.c.uid == uid).values(values))
+    result = info(conn, uid)
+    assert result is not None
+    return result
+
+
+def replace_band(conn: Connection, old: bytes, new: bytes, *, reason: str, now_ms: int) -> str:
+    """Issue ``new`` to the guest of ``old`` and block ``old``, in the caller's transaction; the
+    guest's id. Everything a guest has (tickets, presence, party, wallet, limits, PIN, photos)
+    is the guest's, not the band's, so it is the new band's from this commit on."""
+    found = info(conn, old)
+    if found is None or found.guest_id is None:
+        raise LookupError(f"no band {old.hex()} issued to a guest")
+    if found.replaced_by is not None:
+        raise BandReplaced(f"band {old.hex()} was replaced by {found.replaced_by.hex()} already")
+    issue(conn, new, found.guest_id, sun=found.sun)
+    block(conn, old, reason=reason, now_ms=now_ms)
+    conn.execute(update(bands).where(bands.c.uid == old).values(replaced_by=new))
+    return found.guest_id
+
+
 def issue(conn: Connection, uid: bytes, guest_id: str, *, sun: bool) -> None:
     if conn.scalar(select(guests.c.id).where(guests.c.id == guest_id)) is None:
         raise ValueError(f"no guest {guest_id!r}")
@@ -35,7 +110,7 @@ def issue(conn: Connection, uid: bytes, guest_id: str, *, sun: bool) -> None:
         .returning(bands.c.uid)
     )
     if conn.execute(added, row).first() is None:
-        raise ValueError(f"band {uid.hex()} is issued already")
+        raise BandIssued(f"band {uid.hex()} is issued already")
 
 
 def last_counter(conn: Connection, uid: bytes) -> int | None:

@@ -17,7 +17,13 @@ from .engine import upsert
 from .schema import bands, catalog_log, guests, readers, sites, tickets
 
 _READER = select(readers).where(readers.c.id == bindparam("id"))
-_BAND_COLUMNS = (bands.c.uid, bands.c.guest_id, bands.c.blocked, bands.c.sun)
+_BAND_COLUMNS = (
+    bands.c.uid,
+    bands.c.guest_id,
+    bands.c.blocked,
+    bands.c.sun,
+    bands.c.blocked_reason,
+)
 _BAND = select(*_BAND_COLUMNS).where(bands.c.uid == bindparam("uid"))
 _GUEST = select(guests.c.id, guests.c.first_name, guests.c.name).where(
     guests.c.id == bindparam("id")
@@ -223,7 +229,13 @@ def _reader(row: Row[Any]) -> Reader:
 
 
 def _band(row: Any) -> Band:
-    return Band(row.uid, row.guest_id, bool(row.blocked), sun=bool(row.sun))
+    return Band(
+        row.uid,
+        row.guest_id,
+        bool(row.blocked),
+        sun=bool(row.sun),
+        blocked_reason=row.blocked_reason,
+    )
 
 
 def _greeting(row: Any) -> str:

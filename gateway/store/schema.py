@@ -53,6 +53,10 @@ bands = Table(
     # True: an NTAG 424 DNA that proves every tap with SUN. False: a plain-UID band, the
     # weaker mode a venue file must ask for band by band.
     Column("sun", Boolean, nullable=False, server_default=true()),
+    # Why and when a desk blocked it (lost, stolen, damaged, replaced), and its replacement.
+    Column("blocked_reason", Text, nullable=True),
+    Column("blocked_ms", BigInteger, nullable=True),
+    Column("replaced_by", LargeBinary, nullable=True),
 )
 tickets = Table(
     "tickets",
@@ -300,6 +304,48 @@ api_tokens = Table(
     Column("outlet", Text, nullable=True),  # a till's
     Column("created_ms", BigInteger, nullable=False),
     Column("revoked_ms", BigInteger, nullable=True),
+)
+# Every operator action: who (a token or a staff member), what, when, from where, and how it
+# ended. Append-only: triggers refuse UPDATE and DELETE, and no endpoint writes it but by acting.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", Integer, primary_key=True, autoincrement=True),
+    Column("at_ms", BigInteger, nullable=False),
+    Column("actor", Text, nullable=False),  # token:<id> | staff:<name> | cli | guest:<id>
+    Column("role", Text, nullable=False),
+    Column("action", Text, nullable=False),  # e.g. "POST /v1/bands/{uid}/replace", "login"
+    Column("target", Text, nullable=True),
+    Column("status", Integer, nullable=False),  # the HTTP status it was answered with
+    Column("source", Text, nullable=True),  # the client's address
+    Column("detail", Text, nullable=True),  # JSON
+    Index("ix_audit_log_at_ms", "at_ms"),
+)
+# People who log in to the pages and the API with a password (argon2id, peppered).
+staff = Table(
+    "staff",
+    metadata,
+    Column("id", Text, primary_key=True),  # the login name
+    Column("name", Text, nullable=False),
+    Column("role", Text, nullable=False),  # admin | desk | operator | till
+    Column("outlet", Text, nullable=True),  # a till's
+    Column("password_hash", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("disabled_ms", BigInteger, nullable=True),
+    Column("failed_logins", Integer, nullable=False, server_default="0"),
+    Column("locked_until_ms", BigInteger, nullable=True),
+)
+# Logged-in sessions behind a cookie: a staff member's, or a guest's opened by a band's tap.
+# Only a SHA-256 of the cookie is kept.
+web_sessions = Table(
+    "web_sessions",
+    metadata,
+    Column("digest", Text, primary_key=True),
+    Column("kind", Text, nullable=False),  # staff | guest
+    Column("subject", Text, nullable=False),  # the staff id or the guest id
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("source", Text, nullable=True),
 )
 # The answer each Idempotency-Key got, stored in the transaction that did the work: a repeat
 # gets it back, byte for byte. ``fingerprint`` is a hash of the request it answered.

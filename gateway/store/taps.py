@@ -40,6 +40,11 @@ def by_mid(conn: Connection, mid: bytes) -> TapRecord | None:
     return None if row is None else _record(row)
 
 
+def of_band(conn: Connection, uid: bytes, limit: int) -> list[TapRecord]:
+    query = select(taps).where(taps.c.uid == uid).order_by(taps.c.received_ms.desc())
+    return [_record(row) for row in conn.execute(query.limit(limit))]
+
+
 def count(conn: Connection) -> int:
     return int(conn.scalar(_COUNT) or 0)
 

@@ -1,0 +1,113 @@
+"""Staff log in with a password and get a session cookie (for the pages to come, and the API);
+the audit log, for admins."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import JSONResponse
+
+from ...core.payments.pinhash import PASSWORD_MIN, PinHasher
+from ...store import WebSession
+from ...store.tokens import Token
+from .. import auth
+from ..audit import note
+from ..deps import Api, allow, api, caller
+from ..problems import Problem, documented
+from ..schemas import LoginIn
+
+router = APIRouter(tags=["staff"])
+Deps = Annotated[Api, Depends(api)]
+# Checked when the login is unknown, so an unknown login costs what a wrong password does.
+_NOBODY = "staff:-"
+
+
+@router.post(
+    "/v1/login",
+    summary="Log in with a password: sets the session cookie",
+    responses=documented("login-locked"),
+)
+def login(body: LoginIn, request: Request, deps: Deps) -> JSONResponse:
+    note(request, login=body.login)
+    now = deps.clock()
+    member = deps.store.staff_member(body.login)
+    if member is not None and member.locked_until_ms and member.locked_until_ms > now:
+        raise Problem("login-locked", "too many wrong passwords; wait a few minutes")
+    stored = member.password_hash if member else _decoy(deps.core.pins)
+    ok = deps.core.pins.verify(stored, "staff:" + body.login, body.password)
+    if member is None or member.disabled_ms or not ok:
+        if member is not None:
+            failures = member.failed_logins + 1
+            lock = now + auth.LOCK_MS if failures >= auth.LOGIN_ATTEMPTS else None
+            deps.store.note_login(member.id, ok=False, lock_until_ms=lock)
+        raise Problem("unauthenticated", "wrong login or password")
+    deps.store.note_login(member.id, ok=True, lock_until_ms=None)
+    secret = auth.new_session_secret()
+    session = WebSession("staff", member.id, now, now + auth.STAFF_SESSION_MS)
+    source = request.client.host if request.client else None
+    deps.store.open_session(auth.digest(secret), session, source=source)
+    request.state.principal = Token("staff:" + member.id, member.role, member.outlet, now)
+    response = JSONResponse({"login": member.id, "name": member.name, "role": member.role})
+    response.set_cookie(
+        auth.STAFF_COOKIE,
+        secret,
+        max_age=auth.STAFF_SESSION_MS // 1000,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return response
+
+
+@lru_cache(maxsize=4)
+def _decoy(pins: PinHasher) -> str:
+    return pins.hash_password(_NOBODY, "-" * PASSWORD_MIN)
+
+
+@router.post("/v1/logout", summary="End this session")
+def logout(request: Request, token: Annotated[Token, Depends(caller)], deps: Deps) -> JSONResponse:
+    del token
+    cookie = request.cookies.get(auth.STAFF_COOKIE)
+    if cookie:
+        deps.store.close_session(auth.digest(cookie))
+    response = JSONResponse({"logged_out": True})
+    response.delete_cookie(auth.STAFF_COOKIE)
+    return response
+
+
+@router.get("/v1/whoami", summary="Who this token or session is")
+def whoami(token: Annotated[Token, Depends(caller)]) -> dict[str, Any]:
+    return {"id": token.id, "role": token.role, "outlet": token.outlet}
+
+
+@router.get(
+    "/v1/audit",
+    summary="The audit log, oldest first: who did what, when, from where",
+    responses=documented("forbidden"),
+)
+def audit_log(
+    token: Annotated[Token, Depends(allow("admin"))],
+    deps: Deps,
+    after: Annotated[int, Query(ge=0, description="entries after this seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> dict[str, Any]:
+    del token
+    entries = deps.store.audit_since(after, limit)
+    return {
+        "entries": [
+            {
+                "seq": e.seq,
+                "at_ms": e.at_ms,
+                "actor": e.actor,
+                "role": e.role,
+                "action": e.action,
+                "target": e.target,
+                "status": e.status,
+                "source": e.source,
+                "detail": e.detail,
+            }
+            for e in entries
+        ]
+    }

@@ -1,0 +1,243 @@
+"""People at the HTTP API, served by real uvicorn over the real store: staff log in with a
+password (and are locked out after a few wrong ones), every request that asks to change
+something is in the audit log, which nobody can edit; a desk blocks a lost band everywhere and
+replaces it with everything carried over; a guest logs in by tapping their band on a phone,
+once per reading."""
+
+from __future__ import annotations
+
+import http.client
+import json
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from bandlink.gateway.http import auth
+from bandlink.gateway.settings import normalise_db_url
+from bandlink.gateway.store import AuditEntry, StaffMember, Store
+from bandlink.gateway.venue import DEMO_BANDS, SITE
+from bandlink.protocol import OUT, reasons
+from bandlink.tools.sunband import development_bands
+
+from .pair import NOON_MS, Pair, evt_frame, make_tap
+from .test_http import Served, problem, served
+from .test_ledger import topup
+
+__all__ = ["served"]  # the fixture, used by name
+ADA = DEMO_BANDS["Ada"]
+NEW_BAND = bytes.fromhex("04a1b2c3d4e5f7")
+PASSWORD = "correct horse battery"
+
+
+def _request(
+    served: Served,
+    method: str,
+    path: str,
+    body: Any = None,
+    *,
+    cookie: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, http.client.HTTPMessage, Any]:
+    """One request as a browser would send it (a cookie, no bearer token), no redirects."""
+    address = urlsplit(served.url)
+    connection = http.client.HTTPConnection(address.hostname or "", address.port, timeout=30)
+    sent = dict(headers or {})
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        sent["Content-Type"] = "application/json"
+    if cookie:
+        sent["Cookie"] = cookie
+    connection.request(method, path, body=data, headers=sent)
+    response = connection.getresponse()
+    raw = response.read()
+    connection.close()
+    kind = response.headers.get("Content-Type", "")
+    return response.status, response.headers, json.loads(raw) if "json" in kind and raw else raw
+
+
+def _cookie(headers: http.client.HTTPMessage, name: str) -> str:
+    for value in headers.get_all("Set-Cookie") or []:
+        if value.startswith(name + "="):
+            return value.split(";", 1)[0]
+    raise AssertionError(f"no {name} cookie in {headers}")
+
+
+def _add_staff(store: Store, login: str, role: str, outlet: str | None = None) -> None:
+    hashed = served_pins().hash_password("staff:" + login, PASSWORD)
+    member = StaffMember(login, login.title(), role, outlet, hashed)
+    store.add_staff(member, NOON_MS, AuditEntry(NOON_MS, "cli", "admin", "staff add", 0))
+
+
+def served_pins() -> Any:
+    from bandlink.gateway.core.payments.pinhash import PinHasher
+
+    return PinHasher(b"k" * 32)  # the served fixture's Core(secret_key=...)
+
+
+def _login(served: Served, login: str, password: str = PASSWORD) -> tuple[int, str | None]:
+    status, headers, _body = _request(
+        served, "POST", "/v1/login", {"login": login, "password": password}
+    )
+    return status, _cookie(headers, auth.STAFF_COOKIE) if status == 200 else None
+
+
+# -- staff ----------------------------------------------------------------------------------
+
+
+def test_staff_log_in_and_act_in_their_role(served: Served) -> None:
+    _add_staff(served.store, "maria", "desk")
+    status, cookie = _login(served, "maria")
+    assert status == 200 and cookie is not None
+    status, _h, body = _request(served, "GET", "/v1/whoami", cookie=cookie)
+    assert (status, body["role"], body["id"]) == (200, "desk", "staff:maria")
+    status, _h, body = _request(served, "GET", "/v1/bands/" + ADA.hex(), cookie=cookie)
+    assert (status, body["guest"]) == (200, "g-ada")
+    status, _h, body = _request(served, "GET", "/v1/audit", cookie=cookie)
+    assert (status, body["type"]) == (403, "urn:bandlink:problem:forbidden")
+    status, _h, _b = _request(served, "POST", "/v1/logout", cookie=cookie)
+    assert status == 200
+    status, _h, _b = _request(served, "GET", "/v1/whoami", cookie=cookie)
+    assert status == 401  # the session ended on the server, not only in the browser
+
+
+def test_wrong_passwords_lock_the_login_and_unknown_logins_learn_nothing(served: Served) -> None:
+    _add_staff(served.store, "maria", "desk")
+    unknown = _request(served, "POST", "/v1/login", {"login": "nobody", "password": "x" * 12})
+    wrong = _request(served, "POST", "/v1/login", {"login": "maria", "password": "x" * 12})
+    assert unknown[0] == wrong[0] == 401 and unknown[2]["detail"] == wrong[2]["detail"]
+    for _ in range(auth.LOGIN_ATTEMPTS - 1):
+        assert _login(served, "maria", "guess-" + "x" * 8)[0] == 401
+    assert _login(served, "maria")[0] == 429  # locked: the right password too, for now
+    member = served.store.staff_member("maria")
+    assert member is not None and member.locked_until_ms == NOON_MS + auth.LOCK_MS
+
+
+def test_a_cross_site_post_with_a_session_cookie_is_refused(served: Served) -> None:
+    _add_staff(served.store, "maria", "desk")
+    _status, cookie = _login(served, "maria")
+    block = {"reason": "lost"}
+    evil = {"Origin": "https://evil.example"}
+    path = f"/v1/bands/{ADA.hex()}/block"
+    status, _h, _b = _request(served, "POST", path, block, cookie=cookie, headers=evil)
+    assert status == 403
+    band = served.store.band_info(ADA)
+    assert band is not None and not band.blocked
+
+
+def test_an_operator_is_not_a_desk(served: Served) -> None:
+    _add_staff(served.store, "olu", "operator")
+    _status, cookie = _login(served, "olu")
+    status, _h, _b = _request(
+        served, "POST", f"/v1/bands/{ADA.hex()}/block", {"reason": "lost"}, cookie=cookie
+    )
+    assert status == 403
+
+
+# -- the audit log --------------------------------------------------------------------------
+
+
+def test_every_write_is_audited_and_the_log_cannot_be_edited(served: Served, db_url: str) -> None:
+    desk = served.as_("desk")
+    assert desk.call("POST", f"/v1/bands/{ADA.hex()}/block", {"reason": "lost"}).status == 200
+    till = served.as_("cafe")
+    assert till.call("POST", f"/v1/bands/{ADA.hex()}/block", {"reason": "lost"}).status == 403
+    assert served.as_("").call("POST", "/v1/guests/g-ada/topups", {"amount": 1}).status == 401
+    _login(served, "nobody", "x" * 12)
+    entries = served.as_("admin").call("GET", "/v1/audit").body["entries"]
+    seen = [(e["action"], e["status"], e["role"]) for e in entries]
+    assert seen[0] == ("POST /v1/bands/{uid}/block", 200, "desk")
+    assert json.loads(entries[0]["target"]) == {"uid": ADA.hex()}
+    assert json.loads(entries[0]["detail"]) == {"reason": "lost"}
+    assert entries[0]["source"] == "127.0.0.1" and entries[0]["at_ms"] == NOON_MS
+    assert seen[1] == ("POST /v1/bands/{uid}/block", 403, "till")
+    assert seen[2] == ("POST /v1/guests/{guest}/topups", 401, "-")
+    assert entries[3]["action"] == "POST /v1/login" and entries[3]["status"] == 401
+    assert "x" * 12 not in json.dumps(entries)  # a password is never written down
+    # No route changes it, and neither does SQL behind the API's back.
+    for method in ("PUT", "DELETE", "PATCH"):
+        assert served.as_("admin").call(method, "/v1/audit").status == 405
+    engine = create_engine(normalise_db_url(db_url))
+    for statement in ("UPDATE audit_log SET actor = 'someone else'", "DELETE FROM audit_log"):
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
+    engine.dispose()
+    assert len(served.as_("admin").call("GET", "/v1/audit").body["entries"]) >= 4
+
+
+# -- lost and replaced bands ----------------------------------------------------------------
+
+
+def test_a_lost_band_is_refused_at_once_and_its_replacement_carries_everything(
+    served: Served,
+) -> None:
+    store = served.store
+    pair = Pair(store)
+    topup(store, "g-ada", 3000)
+    assert pair.tap(ADA).reason == reasons.OK  # Ada is inside
+    desk = served.as_("desk")
+    reply = desk.call(
+        "POST", f"/v1/bands/{ADA.hex()}/replace", {"new_uid": NEW_BAND.hex(), "reason": "lost"}
+    )
+    assert reply.status == 201, reply
+    assert reply.body["old"]["blocked_reason"] == "lost"
+    assert reply.body["new"]["guest"] == "g-ada"
+    # The old band, found by someone else: refused at the next tap, flagged with where.
+    later = NOON_MS + 60_000
+    found = evt_frame(make_tap(ADA, reader="gate-3"), reader="gate-3", received_ms=later)
+    (stolen,) = pair.results([found], later)
+    assert (stolen.granted, stolen.reason, stolen.name) == (False, reasons.BAND_BLOCKED, None)
+    alerts = [e for e in pair.events() if getattr(e, "alert", None)]
+    assert alerts and alerts[-1].alert == "possible theft: band reported lost"  # type: ignore[attr-defined]
+    seen = desk.call("GET", f"/v1/bands/{ADA.hex()}").body["taps"]
+    assert seen[0]["reader"] == "gate-3" and seen[0]["after_block"] is True
+    # The new band is Ada: still inside (presence), leaves and comes back on her ticket.
+    assert pair.tap(NEW_BAND).reason == reasons.ALREADY_INSIDE
+    assert pair.tap(NEW_BAND, reader="gate-2", direction=OUT).reason == reasons.OK
+    welcome = pair.tap(NEW_BAND)
+    assert (welcome.reason, welcome.name) == (reasons.OK, "Ada")
+    wallet = desk.call("GET", "/v1/guests/g-ada/wallet").body
+    assert wallet["balance"] == 3000
+    again = desk.call(
+        "POST", f"/v1/bands/{ADA.hex()}/replace", {"new_uid": "04000000000099", "reason": "lost"}
+    )
+    problem(again, 409, "band-replaced")
+    taken = desk.call(
+        "POST", f"/v1/bands/{DEMO_BANDS['Bo'].hex()}/replace", {"new_uid": NEW_BAND.hex()}
+    )
+    problem(taken, 409, "band-issued")
+    problem(desk.call("GET", "/v1/bands/04ffffffffffff"), 404, "unknown-band")
+
+
+# -- guests log in by tap -------------------------------------------------------------------
+
+
+def test_a_guest_logs_in_by_tapping_once_per_reading(served: Served) -> None:
+    band = development_bands().band(ADA)
+    url = band.url()
+    path = url[url.index("/b?") :]
+    status, headers, _body = _request(served, "GET", path)
+    assert status == 303 and headers["Location"] == "/v1/me"
+    cookie = _cookie(headers, auth.GUEST_COOKIE)
+    status, _h, me = _request(served, "GET", "/v1/me", cookie=cookie)
+    assert (status, me) == (200, {"guest": "g-ada", "name": "Ada"})
+    status, _h, body = _request(served, "GET", path)  # the same URL, copied
+    assert (status, body["type"]) == (403, "urn:bandlink:problem:link-used")
+    forged = path[:-1] + ("0" if path[-1] != "0" else "1")
+    status, _h, body = _request(served, "GET", forged)
+    assert (status, body["type"]) == (403, "urn:bandlink:problem:band-not-accepted")
+    # The login used a reading up, as a tap does: a gate shown it later sees a replay.
+    assert served.store.last_counter(ADA) == band.counter
+    staff_cookie = cookie.replace(auth.GUEST_COOKIE, auth.STAFF_COOKIE)
+    assert _request(served, "GET", "/v1/whoami", cookie=staff_cookie)[0] == 401
+
+
+def test_a_blocked_band_logs_nobody_in(served: Served) -> None:
+    served.store.block_band(ADA, reason="stolen", now_ms=NOON_MS)
+    url = development_bands().band(ADA).url()
+    status, _h, body = _request(served, "GET", url[url.index("/b?") :])
+    assert (status, body["type"]) == (403, "urn:bandlink:problem:band-blocked")
+    assert SITE  # the venue is the demo's
