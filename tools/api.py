@@ -52,6 +52,40 @@ def _reply(status: int, raw: bytes, headers: Any) -> Reply:
     return Reply(status, json.loads(raw) if raw else None, kind)
 
 
+def add_staff(
+    db_url: str, *, login: str, name: str, role: str, outlet: str | None, password: str | None
+) -> str | None:
+    """A staff member in the store at db_url, their password hashed with the gateway's secret
+    key (its settings: BANDLINK_SECRET_KEY); the password made for them, if none was given.
+    The audit log says the command line added them."""
+    import secrets
+    import time
+
+    from bandlink.gateway.core.payments.pinhash import PinHasher
+    from bandlink.gateway.http.auth import check_role
+    from bandlink.gateway.settings import load_settings
+    from bandlink.gateway.store import AuditEntry, StaffMember, Store
+
+    check_role(role, outlet)
+    made = None if password is not None else secrets.token_urlsafe(12)
+    chosen = password if password is not None else made
+    assert chosen is not None
+    settings = load_settings(broker="mqtt://unused", db=db_url)
+    hashed = PinHasher(settings.secret_key.get_secret_value().encode()).hash_password(
+        "staff:" + login, chosen
+    )
+    now = time.time_ns() // 1_000_000
+    detail = json.dumps({"role": role, "name": name})
+    entry = AuditEntry(now, "cli", "admin", "staff add", 0, target=login, detail=detail)
+    store = Store(db_url)
+    try:
+        store.migrate()
+        store.add_staff(StaffMember(login, name, role, outlet, hashed), now, entry)
+    finally:
+        store.close()
+    return made
+
+
 def create_token(db_url: str, role: str, outlet: str | None) -> tuple[str, str]:
     """A new API token in the store at db_url: (its id, its secret, shown once)."""
     import time

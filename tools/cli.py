@@ -243,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_token(commands)
     _add_till(commands)
     _add_band(commands)
+    _add_staff(commands)
 
     bench = commands.add_parser("bench", help="measure: print numbers for docs/BENCHMARKS.md")
     benches = bench.add_subparsers(dest="bench", required=True, metavar="BENCH")
@@ -283,16 +284,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def cmd_token_create(args: argparse.Namespace) -> int:
+def _store_url(args: argparse.Namespace, command: str) -> str | None:
+    """The gateway's store for a command that writes to it: --db, else BANDLINK_DB."""
     import os
 
+    db: str | None = args.db or os.environ.get("BANDLINK_DB")
+    if not db:
+        hint = "name the gateway's store: --db URL (or BANDLINK_DB)"
+        print(f"bandlink {command}: {hint}", file=sys.stderr)
+    return db
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
     from .api import create_token
 
-    db = args.db or os.environ.get("BANDLINK_DB")
-    if not db:
-        print(
-            "bandlink token: name the gateway's store: --db URL (or BANDLINK_DB)", file=sys.stderr
-        )
+    db = _store_url(args, "token")
+    if db is None:
         return 2
     try:
         token_id, secret = create_token(db, args.role, args.outlet)
@@ -310,10 +317,50 @@ def _add_token(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     token = commands.add_parser("token", help="API tokens for tills, desks and operators")
     actions = token.add_subparsers(dest="action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="make a token and print it (once)")
-    create.add_argument("--role", required=True, choices=["till", "desk", "admin"])
+    create.add_argument("--role", required=True, choices=["till", "desk", "operator", "admin"])
     create.add_argument("--outlet", help="a till's outlet: it charges only at its readers")
     create.add_argument("--db", help="the gateway's store (else BANDLINK_DB)")
     create.set_defaults(run=cmd_token_create)
+
+
+def cmd_staff_add(args: argparse.Namespace) -> int:
+    from .api import add_staff
+
+    db = _store_url(args, "staff")
+    if db is None:
+        return 2
+    password = sys.stdin.readline().rstrip("\n") if args.password_stdin else None
+    try:
+        shown = add_staff(
+            db,
+            login=args.login,
+            name=args.name,
+            role=args.role,
+            outlet=args.outlet,
+            password=password,
+        )
+    except ValueError as err:
+        print(f"bandlink staff: {err}", file=sys.stderr)
+        return 2
+    if shown is not None:
+        print(f"# password for {args.login}; shown once, only its hash is kept", file=sys.stderr)
+        print(shown)
+    return 0
+
+
+def _add_staff(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    staff = commands.add_parser("staff", help="people who log in: admins, desks, operators, tills")
+    actions = staff.add_subparsers(dest="action", required=True, metavar="ACTION")
+    add = actions.add_parser("add", help="add a staff member (a password is made and shown once)")
+    add.add_argument("--login", required=True, help="what they log in with")
+    add.add_argument("--name", required=True, help="their name, for the audit log")
+    add.add_argument("--role", required=True, choices=["till", "desk", "operator", "admin"])
+    add.add_argument("--outlet", help="a till's outlet")
+    add.add_argument("--db", help="the gateway's store (else BANDLINK_DB)")
+    add.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    add.set_defaults(run=cmd_staff_add)
 
 
 def cmd_till_charge(args: argparse.Namespace) -> int:

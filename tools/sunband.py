@@ -6,6 +6,7 @@ bands and the load generator's bands are these."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 from bandlink.gateway.core.bands import sun
 from bandlink.gateway.core.bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
@@ -79,13 +80,8 @@ class SunBands:
         return fields
 
 
-_DEVELOPMENT: SunBands | None = None
-
-
+@lru_cache(maxsize=1)
 def development_bands() -> SunBands:
     """The bands of a development venue (the development master key). One set per process, so
     each band's counter only grows, as a real band's does."""
-    global _DEVELOPMENT
-    if _DEVELOPMENT is None:
-        _DEVELOPMENT = SunBands(DEVELOPMENT_MASTER_KEY)
-    return _DEVELOPMENT
+    return SunBands(DEVELOPMENT_MASTER_KEY)
