@@ -14,6 +14,7 @@ from bandlink.protocol import GATE, IN, Tap, encode
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.gatewayproc import GatewayGroup
 from bandlink.tools.simreader import SimReader
+from bandlink.tools.sunband import development_bands
 from bandlink.tools.waiting import wait_for
 from bandlink.tools.wire import WireReaders
 
@@ -73,7 +74,14 @@ def test_the_same_tap_twice_is_recorded_once_with_the_same_answer(
 ) -> None:
     raw = WireReaders(broker)
     tap = Tap(
-        reader="gate-1", ts=1, mid=os.urandom(16), uid=ADA, role=GATE, direction=IN, gate="north"
+        reader="gate-1",
+        ts=1,
+        mid=os.urandom(16),
+        uid=ADA,
+        role=GATE,
+        direction=IN,
+        gate="north",
+        **development_bands().read(ADA),
     )
     for sent in (1, 2):
         raw.publish("gate-1", encode(tap))

@@ -202,11 +202,16 @@ def _tap_frames(count: int) -> list[Any]:
     from bandlink.gateway.core.handler import Frame
     from bandlink.protocol import GATE, Tap, encode, topics
 
+    from .sunband import development_bands
+
     taps = zip(range(count), script(), itertools.cycle((0, 0, 1)), strict=False)
     frames = []
     for n, (_, uid), d in taps:
         reader = "gate-2" if d else "gate-1"
-        tap = Tap(reader=reader, ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d)
+        reading = development_bands().read(uid)  # the Core's keys are the development venue's
+        tap = Tap(
+            reader=reader, ts=n, mid=os.urandom(16), uid=uid, role=GATE, direction=d, **reading
+        )
         frames.append(Frame(topics.reader_topic(reader, topics.EVT), encode(tap), n))
     return frames
 

@@ -61,6 +61,7 @@ from bandlink.gateway.settings import parse_broker_url
 
 from .access import Login, write_private
 from .processes import ReadyProcess
+from .sunband import SunBands, development_bands
 
 DEADLINE_MS = 800  # what a reader waits for a result (firmware's default deadline_ms)
 # paho fails a QoS 1 publish with ERR_QUEUE_SIZE past 65,535 un-acknowledged ones (16-bit packet
@@ -120,10 +121,21 @@ def _nodelay(client: mqtt.Client, userdata: Any, sock: Any) -> None:
 
 
 def tap_wire(
-    *, reader: str, seq: int, mid: bytes, ts: int, uid: bytes, direction: int, gate: str
+    *,
+    reader: str,
+    seq: int,
+    mid: bytes,
+    ts: int,
+    uid: bytes,
+    direction: int,
+    gate: str,
+    sun: Mapping[str, bytes] | None = None,
 ) -> dict[int, Any]:
-    """The wire map of a gate Tap, as ``Tap(...).to_wire()`` builds it."""
+    """The wire map of a gate Tap, as ``Tap(...).to_wire()`` builds it; ``sun``: the band's
+    reading (picc, cmac, file), as tools.sunband makes it."""
     body = {0: uid, 1: _GATE_ROLE, 2: direction, 3: gate}
+    for name, value in (sun or {}).items():
+        body[_SUN_KEYS[name]] = value
     return {
         _V: 1,
         _TYPE: _TAP_TYPE,
@@ -134,6 +146,9 @@ def tap_wire(
         _DEADLINE: ts + DEADLINE_MS,
         _BODY: body,
     }
+
+
+_SUN_KEYS = {"picc": 9, "file": 10, "cmac": 11}  # the Tap body's keys (protocol/messages.py)
 
 
 def tap_frame(wire: dict[int, Any]) -> bytes:
@@ -149,8 +164,16 @@ def check_encoding() -> None:
 
     for seq, direction in ((0, 0), (255, 1)):
         mid, uid, ts = os.urandom(16), band_uid(seq), time.time_ns() // 1_000_000
+        sun = {"picc": os.urandom(16), "cmac": os.urandom(8)} if direction else {}
         wire = tap_wire(
-            reader="load-001", seq=seq, mid=mid, ts=ts, uid=uid, direction=direction, gate="load"
+            reader="load-001",
+            seq=seq,
+            mid=mid,
+            ts=ts,
+            uid=uid,
+            direction=direction,
+            gate="load",
+            sun=sun,
         )
         reference = Tap(
             reader="load-001",
@@ -162,6 +185,7 @@ def check_encoding() -> None:
             role=GATE,
             direction=direction,
             gate="load",
+            **sun,
         )
         if tap_frame(wire) != encode(reference):
             raise RuntimeError("cbor2 and bandlink.protocol.encode disagree on a gate tap")
@@ -228,8 +252,12 @@ class LoadGenerator:
         echo: bool = False,
         gate: str = "load",
         on_phase: Callable[[str], object] = lambda _: None,
+        sun_bands: SunBands | None = None,
     ) -> None:
+        """``sun_bands``: the emulated bands whose readings every tap carries (by default the
+        development venue's, the key a gateway under test runs with unless told otherwise)."""
         check_encoding()
+        self._sun = sun_bands or development_bands()
         self._host, self._port = parse_broker_url(broker_url)
         self._readers = [login.user for login in readers]
         self._topics = [f"bl/1/{r}/evt" for r in self._readers]
@@ -352,6 +380,7 @@ class LoadGenerator:
             uid=self._bands[band],
             direction=direction,
             gate=self._gate,
+            sun=self._sun.read(self._bands[band]),
         )
         # Pending before publishing: a reply can never arrive before its tap is known.
         self._pending[mid] = (scheduled_ns, band)

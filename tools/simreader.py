@@ -26,6 +26,9 @@ from bandlink.gateway.settings import parse_broker_url
 from .access import Login, write_private
 from .micropython import DEFAULT_HEAP, micropython_command, micropython_env
 from .processes import read_log, stop_process
+from .sunband import SunBands, development_bands
+
+SUN_BAND, PLAIN_BAND, TORN = "sun", "plain", "torn"  # what SimReader.tap places
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,12 @@ class SimReader:
         role: str = "gate",
         pin_key: bytes | None = None,
         hold_ms: int | None = None,
+        bands: SunBands | None = None,
     ) -> None:
+        """``bands``: the emulated NTAG 424 DNA bands placed on the antenna (by default the
+        development venue's, each making a fresh SUN reading per tap)."""
         host, port = parse_broker_url(broker_url)
+        self.bands = bands or development_bands()
         self.reader_id = reader_id
         self.heap = heap
         self.workdir = workdir
@@ -123,11 +130,17 @@ class SimReader:
         if not self.link_up.wait(timeout):
             raise ReaderError(f"{self.reader_id} did not reach the broker:\n{self.log()}")
 
-    def tap(self, uid: bytes, timeout: float = 5) -> Feedback:
-        """Place a band, wait for the light the guest sees, take the band away."""
+    def tap(self, uid: bytes, timeout: float = 5, *, band: str = SUN_BAND) -> Feedback:
+        """Place a band, wait for the light the guest sees, take the band away. ``band``:
+        SUN_BAND (the band's NDEF file, a fresh SUN reading in its URL), PLAIN_BAND (a tag
+        with a UID alone: a plain band, or a copied UID), TORN (taken away mid-read)."""
         self._drain()
+        if band == SUN_BAND:
+            placed = f"place {uid.hex()} {self.bands.band(uid).ndef().hex()}"
+        else:
+            placed = f"place {uid.hex()}" + (" torn" if band == TORN else "")
         started = time.perf_counter()
-        self._send(f"place {uid.hex()}")
+        self._send(placed)
         try:
             return self._next_show(started, timeout, lambda pattern, _: pattern != "idle")
         finally:

@@ -22,6 +22,7 @@ from bandlink.protocol import GATE, Result, Tap, decode, encode, topics
 
 from .access import Login
 from .broker import MosquittoBroker
+from .sunband import development_bands
 
 _CONNECT_TIMEOUT_S = 5
 
@@ -116,8 +117,17 @@ class WireReaders:
         self._clients[reader].client.publish(topic, payload, qos=1).wait_for_publish(5)
 
     def send(self, reader: str, uid: bytes, direction: int) -> bytes:
-        """A fresh gate tap, without waiting; its mid."""
-        tap = Tap(reader=reader, ts=1, mid=os.urandom(16), uid=uid, role=GATE, direction=direction)
+        """A fresh gate tap with a fresh reading of the band, without waiting; its mid."""
+        reading = development_bands().read(uid)
+        tap = Tap(
+            reader=reader,
+            ts=1,
+            mid=os.urandom(16),
+            uid=uid,
+            role=GATE,
+            direction=direction,
+            **reading,
+        )
         assert tap.mid is not None
         topic = topics.reader_topic(reader, topics.EVT)
         self._clients[reader].client.publish(topic, encode(tap), qos=1)
