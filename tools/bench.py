@@ -47,8 +47,8 @@ def bench_taps(count: int, heap: str = DEFAULT_HEAP) -> int:
     with venue_rig(VAR / "bench", say=lambda _: None, rate_limited=False, heap=heap) as rig:
         taps = script()
         for _ in range(count):
-            reader_id, uid = next(taps)
-            seen = rig.readers[reader_id].tap(uid)
+            reader_id, uid, band = next(taps)
+            seen = rig.readers[reader_id].tap(uid, band=band)
             times.append(seen.ms)
             retries += seen.pattern == "retry"  # the demo script never earns one
         heap_used = rig.heap_used_max()
@@ -206,7 +206,7 @@ def _tap_frames(count: int) -> list[Any]:
 
     taps = zip(range(count), script(), itertools.cycle((0, 0, 1)), strict=False)
     frames = []
-    for n, (_, uid), d in taps:
+    for n, (_, uid, _band), d in taps:
         reader = "gate-2" if d else "gate-1"
         reading = development_bands().read(uid)  # the Core's keys are the development venue's
         tap = Tap(

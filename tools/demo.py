@@ -28,12 +28,13 @@ from .access import write_private
 from .api import ApiClient, create_token
 from .micropython import REPO_ROOT
 from .rig import Rig, venue_rig
-from .simreader import Feedback, ReaderError
+from .simreader import PLAIN_BAND, SUN_BAND, Feedback, ReaderError
 
 VAR = REPO_ROOT / "var"
 PAUSE_S = 0.25  # between taps, so a person can read along
 
 
+COPY_OF_EMIL = "Emil's UID"  # a tag that shows Emil's UID and nothing else
 # (reader, band): a morning at the north gate, repeated.
 SCRIPT = [
     ("gate-1", "Ada"),  # valid ticket: green
@@ -46,14 +47,19 @@ SCRIPT = [
     ("gate-1", "Chen"),  # ticket for another site: red
     ("gate-1", "Dara"),  # band reported lost, blocked: red
     ("gate-2", "Emil"),  # exit: green
+    ("gate-1", COPY_OF_EMIL),  # Emil's UID copied onto a blank tag by a phone: red (bad_mac)
     ("gate-2", "Ada"),  # exit: green
     ("gate-2", "Bo"),  # exit without an entry: granted, exits never block
 ]
 
 
-def script() -> Iterator[tuple[str, bytes]]:
+def script() -> Iterator[tuple[str, bytes, str]]:
+    """(reader, UID, what is placed: a SUN band, or a plain tag with the UID alone)."""
     for reader, name in itertools.cycle(SCRIPT):
-        yield reader, (DEMO_BANDS[name] if name else UNKNOWN_BAND_UID)
+        if name == COPY_OF_EMIL:
+            yield reader, DEMO_BANDS["Emil"], PLAIN_BAND
+        else:
+            yield reader, (DEMO_BANDS[name] if name else UNKNOWN_BAND_UID), SUN_BAND
 
 
 def _line(reader: str, uid: bytes, feedback: Feedback, store: Store) -> str:
@@ -108,8 +114,8 @@ def run_demo(taps: int = 0, gateways: int = 2) -> int:
 
 def _play(rig: Rig, taps: int, results: list[Feedback], on_first: Callable[[], object]) -> None:
     print(f"{'reader':7} {'band':15} {'guest':8} {'light':6} {'reason':16} round trip")
-    for reader_id, uid in script():
-        feedback = rig.readers[reader_id].tap(uid)
+    for reader_id, uid, band in script():
+        feedback = rig.readers[reader_id].tap(uid, band=band)
         if not results:
             on_first()
         results.append(feedback)

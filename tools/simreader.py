@@ -130,13 +130,17 @@ class SimReader:
         if not self.link_up.wait(timeout):
             raise ReaderError(f"{self.reader_id} did not reach the broker:\n{self.log()}")
 
-    def tap(self, uid: bytes, timeout: float = 5, *, band: str = SUN_BAND) -> Feedback:
+    def tap(
+        self, uid: bytes, timeout: float = 5, *, band: str = SUN_BAND, ndef: bytes | None = None
+    ) -> Feedback:
         """Place a band, wait for the light the guest sees, take the band away. ``band``:
-        SUN_BAND (the band's NDEF file, a fresh SUN reading in its URL), PLAIN_BAND (a tag
-        with a UID alone: a plain band, or a copied UID), TORN (taken away mid-read)."""
+        SUN_BAND (the band's NDEF file, a fresh SUN reading in its URL, or ``ndef``: one read
+        earlier, as a copier would replay it), PLAIN_BAND (a tag with a UID alone: a plain
+        band, or a copied UID), TORN (taken away mid-read)."""
         self._drain()
         if band == SUN_BAND:
-            placed = f"place {uid.hex()} {self.bands.band(uid).ndef().hex()}"
+            shown = ndef if ndef is not None else self.bands.band(uid).ndef()
+            placed = f"place {uid.hex()} {shown.hex()}"
         else:
             placed = f"place {uid.hex()}" + (" torn" if band == TORN else "")
         started = time.perf_counter()
