@@ -190,9 +190,7 @@ class DecisionTx(SessionStore, Protocol):
     def record_tap(self, tap: TapRecord) -> TapRecord: ...
     def tap_by_mid(self, mid: bytes) -> TapRecord | None: ...
     def last_counter(self, uid: bytes) -> int | None: ...
-    def advance_counter(
-        self, uid: bytes, *, last: int | None, counter: int, reader_id: str, at_ms: int
-    ) -> None: ...
+    def accept_reading(self, uid: bytes, counter: int, *, reader_id: str, at_ms: int) -> bool: ...
     @property
     def books(self) -> Books: ...
 
@@ -372,7 +370,13 @@ class Core:
         # No look-up of the mid first: record_tap's insert settles duplicates (and races between
         # gateway processes) by the primary key and hands back the decision stored first.
         issued = tx.view.band(tap.uid)
-        proof = prove(tap, issued, self.band_keys, tx.last_counter)
+
+        # The reading is used up at once, whatever the decision (SPEC, "Proving a band"): one
+        # statement that is also the compare-and-set between gateway processes.
+        def accept(uid: bytes, counter: int) -> bool:
+            return tx.accept_reading(uid, counter, reader_id=reader.id, at_ms=frame.received_ms)
+
+        proof = prove(tap, issued, self.band_keys, accept)
         # An unproven band is nobody's: no guest recorded, no name shown.
         band = issued if proof.proven else None
         guest_id = band.guest_id if band is not None else None
@@ -387,10 +391,8 @@ class Core:
             # Another operation's mid: its answer (and its guest's name) is not this tap's.
             self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
             return
-        if stored is record:
-            if new is not None:
-                tx.write_presence(read, new)  # Conflict if another process changed it: retried
-            _use_reading(tap, proof, tx, frame.received_ms)
+        if stored is record and new is not None:
+            tx.write_presence(read, new)  # Conflict if another process changed it: retried
         name = self._name_shown(stored, tx)
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         duplicate = stored is not record
@@ -423,7 +425,7 @@ class Core:
             effects.events.append(_decided(tap, stored, frame, duplicate=True))
             return
         band = tx.view.band(tap.uid)
-        proof = prove(tap, band, self.band_keys, tx.last_counter)
+        proof = prove(tap, band, self.band_keys, lambda uid, n: _above(tx.last_counter(uid), n))
         paid = pay_by_tap(
             tx.books,
             charge_id=tap.charge,
@@ -656,13 +658,17 @@ def _payment_record(tap: Tap, received_ms: int, paid: TapPayment, proof: Proof) 
     return replace(record, text=paid.text, balance=paid.balance)
 
 
+def _above(last: int | None, counter: int) -> bool:
+    return last is None or counter > last
+
+
 def _use_reading(tap: Tap, proof: Proof, tx: DecisionTx, at_ms: int) -> None:
-    """The tap's SUN reading is used up: a later tap showing it again is a replay."""
+    """A pos tap's SUN reading is used up once its payment is decided: a later tap showing it
+    again is a replay. Raced if another process accepted it after this one read the counter."""
     if proof.proven and proof.counter is not None:
         assert tap.reader is not None
-        tx.advance_counter(
-            tap.uid, last=proof.last, counter=proof.counter, reader_id=tap.reader, at_ms=at_ms
-        )
+        if not tx.accept_reading(tap.uid, proof.counter, reader_id=tap.reader, at_ms=at_ms):
+            raise Raced(f"band {tap.uid.hex()}: its reading was accepted meanwhile")
 
 
 def _decided(

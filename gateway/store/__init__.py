@@ -98,12 +98,8 @@ class Transaction:
     def last_counter(self, uid: bytes) -> int | None:
         return bands.last_counter(self.conn, uid)
 
-    def advance_counter(
-        self, uid: bytes, *, last: int | None, counter: int, reader_id: str, at_ms: int
-    ) -> None:
-        bands.advance_counter(
-            self.conn, uid, last=last, counter=counter, reader_id=reader_id, at_ms=at_ms
-        )
+    def accept_reading(self, uid: bytes, counter: int, *, reader_id: str, at_ms: int) -> bool:
+        return bands.accept_reading(self.conn, uid, counter, reader_id=reader_id, at_ms=at_ms)
 
     def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool:
         return self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
@@ -353,23 +349,12 @@ class Store:
         """Open a guest's session for one SUN reading of their band, if that reading was never
         used (by a tap or another login): the counter advances in the same transaction."""
 
-        def attempt() -> bool:
-            with self._write() as conn:
-                last = bands.last_counter(conn, uid)
-                if last is not None and counter <= last:
-                    return False
-                bands.advance_counter(
-                    conn,
-                    uid,
-                    last=last,
-                    counter=counter,
-                    reader_id="phone",
-                    at_ms=session.created_ms,
-                )
-                staff.open_session(conn, digest, session, source)
-                return True
-
-        return retried(attempt)
+        with self._write() as conn:
+            at_ms = session.created_ms
+            if not bands.accept_reading(conn, uid, counter, reader_id="phone", at_ms=at_ms):
+                return False
+            staff.open_session(conn, digest, session, source)
+            return True
 
     def web_session(self, digest: str, now_ms: int) -> WebSession | None:
         with self._read() as conn:

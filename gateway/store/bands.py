@@ -1,30 +1,18 @@
-"""Bands through their life: issued to a guest; and each band's last accepted SUN counter. A
-reading is good once: the counter is advanced by a compare-and-set on the value the decision
-read, so of two gateway processes accepting readings of one band at once, one wins and the
-other decides again (and sees a replay)."""
+"""Bands through their life: issued to a guest, blocked, replaced; and each band's last accepted
+SUN counter. A reading is good once: it is accepted by one conditional statement, so of two
+gateway processes shown one reading, one accepts it and the other sees a replay."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
-from ..core.records import Raced
 from .engine import insert
 from .schema import band_counters, bands, guests
 
 _COUNTER = select(band_counters.c.counter).where(band_counters.c.uid == bindparam("uid"))
-_COLUMNS = ("counter", "reader_id", "at_ms")
-_ADVANCE = (
-    update(band_counters)
-    .where(band_counters.c.uid == bindparam("b_uid"))
-    .where(band_counters.c.counter == bindparam("b_last"))
-    .values({name: bindparam(name) for name in _COLUMNS})
-)
-
-
-class CounterRaced(Raced):
-    """Another transaction accepted a reading of this band after this one read its counter."""
 
 
 BLOCK_REASONS = ("lost", "stolen", "damaged", "replaced")
@@ -118,19 +106,24 @@ def last_counter(conn: Connection, uid: bytes) -> int | None:
     return None if value is None else int(value)
 
 
-def advance_counter(
-    conn: Connection, uid: bytes, *, last: int | None, counter: int, reader_id: str, at_ms: int
-) -> None:
-    """Store ``counter`` as the band's last, if the last is still ``last`` (None: none yet)."""
-    values = {"counter": counter, "reader_id": reader_id, "at_ms": at_ms}
-    if last is None:
-        first = (
-            insert(conn.dialect.name, band_counters)
-            .on_conflict_do_nothing(index_elements=["uid"])
-            .returning(band_counters.c.uid)
-        )
-        done = conn.execute(first, {"uid": uid, **values}).first() is not None
-    else:
-        done = conn.execute(_ADVANCE, {"b_uid": uid, "b_last": last, **values}).rowcount == 1
-    if not done:
-        raise CounterRaced(f"band {uid.hex()}: its counter moved on since it was read")
+def accept_reading(
+    conn: Connection, uid: bytes, counter: int, *, reader_id: str, at_ms: int
+) -> bool:
+    """Make ``counter`` the band's last accepted, if it is above the last one: one statement,
+    an insert or a conditional update. False: the reading (or a later one) was accepted before,
+    in a committed transaction or earlier in this one. On PostgreSQL a transaction accepting the
+    same band's reading meanwhile holds the row; this one waits for it and then sees its
+    counter, so of two processes shown one reading, one accepts it."""
+    values = {"uid": uid, "counter": counter, "reader_id": reader_id, "at_ms": at_ms}
+    statement = _ACCEPT.get(conn.dialect.name)
+    if statement is None:
+        ins = insert(conn.dialect.name, band_counters)
+        statement = _ACCEPT[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=["uid"],
+            set_={name: ins.excluded[name] for name in ("counter", "reader_id", "at_ms")},
+            where=band_counters.c.counter < ins.excluded.counter,
+        ).returning(band_counters.c.uid)
+    return conn.execute(statement, values).first() is not None
+
+
+_ACCEPT: dict[str, Any] = {}  # the statement, per dialect

@@ -22,8 +22,7 @@ REPLAYED = reasons.name(reasons.REPLAYED)
 class Proof:
     kind: str  # SUN: the tap carried a reading; PLAIN: a UID alone
     refusal: str | None = None  # BAD_MAC or REPLAYED; None: proven (or plain, and allowed)
-    counter: int | None = None  # the reading's counter, to be accepted with the tap
-    last: int | None = None  # the band's last accepted counter, as read (compare-and-set)
+    counter: int | None = None  # the reading's counter
 
     @property
     def proven(self) -> bool:
@@ -31,8 +30,11 @@ class Proof:
 
 
 def prove(
-    tap: Tap, band: Band | None, keys: BandKeys, last_counter: Callable[[bytes], int | None]
+    tap: Tap, band: Band | None, keys: BandKeys, is_new: Callable[[bytes, int], bool]
 ) -> Proof:
+    """Whether the tap's band proved itself. ``is_new(uid, counter)``: whether the reading's
+    counter is above the band's last accepted one (the caller's transaction reads it, or
+    accepts it at once)."""
     if tap.picc is None or tap.cmac is None:
         # A band issued as a SUN band tapping with its UID alone: its UID copied onto another
         # tag. A plain-UID band, or one nobody issued, is judged by the rules that follow.
@@ -44,7 +46,6 @@ def prove(
     if reading.uid != tap.uid:
         # A genuine reading of another band, sent under this UID.
         return Proof(SUN, BAD_MAC)
-    last = last_counter(reading.uid)
-    if last is not None and reading.counter <= last:
-        return Proof(SUN, REPLAYED, reading.counter, last)
-    return Proof(SUN, None, reading.counter, last)
+    if not is_new(reading.uid, reading.counter):
+        return Proof(SUN, REPLAYED, reading.counter)
+    return Proof(SUN, None, reading.counter)
