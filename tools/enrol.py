@@ -41,6 +41,7 @@ from .sunband import uri_record
 
 DEFAULT_URL = "https://bandlink.example/b"
 KEY_VERSION = 1  # the version every key a band is personalised with carries
+NDEF_FILE_SIZE = 256  # NTAG 424 DNA's file 02
 CONNECT_S = 3.0  # how long to wait for a band on the reader
 _PICC, _MAC = "picc_data=", "cmac="
 _RECORD_TEXT = 2 + 5  # NLEN, then the URI record's header, type, length, "U", prefix code
@@ -79,9 +80,13 @@ def template_url(base: str) -> str:
 
 
 def ndef_file(url: str) -> bytes:
-    """The NDEF file: its length (NLEN, 2 bytes), then one URI record."""
+    """The NDEF file: its length (NLEN, 2 bytes), then one URI record. ValueError if it does
+    not fit the band's."""
     record = uri_record(url)
-    return len(record).to_bytes(2, "big") + record
+    content = len(record).to_bytes(2, "big") + record
+    if len(content) > NDEF_FILE_SIZE:
+        raise ValueError(f"the URL does not fit the band's {NDEF_FILE_SIZE}-byte NDEF file")
+    return content
 
 
 def sdm_settings(url: str) -> n.FileSettings:
@@ -273,7 +278,7 @@ def run_enrol(device: str, guest: str, *, db: str | None, url: str | None) -> in
     logging.getLogger("nfc").setLevel(logging.CRITICAL)
     try:
         settings = load_settings(db=db, broker=_NO_BROKER)
-        template_url(url or DEFAULT_URL)
+        ndef_file(template_url(url or DEFAULT_URL))
     except (SettingsError, ValueError) as err:
         return _fail(str(err), 2)
     store = Store(settings.db)
