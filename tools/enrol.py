@@ -1,15 +1,15 @@
 """``bandlink band enrol``: personalise a factory-fresh NTAG 424 DNA on a USB reader (nfcpy)
 and link it to a guest.
 
-On the chip, in one activation (NT4H2421Gx, AN12196 section 6): select the NDEF application;
-AuthenticateEV2First with key 0, the factory key (a band that refuses it is not factory-fresh);
-write the NDEF file with the band's URL, its SUN values zeros; ChangeFileSettings so the chip
-mirrors the encrypted UID and read counter and the CMAC into that URL on every read (SDM, meta
-read key 1, file read key 2, the CMAC over nothing but its session key: the MAC input offset
-is the MAC's own); ChangeKey 1 and 2, then 0, to the keys diversified from the venue's master
-(gateway/core/bands/keys.py), key 0 last because changing it ends the session. Then the URL is
-read once more as a phone reads it and verified as the gateway will; only a band that verifies
-is issued to the guest in the store.
+On the chip, in one activation, as AN12196's personalisation example does: select the NDEF
+application; AuthenticateEV2First with key 0, the factory key (a band that refuses it is not
+factory-fresh); write the NDEF file with the band's URL, its SUN values zeros;
+ChangeFileSettings so the chip mirrors the encrypted UID and read counter and the CMAC into
+that URL on every read (SDM, meta read key 1, file read key 2, the CMAC over nothing but its
+session key: the MAC input offset is the MAC's own); ChangeKey 1 and 2, then 0, to the keys
+diversified from the venue's master (gateway/core/bands/keys.py), key 0 last because changing
+it ends the session. Then the URL is read once more as a phone reads it and verified as the
+gateway will; only a band that verifies is issued to the guest in the store.
 
 Everything that can be checked without touching the band (the guest, the URL) is checked
 before the band is touched; a band already in the store is refused before anything is written.
@@ -278,8 +278,11 @@ def run_enrol(device: str, guest: str, *, db: str | None, url: str | None) -> in
     logging.getLogger("nfc").setLevel(logging.CRITICAL)
     try:
         settings = load_settings(db=db, broker=_NO_BROKER)
+    except SettingsError as err:
+        return _fail("; ".join(err.problems), 2)
+    try:
         ndef_file(template_url(url or DEFAULT_URL))
-    except (SettingsError, ValueError) as err:
+    except ValueError as err:
         return _fail(str(err), 2)
     store = Store(settings.db)
     try:
@@ -287,7 +290,9 @@ def run_enrol(device: str, guest: str, *, db: str | None, url: str | None) -> in
     except (EnrolError, ValueError) as err:
         return _fail(str(err), 1)
     except SQLAlchemyError as err:
-        return _fail(f"the store failed: {err.__class__.__name__}: {err}", 1)
+        # The driver's own words, not SQLAlchemy's statement dump (one line for the operator).
+        cause = getattr(err, "orig", None) or err
+        return _fail(f"the store at {store.url} failed: {cause}", 1)
     finally:
         store.close()
     print(enrolled.json_line(), flush=True)

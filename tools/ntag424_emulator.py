@@ -99,7 +99,7 @@ class Ntag424:
         if cla == 0x90 and self._app:
             handler = self._native.get(ins)
             if handler is not None:
-                return handler(self, _native_data(command))
+                return handler(self, _iso_data(command))
         return _sw(n.ILLEGAL_COMMAND if cla == 0x90 else n.ISO_NO_INS)
 
     # -- ISO 7816-4 -----------------------------------------------------------------------
@@ -336,16 +336,12 @@ def _iso_data(command: bytes) -> bytes:
     return bytes(command[5 : 5 + command[4]])
 
 
-def _native_data(command: bytes) -> bytes:
-    return _iso_data(command)
-
-
 # -- ISO 14443-4 behind nfcpy's udp driver ----------------------------------------------------
 
-# ATS: TL, T0 (FSCI 8: frames of 256 bytes; TA, TB, TC follow), TA (106 kbit/s only), TB (FWI 8:
-# ~77 ms to answer, generous for Python; the chip says 7), TC (no CID, no NAD), one historical
-# byte as NTAG 424 DNA sends.
-ATS = bytes.fromhex("0678008100" + "80")
+# ATS: TL, T0 (FSCI 7: frames of 128 bytes, as the chip's; TA, TB, TC follow), TA (106 kbit/s
+# only, all the udp driver speaks), TB (FWI 8: ~77 ms to answer, the chip's 7 doubled to leave a
+# Python thread slack), TC (no CID, no NAD), the chip's one historical byte.
+ATS = bytes.fromhex("0677008100" + "80")
 _FSD = (16, 24, 32, 40, 48, 64, 96, 128, 256)
 _SENS_RES, _SEL_RES = bytes.fromhex("4403"), bytes.fromhex("20")  # 7-byte UID, ISO-DEP
 

@@ -68,10 +68,16 @@ def card() -> Iterator[Card]:
 
 
 def _free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A free port without a service name: nfcpy's udp driver turns the port into a name
+    (getnameinfo) and back into a number, which fails for a named one."""
+    while True:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port: int = sock.getsockname()[1]
+        try:
+            socket.getservbyport(port, "udp")
+        except OSError:
+            return port
 
 
 def _enrol(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -114,6 +120,22 @@ def test_a_fresh_band_is_personalised_verified_and_issued(
         report = json.loads(capsys.readouterr().out)
         assert (report["uid"], report["counter"]) == (NEW_UID.hex().upper(), expected)
     assert chip.sdm_counter == 3
+
+
+def test_a_long_url_goes_in_chained_frames(
+    capsys: pytest.CaptureFixture[str], card: Card, db: str
+) -> None:
+    """A WriteData longer than the chip's 128-byte frames: nfcpy chains it, the chip too."""
+    base = "https://tickets.bandlink.example/" + "festival-2026/" * 7 + "b"
+    chip = Ntag424(NEW_UID)
+    path = card(chip).path
+    status, out, err = _enrol(capsys, "--guest", GUEST, "--device", path, "--db", db, "--url", base)
+    assert (status, err) == (0, "")
+    assert json.loads(out)["url"].startswith(base + "?picc_data=")
+    assert max(len(command) for command in chip.commands) > 128  # the WriteData
+    url = read_band_url(path)
+    assert main(["band", "sun-verify", "--master", "--key", DEVELOPMENT_MASTER_KEY.hex(), url]) == 0
+    assert json.loads(capsys.readouterr().out)["counter"] == 2
 
 
 def test_the_master_key_comes_from_the_settings(
