@@ -93,8 +93,9 @@ def sdm_settings(url: str) -> n.FileSettings:
     """File 02 as a band's: read free, write and change with key 0, SDM mirroring the PICC
     data (key 1) and a CMAC (key 2) over an empty input at the offsets of their values."""
     text = url[len("https://") :]
-    picc = _RECORD_TEXT + text.index(_PICC) + len(_PICC)
-    mac = _RECORD_TEXT + text.index("&" + _MAC) + 1 + len(_MAC)
+    # The last ones: the template appends them, whatever the path holds.
+    picc = _RECORD_TEXT + text.rindex(_PICC) + len(_PICC)
+    mac = _RECORD_TEXT + text.rindex("&" + _MAC) + 1 + len(_MAC)
     sdm = n.Sdm(SDM_META_READ, SDM_FILE_READ, picc, mac_input_offset=mac, mac_offset=mac)
     return n.FileSettings(n.PLAIN, read=n.FREE, write=0, read_write=0, change=0, sdm=sdm)
 
@@ -108,17 +109,17 @@ class Link:
     def __init__(self, tag: Any) -> None:
         self._tag = tag
 
-    def send(self, apdu: bytes) -> tuple[bytes, int]:
+    def send(self, apdu: bytes, what: str) -> tuple[bytes, int]:
         try:
             response = self._tag.transceive(bytearray(apdu))
         except (nfc.tag.TagCommandError, nfc.clf.CommunicationError) as err:
-            raise BandLost(f"the band stopped answering ({err})") from None
+            raise BandLost(f"the band stopped answering at {what} ({err})") from None
         if response is None or len(response) < 2:
-            raise BandLost("the band stopped answering")
+            raise BandLost(f"the band stopped answering at {what}")
         return n.split_response(bytes(response))
 
     def expect(self, apdu: bytes, ok: int, what: str) -> bytes:
-        data, status = self.send(apdu)
+        data, status = self.send(apdu, what)
         if status != ok:
             raise EnrolError(f"the band refused {what}: {n.status_name(status)}")
         return data
@@ -157,7 +158,7 @@ def authenticate(link: Link, key_no: int, key: bytes) -> n.Session:
     encrypted_rnd_b = link.expect(n.auth_first(key_no), n.MORE, "AuthenticateEV2First")
     rnd_a = n.random_bytes(16)
     answer, rnd_b = n.auth_answer(key, encrypted_rnd_b, rnd_a)
-    data, status = link.send(answer)
+    data, status = link.send(answer, "AuthenticateEV2First")
     if status == n.AUTHENTICATION_ERROR:
         raise EnrolError(
             f"the band's key {key_no} is not the factory key: it is not factory-fresh "

@@ -17,7 +17,7 @@ from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_VENUE
 from bandlink.tools import ntag424 as n
 from bandlink.tools.cli import main
-from bandlink.tools.enrol import read_band_url
+from bandlink.tools.enrol import DEFAULT_URL, ndef_file, read_band_url, sdm_settings, template_url
 from bandlink.tools.ntag424_emulator import Ntag424, UdpCard
 
 NEW_UID = bytes.fromhex("04e0101e0101e1")  # no band of the demo venue
@@ -90,6 +90,17 @@ def _one_line(err: str) -> str:
     assert "Traceback" not in err
     assert err.count("\n") == 1, err
     return err
+
+
+def test_the_file_settings_point_at_the_url_values() -> None:
+    url = template_url(DEFAULT_URL)
+    settings = sdm_settings(url).encode()
+    # bandlink.example/b?picc_data= is 29 characters after the file's 7 bytes of framing.
+    assert settings == bytes.fromhex("4000E0C1FF12" + "240000" + "4A0000" + "4A0000")
+    content = ndef_file(url)
+    assert content[0x24 : 0x24 + 32] == b"0" * 32
+    assert content[0x4A - 6 : 0x4A + 16] == b"&cmac=" + b"0" * 16
+    assert len(content) == 0x4A + 16
 
 
 def test_a_fresh_band_is_personalised_verified_and_issued(
