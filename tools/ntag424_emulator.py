@@ -18,7 +18,10 @@ CC file, write key 0, plain); every unauthenticated read of an SDM file counts o
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import signal
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -492,3 +495,24 @@ class UdpCard:
 
 class _FieldOff(Exception):
     """The reader's field went off (RFOFF), or it polls again: this activation is over."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """A factory-fresh chip on ``udp:localhost:PORT`` until Ctrl-C or SIGTERM, to try
+    ``bandlink band enrol --device udp:localhost:PORT`` from another process."""
+    parser = argparse.ArgumentParser(prog="python -m bandlink.tools.ntag424_emulator")
+    parser.add_argument("port", type=int, help="the UDP port nfcpy's udp driver talks to")
+    parser.add_argument("--uid", default="04E0101E0101E1", help="the chip's 7-byte UID, in hex")
+    args = parser.parse_args(argv)
+    card = UdpCard(Ntag424(bytes.fromhex(args.uid)), args.port).start()
+    print(f"a factory-fresh NTAG 424 DNA on {card.path}", flush=True)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    with contextlib.suppress(KeyboardInterrupt):
+        stopping.wait()
+    card.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
