@@ -223,9 +223,9 @@ def verify(url: str, keys: BandKeys, uid: bytes) -> sun.SunReading:
             raise ValueError("no picc_data= in the URL")
         reading = sun.verify(keys.meta_read, keys.file_read, parsed.picc, parsed.mac)
     except ValueError as err:  # SunError is one
-        raise EnrolError(f"the band's URL does not verify ({err}): {url}") from None
+        raise EnrolError(f"its URL does not verify ({err}): {url}") from None
     if reading.uid != uid:
-        raise EnrolError(f"the band's URL names UID {reading.uid.hex().upper()}, not its own")
+        raise EnrolError(f"its URL names UID {reading.uid.hex().upper()}, not its own")
     return reading
 
 
@@ -242,11 +242,12 @@ def enrol(device: str, guest: str, store: Store, master: bytes, base_url: str) -
         session = authenticate(link, APP_MASTER, n.FACTORY_KEY)
         personalise(Channel(link, session), keys, uid, url)
         written = read_url(link)
-    reading = verify(written, keys, uid)
+    # From here on the band carries the venue's keys: say so, whatever goes wrong.
     try:
+        reading = verify(written, keys, uid)
         store.issue_band(uid, guest)
-    except ValueError as err:
-        raise EnrolError(f"the band is personalised but not issued: {err}") from None
+    except (EnrolError, ValueError) as err:
+        raise EnrolError(f"the band is personalised, but {err}; it is not issued") from None
     return Enrolled(uid, guest, reading.counter, written)
 
 
