@@ -55,6 +55,10 @@ class BandLost(EnrolError):
     """The band stopped answering (it left the field, or the reader failed)."""
 
 
+class NotFactoryFresh(EnrolError):
+    """The band's key 0 is not the factory key."""
+
+
 @dataclass(frozen=True)
 class Enrolled:
     uid: bytes
@@ -160,10 +164,7 @@ def authenticate(link: Link, key_no: int, key: bytes) -> n.Session:
     answer, rnd_b = n.auth_answer(key, encrypted_rnd_b, rnd_a)
     data, status = link.send(answer, "AuthenticateEV2First")
     if status == n.AUTHENTICATION_ERROR:
-        raise EnrolError(
-            f"the band's key {key_no} is not the factory key: it is not factory-fresh "
-            "(personalised already?)"
-        )
+        raise NotFactoryFresh(f"the band's key {key_no} is not the factory key")
     if status != n.OK or len(data) != 32:
         raise EnrolError(f"the band refused AuthenticateEV2First: {n.status_name(status)}")
     try:
@@ -239,7 +240,10 @@ def enrol(device: str, guest: str, store: Store, master: bytes, base_url: str) -
         if store.band(uid) is not None:
             raise EnrolError(f"band {uid.hex().upper()} is issued already")
         link.expect(n.select_application(), n.ISO_OK, "selecting the NDEF application")
-        session = authenticate(link, APP_MASTER, n.FACTORY_KEY)
+        try:
+            session = authenticate(link, APP_MASTER, n.FACTORY_KEY)
+        except NotFactoryFresh as err:
+            raise NotFactoryFresh(f"{err}: {_whose(link, keys, uid)}") from None
         personalise(Channel(link, session), keys, uid, url)
         written = read_url(link)
     # From here on the band carries the venue's keys: say so, whatever goes wrong.
@@ -249,6 +253,16 @@ def enrol(device: str, guest: str, store: Store, master: bytes, base_url: str) -
     except (EnrolError, ValueError) as err:
         raise EnrolError(f"the band is personalised, but {err}; it is not issued") from None
     return Enrolled(uid, guest, reading.counter, written)
+
+
+def _whose(link: Link, keys: BandKeys, uid: bytes) -> str:
+    """Why a band is not factory-fresh, as far as its URL tells: a band this venue's keys
+    personalised whose enrolment stopped before the store, or someone else's."""
+    try:
+        verify(read_url(link), keys, uid)
+    except EnrolError:
+        return "it is not factory-fresh (personalised for something else?)"
+    return "it carries this venue's keys already (an enrolment that stopped before the store?)"
 
 
 def read_band_url(device: str, wait_s: float = CONNECT_S) -> str:

@@ -174,6 +174,25 @@ def test_a_band_that_is_not_factory_fresh_is_refused(
     assert not any(chip.files[n.NDEF_FILE])
 
 
+def test_a_band_with_this_venues_keys_but_not_in_the_store_is_refused(
+    capsys: pytest.CaptureFixture[str], card: Card, db: str, tmp_path: Path
+) -> None:
+    """Enrolled against one store, then offered to another (an enrolment whose store failed
+    looks the same): refused, and the message says whose keys the band carries."""
+    chip = Ntag424(NEW_UID)
+    path = card(chip).path
+    assert _enrol(capsys, "--guest", GUEST, "--device", path, "--db", db)[0] == 0
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    fresh = Store(other)
+    fresh.migrate()
+    fresh.load_venue(DEMO_VENUE, today=date.today())
+    status, _out, err = _enrol(capsys, "--guest", GUEST, "--device", path, "--db", other)
+    assert status == 1
+    assert "carries this venue's keys already" in _one_line(err)
+    assert fresh.band(NEW_UID) is None
+    fresh.close()
+
+
 def test_a_band_issued_already_is_refused_untouched(
     capsys: pytest.CaptureFixture[str], card: Card, db: str
 ) -> None:
