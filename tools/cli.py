@@ -411,8 +411,14 @@ def cmd_band_sun_verify(args: argparse.Namespace) -> int:
     return print_report(sun_verify(args.url, Keys(key, args.master, file_key)))
 
 
+def cmd_band_enrol(args: argparse.Namespace) -> int:
+    from .enrol import run_enrol
+
+    return run_enrol(args.device, args.guest, db=args.db, url=args.url)
+
+
 def _add_band(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    band = commands.add_parser("band", help="bands: verify a SUN URL")
+    band = commands.add_parser("band", help="bands: enrol a new band, verify a SUN URL")
     actions = band.add_subparsers(dest="action", required=True, metavar="ACTION")
     verify = actions.add_parser(
         "sun-verify",
@@ -426,6 +432,20 @@ def _add_band(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     verify.add_argument("--file-key", help="the SDM file read key, when it differs from --key")
     verify.set_defaults(run=cmd_band_sun_verify)
+    enrol = actions.add_parser(
+        "enrol",
+        help="personalise a factory-fresh NTAG 424 DNA on the reader and issue it to a guest",
+        description="Prints uid, guest, counter and url (JSON). Exit status 0 when the band "
+        "is personalised, verifies and is issued; 1 when it is not; 2 on bad usage. The "
+        "master key comes from the gateway's settings (BANDLINK_BAND_MASTER_KEY_FILE, ...).",
+    )
+    enrol.add_argument("--guest", required=True, help="the guest's id in the store")
+    enrol.add_argument(
+        "--device", required=True, help="nfcpy device path: usb, usb:054c:06c3, tty:USB0:pn532"
+    )
+    enrol.add_argument("--db", help="SQLAlchemy URL of the store (default: BANDLINK_DB)")
+    enrol.add_argument("--url", help="the band's URL, https://host/path (default: the demo's)")
+    enrol.set_defaults(run=cmd_band_enrol)
 
 
 def main(argv: list[str] | None = None) -> int:
