@@ -364,6 +364,11 @@ class Store:
         with self._write() as conn:
             staff.close_session(conn, digest)
 
+    def band_list_delta(self, since: int) -> catalog.BandListDelta:
+        """What offline readers' band lists must change since catalog version ``since``."""
+        with self._read() as conn:
+            return catalog.band_list_delta(conn, since)
+
     def plain_uid_bands(self) -> int:
         with self._read() as conn:
             return catalog.plain_uid_bands(conn)

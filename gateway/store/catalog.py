@@ -4,6 +4,7 @@ each gateway's memory view, and re-read one key at a time as ``catalog_log`` rep
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -98,6 +99,44 @@ def log_since(conn: Connection, seq: int, limit: int) -> list[tuple[int, str, st
     """Changes after ``seq``, oldest first, at most ``limit``: (seq, kind, key)."""
     rows = conn.execute(_LOG_SINCE, {"seq": seq, "limit": limit})
     return [(row.seq, row.kind, row.key) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class BandListDelta:
+    """How a reader's band list (the bands it may admit alone: issued, not blocked) goes from
+    catalog version ``since`` to ``version``: the bands to add and to remove."""
+
+    version: int
+    add: list[bytes]
+    remove: list[bytes]
+
+
+_BANDS_CHANGED = (
+    select(catalog_log.c.key)
+    .where(catalog_log.c.kind == "band", catalog_log.c.seq > bindparam("seq"))
+    .order_by(catalog_log.c.seq)
+)
+
+
+def band_list_delta(conn: Connection, since: int) -> BandListDelta:
+    """Every band changed after ``since`` (the catalog log says which), as it is now: a block,
+    a replacement or a band no longer issued is a removal, a new or unblocked one an addition."""
+    version = log_head(conn)
+    rows = conn.execute(_BANDS_CHANGED, {"seq": since})
+    changed = dict.fromkeys(logged_uid(row.key) for row in rows)  # in order, once each
+    add: list[bytes] = []
+    remove: list[bytes] = []
+    for uid in changed:
+        found = band(conn, uid)
+        admitted = found is not None and found.guest_id is not None and not found.blocked
+        (add if admitted else remove).append(uid)
+    return BandListDelta(version, add, remove)
+
+
+def logged_uid(key: str) -> bytes:
+    """A band's UID as the catalog log keeps it: SQLite's hex() and PostgreSQL's bytea as JSON
+    ("\\x..") both come back as text."""
+    return bytes.fromhex(key.removeprefix("\\x"))
 
 
 def load_venue(conn: Connection, venue: Mapping[str, Any], *, today: date) -> None:

@@ -94,8 +94,7 @@ class CatalogView:
             _put(self._readers, key, catalog.reader(conn, key))
             self.generation += 1
         elif kind == "band":
-            # SQLite's hex() and PostgreSQL's bytea-as-JSON ("\\x..") both come back as text.
-            uid = bytes.fromhex(key.removeprefix("\\x"))
+            uid = catalog.logged_uid(key)
             _put(self._bands, uid, catalog.band(conn, uid))
         elif kind == "guest":
             _put(self._names, key, catalog.greeting_name(conn, key))

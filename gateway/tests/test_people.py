@@ -212,6 +212,21 @@ def test_a_lost_band_is_refused_at_once_and_its_replacement_carries_everything(
     problem(desk.call("GET", "/v1/bands/04ffffffffffff"), 404, "unknown-band")
 
 
+def test_the_block_and_the_replacement_are_in_the_band_lists_next_delta(served: Served) -> None:
+    """Offline readers will hold a band list (issue 10): whatever version they hold, the next
+    delta removes the lost band and adds its replacement."""
+    store = served.store
+    held = store.band_list_delta(0).version  # what a reader holds now
+    reply = served.as_("desk").call(
+        "POST", f"/v1/bands/{ADA.hex()}/replace", {"new_uid": NEW_BAND.hex(), "reason": "lost"}
+    )
+    assert reply.status == 201
+    delta = store.band_list_delta(held)
+    assert (delta.add, delta.remove) == ([NEW_BAND], [ADA])
+    assert delta.version > held
+    assert store.band_list_delta(delta.version) == type(delta)(delta.version, [], [])
+
+
 # -- guests log in by tap -------------------------------------------------------------------
 
 
