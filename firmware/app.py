@@ -141,8 +141,11 @@ class Reader:
         self._res_topic = topics.reader_topic(self.id, topics.RES)
         self._cmd_topic = topics.reader_topic(self.id, topics.CMD)
         self._cfg_topic = topics.reader_topic(self.id, topics.CFG)
-        self._tx = bytearray(_TX_SIZE)
-        self._txv = memoryview(self._tx)
+        # The request being sent is encoded here; before that, the role reads the band's NDEF
+        # into it (sun.read), and is done with it once the Tap is built: one buffer for both
+        # leaves the heap ~300 bytes that a pos reader needs.
+        self.scratch = bytearray(_TX_SIZE)
+        self._txv = memoryview(self.scratch)
         self._awaited = None  # mid of the request whose reply we wait for
         self._reply = None
         self._replied = asyncio.Event()
@@ -169,7 +172,7 @@ class Reader:
     async def request(self, message, timeout_ms):
         """Send a request; its Result, or None if no reply came within timeout_ms."""
         started = time.ticks_ms()
-        length = encode_into(self._tx, message)
+        length = encode_into(self.scratch, message)
         self._awaited = message.mid
         self._reply = None
         self._replied.clear()

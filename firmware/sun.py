@@ -14,22 +14,20 @@
 # (an abbreviated scheme, which does not matter here), the rest of the URI. Anything else, a
 # fragment after the parameters included, is no SUN message.
 #
-# Heap: the gate reader has little to spare (docs/BENCHMARKS.md), so this is a module, not a
-# class (a reader runs one role: one band at a time), with few names, and no allocation per tap
-# but the values' views, which the role drops after the tap (views kept across the collection
-# after a tap would pin pieces of the heap). The values are decoded in place in the NDEF buffer (a
-# pair of hex digits becomes one byte, at or before where the pair started), so there is no
-# second buffer; they stay valid until the next read, which pos.py relies on.
+# Heap: readers have little to spare (docs/BENCHMARKS.md), so this is two functions with few
+# names and no buffer of its own: the NDEF is read into the reader's transmit buffer (app.py,
+# Reader.scratch), which is free until the Tap built from it is encoded. Each value is decoded by
+# binascii into the bytes object the Tap keeps (its validator copies anything else into one), so
+# a buffer for the values would save nothing; the values outlive the buffer (pos.py sends them
+# again after a PIN). A tap allocates no more than that and a few views.
+from binascii import unhexlify
+
 import feedback
 from micropython import const
 
-_NDEF_MAX = const(256)  # an NTAG 424 DNA's NDEF file, its 2-byte NLEN included
-# The parameters, and for each the value it gives (0 picc, 1 file, 2 cmac) and its largest size.
+# The parameters, and for each the value it gives (0 picc, 1 file, 2 cmac).
 _NAMES = const((b"picc_data=", b"e=", b"enc=", b"cmac="))
 _VALUE = const(b"\x00\x00\x01\x02")
-_MOST = const(b"\x18\x18\x30\x08")  # 24, 24, 48, 8
-
-ndef = bytearray(_NDEF_MAX)  # the band's NDEF message, as the board read it
 
 
 async def read(reader):
@@ -38,52 +36,43 @@ async def read(reader):
     left mid-read, or every gateway said it is offline (bl/1/$gw/+/state: ask for another tap
     at once, not after the deadline). Then nothing is recorded either: the band's unanswered
     operation, if it has one, stays as it was."""
-    n = -1 if reader.gateway_online is False else await reader.board.read_ndef(ndef)
+    buf = reader.scratch  # 320 bytes: an NTAG 424 DNA's whole NDEF file is 256
+    n = -1 if reader.gateway_online is False else await reader.board.read_ndef(buf)
     if n < 0:
         reader.signal.show(feedback.RETRY, "Please tap again")
         return None
-    return parse(n)
+    return parse(buf, n)
 
 
-def parse(n):
-    """The SUN values in the NDEF message of n bytes in ndef: [picc, file, cmac], views of ndef
-    (file None without file data), or all None when it has none (a plain band, values that do
-    not parse): the Tap then carries the UID alone."""
-    buf = ndef
-    got = [None, None, None]  # picc, file, cmac; False: present but unusable
+def parse(buf, n):
+    """The SUN values in the NDEF message of n bytes in buf: [picc, file, cmac] as bytes (file
+    None without file data), or all None when it has none (a plain band, values that do not
+    parse): the Tap then carries the UID alone."""
+    got: list = [None, None, None]
     # SR set, no chunk, no ID, TNF 1 (well-known); type "U"; the payload inside n
     if n > 4 and buf[0] & 0x3F == 0x11 and buf[1] == 1 and buf[3] == 0x55 and buf[2] + 4 <= n:
+        view = memoryview(buf)
         end = buf[2] + 4
         at = buf.find(b"?", 5, end)
-        while 0 <= at < end:
+        while 0 <= at < end:  # at: the "?" or "&" before a parameter
             start = at + 1
             at = buf.find(b"&", start, end)
-            _take(got, start, end if at < 0 else at)
+            stop = end if at < 0 else at
+            for k in range(len(_NAMES)):
+                if buf.find(_NAMES[k], start, stop) == start:
+                    try:  # either case; odd, empty or not hex is no value, and so no SUN
+                        # The stubs want bytes; MicroPython's binascii takes any buffer.
+                        value = view[start + len(_NAMES[k]) : stop]
+                        got[_VALUE[k]] = unhexlify(value)  # type: ignore[arg-type]
+                    except ValueError:
+                        got[_VALUE[k]] = b""
     picc, file, cmac = got
-    whole = file is None or (file and not len(file) % 16)  # file data is whole AES blocks
-    if not (whole and picc and len(picc) in (16, 24) and cmac and len(cmac) == 8):
+    if (
+        picc is None
+        or len(picc) not in (16, 24)  # AES mode, LRP mode
+        or cmac is None
+        or len(cmac) != 8
+        or (file is not None and len(file) not in (16, 32, 48))  # whole AES blocks
+    ):
         got[0] = got[1] = got[2] = None
     return got
-
-
-def _take(got, at, end):
-    """The parameter in ndef[at:end], if it is one of _NAMES: its value decoded into got."""
-    buf = ndef
-    for k in range(len(_NAMES)):
-        if buf.find(_NAMES[k], at, end) == at:
-            at += len(_NAMES[k])
-            n = end - at  # hex digits: two a byte, at most _MOST bytes
-            got[_VALUE[k]] = False
-            if not n or n & 1 or n > 2 * _MOST[k]:
-                return
-            for i in range(n):
-                c = buf[at + i]
-                if 0x30 <= c <= 0x39:
-                    c -= 0x30
-                elif 0x61 <= c | 0x20 <= 0x66:  # a..f, either case
-                    c = (c | 0x20) - 0x57
-                else:
-                    return
-                buf[at + i // 2] = buf[at + i // 2] << 4 | c if i & 1 else c
-            got[_VALUE[k]] = memoryview(buf)[at : at + n // 2]
-            return
