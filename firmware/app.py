@@ -40,7 +40,15 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from board import Board
 
-_TX_SIZE = const(512)  # largest message a reader sends today; a gate tap is 75 bytes
+# The largest message a reader sends today: a gate tap with every field at its largest (SUN data
+# with 48 bytes of file data, a 24-character gate name of 4-byte characters) is 286 bytes; a
+# plain gate tap 75.
+_TX_SIZE = const(320)
+# The MQTT client's transmit and receive buffers, each: the largest packet either way today is
+# under 400 bytes (that tap with its topic; a Result with its longest text and name). A larger
+# one coming in (a band list chunk, which no role takes yet) is dropped and counted. 1 KiB each
+# left the gate reader no room for SUN on the unix port's heap (docs/BENCHMARKS.md).
+_LINK_BUFFER = const(448)
 # Gateway processes whose "online" the reader keeps at once; more are counted, not tracked.
 _GATEWAYS_MAX = const(8)
 _IDLE = const(0)
@@ -123,6 +131,7 @@ class Reader:
             password=broker.get("password"),
             keepalive=config["keepalive_s"],
             will=self.session.will(self.wall_ms()),
+            bufsize=_LINK_BUFFER,
         )
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up
@@ -132,8 +141,11 @@ class Reader:
         self._res_topic = topics.reader_topic(self.id, topics.RES)
         self._cmd_topic = topics.reader_topic(self.id, topics.CMD)
         self._cfg_topic = topics.reader_topic(self.id, topics.CFG)
-        self._tx = bytearray(_TX_SIZE)
-        self._txv = memoryview(self._tx)
+        # The request being sent is encoded here; before that, the role reads the band's NDEF
+        # into it (sun.read), and is done with it once the Tap is built: one buffer for both
+        # leaves the heap ~300 bytes that a pos reader needs.
+        self.scratch = bytearray(_TX_SIZE)
+        self._txv = memoryview(self.scratch)
         self._awaited = None  # mid of the request whose reply we wait for
         self._reply = None
         self._replied = asyncio.Event()
@@ -160,7 +172,7 @@ class Reader:
     async def request(self, message, timeout_ms):
         """Send a request; its Result, or None if no reply came within timeout_ms."""
         started = time.ticks_ms()
-        length = encode_into(self._tx, message)
+        length = encode_into(self.scratch, message)
         self._awaited = message.mid
         self._reply = None
         self._replied.clear()

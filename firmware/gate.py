@@ -13,6 +13,7 @@
 import os
 
 import feedback
+import sun
 from micropython import const
 from unanswered import Unanswered
 
@@ -37,15 +38,14 @@ class Gate:
 
     async def _tap(self, uid):
         reader = self._reader
+        # None: the band left mid-read, or every gateway said it is offline; RETRY is shown and
+        # nothing is sent, so the band's unanswered operation, if it has one, stays as it was.
+        proof = await sun.read(reader)
+        if proof is None:
+            return
         running = reader.running  # the gateway's Config, else config.json
         deadline_ms = running.deadline_ms
         now = reader.wall_ms()
-        # Every gateway said it is offline (bl/1/$gw/+/state): ask for another tap now, not in a
-        # second. Nothing is sent, so nothing is recorded: the band's unanswered operation, if
-        # it has one, stays as it was.
-        if reader.gateway_online is False:
-            reader.signal.show(feedback.RETRY, "Please tap again")
-            return
         table = self._unanswered
         slot = table.find(uid, now)
         if slot < 0:  # a new operation, on flash before it is sent (SPEC: mid persisted first)
@@ -63,6 +63,11 @@ class Gate:
             role=GATE,
             direction=direction,
             gate=running.gate,
+            # This tap's own SUN read, on a resend too: the gateway answers a known mid from its
+            # store, and a fresh read is never taken for a replay.
+            picc=proof[0],
+            file=proof[1],
+            cmac=proof[2],
         )
         # A reply asking for RETRY (the gateway was busy, or the tap came stale, and nothing was
         # decided) is shown like no reply; the operation stays in the table, to be resent if the

@@ -20,6 +20,7 @@ import time
 from binascii import unhexlify
 
 import feedback
+import sun
 from micropython import const
 from pinblock import PinBlock
 
@@ -98,9 +99,10 @@ class Pos:
         if charge is None:
             signal.show(feedback.RED, "No sale open")
             return
-        # Every gateway said it is offline: ask for another tap now, as a gate does.
-        if reader.gateway_online is False:
-            signal.show(feedback.RETRY, "Please tap again")
+        # None: the band left mid-read, or every gateway said it is offline (RETRY shown, as a
+        # gate does); nothing is sent, the pending operation stays as it was.
+        proof = await sun.read(reader)
+        if proof is None:
             return
         op = self._op
         # The same band for the same charge after no answer: the same operation, no new PIN.
@@ -130,6 +132,11 @@ class Pos:
                 role=POS,
                 charge=charge,
                 pin=self._sent if op[_WITH_PIN] else None,
+                # This tap's SUN read, also when the gateway asked for a PIN: the band may be
+                # gone while the guest types, and the gateway takes the read again by design.
+                picc=proof[0],
+                file=proof[1],
+                cmac=proof[2],
             )
             reply = await reader.request(tap, deadline_ms)
             if reply is None or reply.pattern == messages.RETRY:

@@ -13,6 +13,12 @@ Site settings (config.json), every pin optional except the NFC bus:
 Tap-to-light budget (DESIGN.md, firmware): Wi-Fi power save is turned off, because modem sleep
 costs 100-300 ms per round trip; the PN532 is polled without sleeps between ready checks (IRQ
 line when wired); beeps run in their own task so ``show`` returns at once.
+
+``read_ndef(buf)`` (board/__init__.py has the contract) reads the NDEF file of the band just
+reported with ISO-DEP APDUs through the PN532 (pn532.py): its length, 0 for a band without one
+(an NTAG21x, a status word other than 9000), -1 when the band left mid-read. After a torn read
+the band's visit is forgotten, so a band still held (it only slipped to the field's edge) is
+reported again at the next poll instead of waiting for the guest to lift it.
 """
 
 import asyncio
@@ -105,6 +111,13 @@ class Board:
             if self._presence.update(uid, n):
                 return n
             await asyncio.sleep_ms(_POLL_GAP_MS)
+
+    async def read_ndef(self, buf: bytearray) -> int:
+        n = await self._nfc.read_ndef(buf)
+        if n < 0:
+            self.nfc_errors += 1
+            self._presence.forget()
+        return n
 
     async def wait_key(self, timeout_ms: int) -> str | None:
         # Without a keypad ("keypad" absent from config.json) there is nothing to wait for: a

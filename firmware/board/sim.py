@@ -3,7 +3,13 @@
 #
 # The board connects to a controller (a test, the demo) at config["antenna"] = "host:port" and
 # speaks lines over TCP:
-#   controller -> reader   "place <uid hex>"    a band enters the field
+#   controller -> reader   "place <uid hex> [<ndef hex> | torn]"
+#                                               a band enters the field; with its NDEF message
+#                                               (the NDEF file after its 2-byte NLEN: a SUN band's
+#                                               URI record, fresh for each read, as the controller
+#                                               emulates the NTAG 424 DNA), or "torn": it leaves
+#                                               while its NDEF is read. Without either, a band
+#                                               with no NDEF (read_ndef answers 0).
 #                          "remove"             it leaves
 #                          "key <keys>"         keys pressed, in order: 0-9, # (enter), * (clear)
 #   reader -> controller   "hello <reader id>"  once, on start
@@ -47,6 +53,7 @@ class Board:
         self._lines = asyncio.StreamReader(self._sock)
         self._present = None  # the UID in the field, or None
         self._tag = None  # a band placed that wait_tag has not reported yet
+        self._ndef: bytes | None = b""  # the NDEF message of the band reported last; None: torn
         self._keys = bytearray(_KEYS_MAX)  # keys typed, oldest first: indexes into _KEY_NAMES
         self._key_count = 0
         self._closed = False  # the controller closed the antenna
@@ -79,6 +86,18 @@ class Board:
         self._tag = None
         uid[: len(band)] = band
         return len(band)
+
+    async def read_ndef(self, buf):
+        """The NDEF message of the band wait_tag reported last, into buf: its length; 0 when it
+        has none (or none that fits); -1 when the band left mid-read."""
+        ndef = self._ndef
+        self._ndef = b""  # read once; and not kept across the heap collection after the tap
+        if ndef is None:
+            return -1
+        if len(ndef) > len(buf):
+            return 0
+        buf[: len(ndef)] = ndef
+        return len(ndef)
 
     async def wait_key(self, timeout_ms):
         """The next key typed on the controller's keypad, or None after timeout_ms."""
@@ -115,12 +134,14 @@ class Board:
                 continue
             if words[0] == b"remove":
                 self._present = None
-            elif words[0] == b"place" and len(words) == 2:
+            elif words[0] == b"place" and 2 <= len(words) <= 3:
                 band = bytes.fromhex(words[1].decode())
                 # As presence.TagPresence on a real board: the band already in the field is not
                 # news, another band placed over it is.
                 if band != self._present and 4 <= len(band) <= _UID_MAX:
                     self._present = self._tag = band
+                    ndef = words[2] if len(words) == 3 else b""
+                    self._ndef = None if ndef == b"torn" else bytes.fromhex(ndef.decode())
                     self._due.set()
             elif words[0] == b"key" and len(words) == 2:
                 for code in words[1]:
@@ -129,6 +150,9 @@ class Board:
                             self._keys[self._key_count] = index
                             self._key_count += 1
                 self._due.set()
+            # Not held while the next line is awaited: the reader collects its heap after a tap,
+            # and a line with an NDEF message would stay pinned in the middle of it.
+            del line, words
 
     def show(self, pattern, text):
         self._send("show %s %s" % (_PATTERN_NAMES.get(pattern, "idle"), text))

@@ -9,8 +9,8 @@ STEPS = (
     ("protocol/ (codec, messages, validators, registry)", ("protocol",)),
     ("board/sim.py, feedback.py", ("feedback", "board.sim")),
     (
-        "app.py, gate.py, config.py, session.py, running.py, unanswered.py, flash.py",
-        ("app", "gate", "config", "session", "running", "unanswered", "flash"),
+        "app.py, gate.py, sun.py, config.py, session.py, running.py, unanswered.py, flash.py",
+        ("app", "gate", "sun", "config", "session", "running", "unanswered", "flash"),
     ),
 )
 

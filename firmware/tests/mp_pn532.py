@@ -35,7 +35,7 @@ class ScriptedBus:
         self.pending = []
         self.written = []
         self.wait = 0
-        self.buf = bytearray(64)
+        self.buf = bytearray(160)
 
     def expect(self, command, *replies):
         self.script.append((command, list(replies)))
@@ -176,6 +176,56 @@ async def test_exchange_reads_ntag_pages():
         raise AssertionError("status 0x01 not raised")
     except PN532Error as exc:
         assert "0x01" in str(exc)
+
+
+def frame(hex_data):
+    """A normal frame around TFI and data (D4.. from the host, D5.. from the chip)."""
+    data = H(hex_data)
+    return bytes((0, 0, 0xFF, len(data), -len(data) & 0xFF)) + data + bytes((-sum(data) & 0xFF, 0))
+
+
+# APDUs in InDataExchange to target 1, and the band's answers (status 00, data, status word).
+SELECT_APP = frame("d44001 00a4040007d276000085010100"), frame("d54100 9000")
+SELECT_FILE = frame("d44001 00a4000c02e104"), frame("d54100 9000")
+NLEN = frame("d44001 00b0000002"), frame("d54100 0096 9000")  # 150 bytes of NDEF
+NDEF = bytes(range(150))
+CHUNKS = (
+    (frame("d44001 00b0000280"), frame("d54100" + NDEF[:128].hex() + "9000")),
+    (frame("d44001 00b0008216"), frame("d54100" + NDEF[128:].hex() + "9000")),
+)
+
+
+def iso_dep(script):
+    bus, nfc = started(busy=0)
+    nfc.sak = 0x20  # as InListPassiveTarget left it for an NTAG 424 DNA
+    for command, answer in script:
+        bus.expect(command, ACK, answer)
+    return bus, nfc
+
+
+async def test_reads_the_ndef_file_of_an_iso_dep_band_in_chunks():
+    bus, nfc = iso_dep((SELECT_APP, SELECT_FILE, NLEN) + CHUNKS)  # noqa: RUF005 - no *x here
+    buf = bytearray(256)
+    assert await nfc.read_ndef(buf) == 150 and buf[:150] == NDEF
+    assert not bus.script
+
+
+async def test_no_ndef_and_a_torn_read():
+    missing = frame("d54100 6a82")  # file or application not found
+    gone = frame("d54101")  # status 0x01: the band did not answer
+    for script, buf, expected in (
+        (((SELECT_APP[0], missing),), 256, 0),
+        ((SELECT_APP, (SELECT_FILE[0], missing)), 256, 0),
+        ((SELECT_APP, SELECT_FILE, NLEN), 149, 0),  # larger than the buffer
+        ((SELECT_APP, SELECT_FILE, NLEN, CHUNKS[0], (CHUNKS[1][0], gone)), 256, -1),
+        ((SELECT_APP, SELECT_FILE, (NLEN[0], corrupt(NLEN[1], -2, 1))), 256, -1),
+    ):
+        bus, nfc = iso_dep(script)
+        assert await nfc.read_ndef(bytearray(buf)) == expected, script
+        assert not bus.script, script
+    bus, nfc = iso_dep(())
+    nfc.sak = 0x00  # an NTAG21x: nothing is sent
+    assert await nfc.read_ndef(bytearray(256)) == 0 and len(bus.written) == 2
 
 
 def test_polls_allocate_little():
