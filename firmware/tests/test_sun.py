@@ -19,7 +19,8 @@ from bandlink.gateway.core.payments.pin import reader_pin_key
 from bandlink.protocol import Tap, messages, reasons
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.micropython import DEFAULT_HEAP
-from bandlink.tools.simreader import Feedback, SimReader
+from bandlink.tools.simreader import PLAIN_BAND, TORN, Feedback, SimReader
+from bandlink.tools.sunband import uri_record
 
 BAND = bytes.fromhex("04a1b2c3d4e5f6")
 OTHER = bytes.fromhex("04b0b0b0b0b0b0")
@@ -36,21 +37,18 @@ DEADLINE_MS = 400
 
 
 def ndef(url: str) -> str:
-    """The NDEF message an NTAG 424 DNA holds for url, in hex: one short URI record (header D1,
-    type length 1, payload length, type "U", prefix code 04 "https://", the rest)."""
-    rest = url.removeprefix("https://").encode()
-    return (bytes((0xD1, 1, len(rest) + 1, 0x55, 4)) + rest).hex()
+    """The NDEF message an NTAG 424 DNA holds for url, in hex: one short URI record."""
+    return uri_record(url).hex()
 
 
 def tap(reader: SimReader, uid: bytes, ndef_word: str = "", timeout: float = 5) -> Feedback:
-    """SimReader.tap with the NDEF message (or "torn") the antenna hands over with the band."""
-    reader._drain()
-    started = time.perf_counter()
-    reader._send(f"place {uid.hex()} {ndef_word}".rstrip())
-    try:
-        return reader._next_show(started, timeout, lambda pattern, _: pattern != "idle")
-    finally:
-        reader._send("remove")
+    """SimReader.tap with the NDEF message the antenna hands over with the band (hex), none
+    (a plain tag), or "torn"."""
+    if ndef_word == "torn":
+        return reader.tap(uid, timeout, band=TORN)
+    if not ndef_word:
+        return reader.tap(uid, timeout, band=PLAIN_BAND)
+    return reader.tap(uid, timeout, ndef=bytes.fromhex(ndef_word))
 
 
 def sun_of(url: str) -> tuple[bytes, bytes | None, bytes]:
