@@ -194,7 +194,9 @@ def _load_guest(
     for band_entry in guest.get("bands", []):
         spec = {"uid": band_entry} if isinstance(band_entry, str) else band_entry
         uid = bytes.fromhex(spec["uid"])
-        blocked = bool(spec.get("blocked", False))
+        # A band a desk blocked stays blocked: a venue file reloaded at the next start must not
+        # make a lost or stolen band work again (unblocking is a desk's decision).
+        blocked = bool(spec.get("blocked", False)) or _blocked_at_desk(conn, uid)
         sun = _band_security(spec.get("security", security), f"band {spec['uid']}") == SUN
         band_row = {"uid": uid, "guest_id": guest["id"], "blocked": blocked, "sun": sun}
         _upsert_row(conn, bands, band_row)
@@ -207,6 +209,11 @@ def _load_guest(
             "valid_until": resolve_date(ticket["valid_until"], today=today),
         }
         _upsert_row(conn, tickets, row)
+
+
+def _blocked_at_desk(conn: Connection, uid: bytes) -> bool:
+    query = select(bands.c.uid).where(bands.c.uid == uid, bands.c.blocked_reason.is_not(None))
+    return conn.execute(query).first() is not None
 
 
 def _band_security(value: object, where: str) -> str:

@@ -18,11 +18,11 @@ from sqlalchemy.exc import DBAPIError
 from bandlink.gateway.http import auth
 from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import AuditEntry, StaffMember, Store
-from bandlink.gateway.venue import DEMO_BANDS, SITE
+from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE
 from bandlink.protocol import OUT, reasons
 from bandlink.tools.sunband import development_bands
 
-from .pair import NOON_MS, Pair, evt_frame, make_tap
+from .pair import NOON_MS, TODAY, Pair, evt_frame, make_tap
 from .test_http import Served, problem, served
 from .test_ledger import topup
 
@@ -210,6 +210,18 @@ def test_a_lost_band_is_refused_at_once_and_its_replacement_carries_everything(
     )
     problem(taken, 409, "band-issued")
     problem(desk.call("GET", "/v1/bands/04ffffffffffff"), 404, "unknown-band")
+
+
+def test_a_band_blocked_at_the_desk_stays_blocked_when_the_venue_file_is_loaded_again(
+    served: Served,
+) -> None:
+    """Review: the gateway loads its venue file at every start, and the file's bands upserted
+    blocked = false over the desk's block: after a restart the stolen band was green again."""
+    served.store.block_band(ADA, reason="stolen", now_ms=NOON_MS)
+    served.store.load_venue(DEMO_VENUE, today=TODAY)  # what a restart does
+    assert Pair(served.store).tap(ADA).reason == reasons.BAND_BLOCKED
+    band = served.store.band_info(ADA)
+    assert band is not None and band.blocked and band.blocked_reason == "stolen"
 
 
 def test_the_block_and_the_replacement_are_in_the_band_lists_next_delta(served: Served) -> None:
