@@ -49,7 +49,7 @@ from bandlink.protocol import (
 from bandlink.protocol.errors import BAD_FIELD
 
 from .bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
-from .bands.proof import BAD_MAC, REPLAYED, Proof, prove
+from .bands.proof import BAD_MAC, REPLAYED, SUN, Proof, prove
 from .configs import ROLE_CODES
 from .entry import (
     DEFAULT_CLOSING,
@@ -391,6 +391,9 @@ class Core:
             # Another operation's mid: its answer (and its guest's name) is not this tap's.
             self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
             return
+        if stored is not record and not _shows_its_reading(stored, proof):
+            self._unrecorded(tap, frame, proof.refusal or BAD_MAC, now_ms, effects)
+            return
         if stored is record and new is not None:
             tx.write_presence(read, new)  # Conflict if another process changed it: retried
         name = self._name_shown(stored, tx)
@@ -416,16 +419,18 @@ class Core:
         taking this one's payment back with it, and answers as a duplicate."""
         assert tap.mid is not None and tap.charge is not None
         asked = _record(tap, frame.received_ms, granted=False, reason=BAD_REQUEST)
+        band = tx.view.band(tap.uid)
+        proof = prove(tap, band, self.band_keys, lambda uid, n: _above(tx.last_counter(uid), n))
         stored = tx.tap_by_mid(tap.mid)
         if stored is not None:
             if not stored.same_operation(asked):
                 self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
-                return
-            effects.replies.append(self._reply(tap, stored, None, now_ms))
-            effects.events.append(_decided(tap, stored, frame, duplicate=True))
+            elif not _shows_its_reading(stored, proof):
+                self._unrecorded(tap, frame, proof.refusal or BAD_MAC, now_ms, effects)
+            else:
+                effects.replies.append(self._reply(tap, stored, None, now_ms))
+                effects.events.append(_decided(tap, stored, frame, duplicate=True))
             return
-        band = tx.view.band(tap.uid)
-        proof = prove(tap, band, self.band_keys, lambda uid, n: _above(tx.last_counter(uid), n))
         paid = pay_by_tap(
             tx.books,
             charge_id=tap.charge,
@@ -656,6 +661,19 @@ def _payment_record(tap: Tap, received_ms: int, paid: TapPayment, proof: Proof) 
         tap, received_ms, granted=paid.granted, reason=paid.reason, guest=guest, proof=proof
     )
     return replace(record, text=paid.text, balance=paid.balance)
+
+
+def _shows_its_reading(stored: TapRecord, proof: Proof) -> bool:
+    """Whether a tap under a known mid may have that mid's stored answer. A reader resends a
+    band's unanswered operation under its mid for any tag showing that UID, so a SUN-proven
+    answer goes only to the band showing itself again: the reading that was decided (a
+    redelivery) or a later one (a resend's fresh read). A copied UID, or an older reading, under
+    that mid gets nothing of it."""
+    if stored.proof != SUN:
+        return True
+    if proof.kind != SUN or proof.refusal == BAD_MAC or proof.counter is None:
+        return False
+    return stored.sun_counter is not None and proof.counter >= stored.sun_counter
 
 
 def _above(last: int | None, counter: int) -> bool:

@@ -101,6 +101,25 @@ def test_a_replayed_reading_is_refused_and_a_resend_is_not(pair: Pair, store: St
     assert not _inside(store)  # the copy let nobody in
 
 
+def test_a_copy_under_the_mid_of_a_bands_operation_gets_none_of_its_answer(
+    pair: Pair, store: Store
+) -> None:
+    """Review: a reader resends a band's unanswered operation (its mid) for any tag showing
+    that UID within 30 s; a copied UID tapped after Ada's reply was lost got "Welcome Ada".
+    The stored answer goes to her band showing itself again, and to nothing else."""
+    older = make_tap(ADA)
+    first = make_tap(ADA)
+    assert _send(pair, first)[:3] == (True, reasons.OK, "Ada")
+    copy = make_tap(ADA, mid=first.mid, sun=False)
+    assert _send(pair, copy) == (False, reasons.BAD_MAC, None, REFUSED)
+    old_reading = _again(older, mid=first.mid)
+    assert _send(pair, old_reading)[:3] == (False, reasons.REPLAYED, None)
+    assert _send(pair, first)[:3] == (True, reasons.OK, "Ada")  # a redelivery
+    fresh = make_tap(ADA, mid=first.mid)  # the reader's resend, with this tap's fresh read
+    assert _send(pair, fresh)[:3] == (True, reasons.OK, "Ada")
+    assert store.count_taps() == 1
+
+
 def test_an_older_reading_after_a_newer_one_is_a_replay(pair: Pair, store: Store) -> None:
     band = development_bands().band(ADA)
     older = make_tap(ADA)
@@ -159,6 +178,17 @@ def test_a_replayed_reading_pays_nothing(store: Store) -> None:
     declined = answer(till, copy)
     assert (declined.granted, declined.reason, declined.text) == (False, reasons.REPLAYED, REFUSED)
     assert store.run(lambda books: books.totals()).transfers == 2  # the top-up, one payment
+
+
+def test_a_copy_under_a_paid_taps_mid_is_not_told_it_paid(store: Store) -> None:
+    till = Pair(store, Core(secret_key=SECRET))
+    topup(store, "g-ada", 5000)
+    paid = pos_tap(charge_at(store, "pos-1", 450))
+    assert answer(till, paid).reason == reasons.OK
+    copy = _again(paid, picc=None, cmac=None, charge=paid.charge, mid=paid.mid)
+    refused = answer(till, copy)
+    assert (refused.granted, refused.reason, refused.balance) == (False, reasons.BAD_MAC, None)
+    assert answer(till, paid).reason == reasons.OK  # the reader's own resend: its answer
 
 
 def test_the_pin_follows_with_the_reading_that_asked_for_it(store: Store) -> None:
