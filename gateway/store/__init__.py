@@ -335,9 +335,23 @@ class Store:
         with self._read() as conn:
             return staff.member(conn, staff_id)
 
-    def note_login(self, staff_id: str, *, ok: bool, lock_until_ms: int | None) -> None:
+    def claim_login(self, login: str, now_ms: int) -> int | None:
+        """One more attempt at ``login``: its count in a row, or None while it is locked."""
         with self._write() as conn:
-            staff.note_login(conn, staff_id, ok=ok, lock_until_ms=lock_until_ms)
+            return staff.claim_login(conn, login, now_ms)
+
+    def end_login(self, login: str, *, ok: bool, lock_until_ms: int | None) -> None:
+        """After the password check: a success clears the count; a failure that used the last
+        attempt locks the login until ``lock_until_ms``."""
+        with self._write() as conn:
+            if ok:
+                staff.clear_login(conn, login)
+            elif lock_until_ms is not None:
+                staff.lock_login(conn, login, lock_until_ms)
+
+    def login_locked_until(self, login: str) -> int | None:
+        with self._read() as conn:
+            return staff.login_locked_until(conn, login)
 
     def open_session(self, digest: str, session: WebSession, *, source: str | None) -> None:
         with self._write() as conn:

@@ -332,7 +332,14 @@ staff = Table(
     Column("password_hash", Text, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Column("disabled_ms", BigInteger, nullable=True),
-    Column("failed_logins", Integer, nullable=False, server_default="0"),
+)
+# Wrong passwords in a row per login name, whether or not anybody has that login (so the
+# answers do not tell which names exist), and until when the name is locked.
+login_attempts = Table(
+    "login_attempts",
+    metadata,
+    Column("login", Text, primary_key=True),
+    Column("failures", Integer, nullable=False),
     Column("locked_until_ms", BigInteger, nullable=True),
 )
 # Logged-in sessions behind a cookie: a staff member's, or a guest's opened by a band's tap.

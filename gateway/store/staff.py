@@ -4,10 +4,12 @@ member's, or a guest's opened by a tap of their band). Only hashes are kept."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, case, delete, insert, or_, select, update
 
-from .schema import staff, web_sessions
+from . import engine
+from .schema import login_attempts, staff, web_sessions
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,8 +19,6 @@ class StaffMember:
     role: str
     outlet: str | None
     password_hash: str
-    failed_logins: int = 0
-    locked_until_ms: int | None = None
     disabled_ms: int | None = None
 
 
@@ -54,23 +54,50 @@ def member(conn: Connection, staff_id: str) -> StaffMember | None:
         row.role,
         row.outlet,
         row.password_hash,
-        failed_logins=row.failed_logins,
-        locked_until_ms=row.locked_until_ms,
         disabled_ms=row.disabled_ms,
     )
 
 
-def note_login(conn: Connection, staff_id: str, *, ok: bool, lock_until_ms: int | None) -> None:
-    """A login's outcome: a success clears the count; a failure adds one, and locks the
-    account until ``lock_until_ms`` when given."""
-    values: dict[str, object]
-    if ok:
-        values = {"failed_logins": 0, "locked_until_ms": None}
-    else:
-        values = {"failed_logins": staff.c.failed_logins + 1}
-        if lock_until_ms is not None:
-            values = {"failed_logins": 0, "locked_until_ms": lock_until_ms}
-    conn.execute(update(staff).where(staff.c.id == staff_id).values(values))
+def claim_login(conn: Connection, login: str, now_ms: int) -> int | None:
+    """Count one more attempt at ``login`` before its password is checked, in one statement
+    (so parallel guesses are each counted); the count, or None while the login is locked. A
+    lock that has run out starts the count again."""
+    statement = _CLAIM.get(conn.dialect.name)
+    if statement is None:
+        ins = engine.insert(conn.dialect.name, login_attempts)
+        current = login_attempts.c
+        statement = _CLAIM[conn.dialect.name] = ins.on_conflict_do_update(
+            index_elements=["login"],
+            set_={
+                "failures": case(
+                    (current.locked_until_ms.is_(None), current.failures + 1), else_=1
+                ),
+                "locked_until_ms": None,
+            },
+            where=or_(
+                current.locked_until_ms.is_(None), current.locked_until_ms <= bindparam("now")
+            ),
+        ).returning(current.failures)
+    row = conn.execute(statement, {"login": login, "failures": 1, "now": now_ms}).first()
+    return None if row is None else int(row.failures)
+
+
+_CLAIM: dict[str, Any] = {}  # the statement, per dialect
+
+
+def lock_login(conn: Connection, login: str, until_ms: int) -> None:
+    query = update(login_attempts).where(login_attempts.c.login == login)
+    conn.execute(query.values(locked_until_ms=until_ms))
+
+
+def clear_login(conn: Connection, login: str) -> None:
+    conn.execute(delete(login_attempts).where(login_attempts.c.login == login))
+
+
+def login_locked_until(conn: Connection, login: str) -> int | None:
+    query = select(login_attempts.c.locked_until_ms).where(login_attempts.c.login == login)
+    value = conn.scalar(query)
+    return None if value is None else int(value)
 
 
 def open_session(conn: Connection, digest: str, session: WebSession, source: str | None) -> None:

@@ -32,18 +32,19 @@ _NOBODY = "staff:-"
 def login(body: LoginIn, request: Request, deps: Deps) -> JSONResponse:
     note(request, login=body.login)
     now = deps.clock()
-    member = deps.store.staff_member(body.login)
-    if member is not None and member.locked_until_ms and member.locked_until_ms > now:
+    # Counted before the slow check, whether or not anybody has this login: parallel guesses
+    # each use an attempt, and a name that does not exist locks like one that does.
+    attempt = deps.store.claim_login(body.login, now)
+    if attempt is None or attempt > auth.LOGIN_ATTEMPTS:
         raise Problem("login-locked", "too many wrong passwords; wait a few minutes")
+    member = deps.store.staff_member(body.login)
     stored = member.password_hash if member else _decoy(deps.core.pins)
     ok = deps.core.pins.verify(stored, "staff:" + body.login, body.password)
-    if member is None or member.disabled_ms or not ok:
-        if member is not None:
-            failures = member.failed_logins + 1
-            lock = now + auth.LOCK_MS if failures >= auth.LOGIN_ATTEMPTS else None
-            deps.store.note_login(member.id, ok=False, lock_until_ms=lock)
+    ok = ok and member is not None and not member.disabled_ms
+    lock = now + auth.LOCK_MS if not ok and attempt >= auth.LOGIN_ATTEMPTS else None
+    deps.store.end_login(body.login, ok=ok, lock_until_ms=lock)
+    if not ok or member is None:
         raise Problem("unauthenticated", "wrong login or password")
-    deps.store.note_login(member.id, ok=True, lock_until_ms=None)
     secret = auth.new_session_secret()
     session = WebSession("staff", member.id, now, now + auth.STAFF_SESSION_MS)
     source = request.client.host if request.client else None

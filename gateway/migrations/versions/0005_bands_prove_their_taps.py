@@ -60,9 +60,14 @@ def upgrade() -> None:
         sa.Column("password_hash", sa.Text(), nullable=False),
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("disabled_ms", sa.BigInteger(), nullable=True),
-        sa.Column("failed_logins", sa.Integer(), nullable=False, server_default="0"),
-        sa.Column("locked_until_ms", sa.BigInteger(), nullable=True),
         sa.PrimaryKeyConstraint("id", name="pk_staff"),
+    )
+    op.create_table(
+        "login_attempts",
+        sa.Column("login", sa.Text(), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("locked_until_ms", sa.BigInteger(), nullable=True),
+        sa.PrimaryKeyConstraint("login", name="pk_login_attempts"),
     )
     op.create_table(
         "web_sessions",
@@ -103,7 +108,7 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION bandlink_history_kept()")
-    for table in ("web_sessions", "staff", "audit_log"):
+    for table in ("web_sessions", "login_attempts", "staff", "audit_log"):
         op.drop_table(table)
     op.drop_table("band_counters")
     with op.batch_alter_table("taps") as batch:
