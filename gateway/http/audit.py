@@ -28,16 +28,26 @@ def note(request: Request, **detail: object) -> None:
 async def audit_writes(
     request: Request, call_next: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    response = await call_next(request)
-    if request.method in _WRITES:
-        api: Api = request.app.state.api
-        entry = _entry(request, response.status_code, api.clock())
-        try:
-            await run_in_threadpool(api.store.audit, entry)
-        except Exception:
-            # The answer is given; a store that cannot take the entry is logged loudly.
-            log.exception("audit entry not written: %s", entry)
+    if request.method not in _WRITES:
+        return await call_next(request)
+    try:
+        response = await call_next(request)
+    except Exception:
+        # A crash is answered 500 by the handler outside this middleware: recorded as that.
+        await _record(request, 500)
+        raise
+    await _record(request, response.status_code)
     return response
+
+
+async def _record(request: Request, status: int) -> None:
+    api: Api = request.app.state.api
+    entry = _entry(request, status, api.clock())
+    try:
+        await run_in_threadpool(api.store.audit, entry)
+    except Exception:
+        # The answer is given; a store that cannot take the entry is logged loudly.
+        log.exception("audit entry not written: %s", entry)
 
 
 def _entry(request: Request, status: int, now_ms: int) -> AuditEntry:

@@ -1,6 +1,7 @@
 """The audit log: every operator action, who, what, when, from where, and how it was answered.
-Rows are only ever added (the database's triggers refuse the rest); an action and its entry are
-written in one transaction, so no action goes unrecorded."""
+Rows are only ever added (the database's triggers refuse the rest). An HTTP request's entry is
+written after its answer, in a transaction of its own (gateway/http/audit.py); the command
+line's, in the transaction of what it did."""
 
 from __future__ import annotations
 

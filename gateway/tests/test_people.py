@@ -177,6 +177,25 @@ def test_every_write_is_audited_and_the_log_cannot_be_edited(served: Served, db_
     assert len(served.as_("admin").call("GET", "/v1/audit").body["entries"]) >= 4
 
 
+def test_a_write_that_crashes_is_audited_too(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review: a write that failed with a bug was answered 500 and left no entry."""
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(served.store, "block_band", broken)
+    reply = served.as_("desk").call("POST", f"/v1/bands/{ADA.hex()}/block", {"reason": "lost"})
+    assert reply.status == 500
+    (entry,) = served.as_("admin").call("GET", "/v1/audit").body["entries"]
+    assert (entry["action"], entry["status"], entry["role"]) == (
+        "POST /v1/bands/{uid}/block",
+        500,
+        "desk",
+    )
+
+
 # -- lost and replaced bands ----------------------------------------------------------------
 
 
