@@ -49,7 +49,7 @@ from bandlink.protocol import (
 from bandlink.protocol.errors import BAD_FIELD
 
 from .bands.keys import DEVELOPMENT_MASTER_KEY, BandKeys
-from .bands.proof import BAD_MAC, REPLAYED, SUN, Proof, prove
+from .bands.proof import BAD_MAC, SUN, Proof, prove
 from .configs import ROLE_CODES
 from .entry import (
     DEFAULT_CLOSING,
@@ -142,7 +142,7 @@ class Decided:
     received_ns: int
     uid: bytes = b""
     # Someone holds a band's identity who should not: "possible clone" (a copied UID, a
-    # forged or replayed reading), "possible theft" (a band reported lost or stolen).
+    # forged or replayed reading), "possible theft" (a band a desk blocked).
     alert: str | None = None
 
 
@@ -377,8 +377,11 @@ class Core:
             return tx.accept_reading(uid, counter, reader_id=reader.id, at_ms=frame.received_ms)
 
         proof = prove(tap, issued, self.band_keys, accept)
-        # An unproven band is nobody's: no guest recorded, no name shown.
+        # An unproven band is nobody's: no guest recorded, no name shown. So is a blocked band
+        # at an exit: whoever holds it is let out, as anybody is, and its guest stays inside.
         band = issued if proof.proven else None
+        if band is not None and band.blocked and reader.direction == "out":
+            band = None
         guest_id = band.guest_id if band is not None else None
         granted, reason, read, new = self._decide(
             tap, reader, band, proof, at_ms=frame.received_ms, now_ms=now_ms, tx=tx
@@ -399,7 +402,9 @@ class Core:
         name = self._name_shown(stored, tx)
         effects.replies.append(self._reply(tap, stored, name, now_ms))
         duplicate = stored is not record
-        effects.events.append(_decided(tap, stored, frame, duplicate=duplicate, band=issued))
+        effects.events.append(
+            _decided(tap, stored, frame, duplicate=duplicate, band=issued, proof=proof)
+        )
 
     def _on_payment(
         self,
@@ -450,7 +455,7 @@ class Core:
             # The PIN follows with this same reading (SPEC, "Proving a band").
             _use_reading(tap, proof, tx, frame.received_ms)
         effects.replies.append(self._reply(tap, record, None, now_ms))
-        effects.events.append(_decided(tap, record, frame, duplicate=False, band=band))
+        effects.events.append(_decided(tap, record, frame, duplicate=False, band=band, proof=proof))
 
     def verify_pins_ahead(
         self, frames: Sequence[Frame], view: CatalogReads, pin_hash: Callable[[str], str | None]
@@ -690,7 +695,13 @@ def _use_reading(tap: Tap, proof: Proof, tx: DecisionTx, at_ms: int) -> None:
 
 
 def _decided(
-    tap: Tap, record: TapRecord, frame: Frame, *, duplicate: bool, band: Band | None = None
+    tap: Tap,
+    record: TapRecord,
+    frame: Frame,
+    *,
+    duplicate: bool,
+    band: Band | None = None,
+    proof: Proof | None = None,
 ) -> Decided:
     return Decided(
         reader=record.reader_id,
@@ -701,14 +712,15 @@ def _decided(
         duplicate=duplicate,
         received_ns=frame.received_ns,
         uid=record.uid,
-        alert=None if duplicate else _alert(record.reason, band),
+        alert=None if duplicate else _alert(proof, band),
     )
 
 
-def _alert(reason: str, band: Band | None) -> str | None:
-    if reason in (BAD_MAC, REPLAYED):
+def _alert(proof: Proof | None, band: Band | None) -> str | None:
+    """Whatever the decision (an exit lets anybody out): a band that did not prove itself, or
+    one a desk blocked (lost, stolen, damaged or replaced), held by someone tapping it."""
+    if proof is not None and proof.refusal is not None:
         return "possible clone"
-    if reason == BAND_BLOCKED and band is not None and band.blocked_reason is not None:
-        # Blocked at a desk (lost, stolen, replaced): whoever taps it is not its guest.
+    if band is not None and band.blocked and band.blocked_reason is not None:
         return f"possible theft: band reported {band.blocked_reason}"
     return None

@@ -11,7 +11,7 @@ import pytest
 
 from bandlink.gateway.core.bands import sun
 from bandlink.gateway.core.bands.keys import BandKeys
-from bandlink.gateway.core.handler import Core
+from bandlink.gateway.core.handler import Core, Decided
 from bandlink.gateway.core.payments.pin import reader_pin_key, seal_pin_block
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, SITE
@@ -137,6 +137,25 @@ def test_an_exit_is_never_refused_but_an_unproven_band_is_nobody(pair: Pair, sto
     copy = make_tap(ADA, direction=OUT, reader="gate-2", sun=False)
     assert _send(pair, copy) == (True, reasons.NOT_INSIDE, None, "Goodbye")
     assert _inside(store)
+
+
+def _alerts(pair: Pair) -> list[str]:
+    return [e.alert for e in pair.events() if isinstance(e, Decided) and e.alert]
+
+
+def test_at_an_exit_a_copy_or_a_stolen_band_is_let_out_as_nobody_and_flagged(
+    pair: Pair, store: Store
+) -> None:
+    """Review: exits are never refused, but a copied UID there raised no alert, and a band
+    blocked as stolen said "Goodbye Ada", raised no alert and marked her outside."""
+    assert pair.tap(ADA).reason == reasons.OK
+    copy = make_tap(ADA, direction=OUT, reader="gate-2", sun=False)
+    assert _send(pair, copy)[:3] == (True, reasons.NOT_INSIDE, None)
+    store.block_band(ADA, reason="stolen", now_ms=0)
+    stolen = make_tap(ADA, direction=OUT, reader="gate-2")
+    assert _send(pair, stolen) == (True, reasons.NOT_INSIDE, None, "Goodbye")
+    assert _inside(store)
+    assert _alerts(pair) == ["possible clone", "possible theft: band reported stolen"]
 
 
 def test_an_lrp_band_proves_its_taps(store: Store) -> None:
