@@ -361,13 +361,17 @@ class Store:
         self, uid: bytes, counter: int, digest: str, session: WebSession, *, source: str | None
     ) -> bool:
         """Open a guest's session for one SUN reading of their band, if that reading was never
-        used (by a tap or another login): the counter advances in the same transaction."""
+        used (by a tap or another login) and the band is not blocked: the counter advances in
+        the same transaction. A block of the band ends the sessions it opened."""
 
         with self._write() as conn:
+            band = bands.info(conn, uid)
+            if band is None or band.blocked or band.guest_id != session.subject:
+                return False  # blocked (or moved) since the caller looked
             at_ms = session.created_ms
             if not bands.accept_reading(conn, uid, counter, reader_id="phone", at_ms=at_ms):
                 return False
-            staff.open_session(conn, digest, session, source)
+            staff.open_session(conn, digest, session, source, band=uid)
             return True
 
     def web_session(self, digest: str, now_ms: int) -> WebSession | None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import Connection, bindparam, select, update
 
+from . import staff
 from .engine import insert
 from .schema import band_counters, bands, guests
 
@@ -68,6 +69,7 @@ def block(conn: Connection, uid: bytes, *, reason: str, now_ms: int) -> BandInfo
     if not found.blocked:
         values = {"blocked": True, "blocked_reason": reason, "blocked_ms": now_ms}
         conn.execute(update(bands).where(bands.c.uid == uid).values(values))
+    staff.close_sessions_of_band(conn, uid)
     result = info(conn, uid)
     assert result is not None
     return result

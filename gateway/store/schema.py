@@ -353,6 +353,7 @@ web_sessions = Table(
     Column("created_ms", BigInteger, nullable=False),
     Column("expires_ms", BigInteger, nullable=False),
     Column("source", Text, nullable=True),
+    Column("band", LargeBinary, nullable=True),  # a guest's: the band whose tap opened it
 )
 # The answer each Idempotency-Key got, stored in the transaction that did the work: a repeat
 # gets it back, byte for byte. ``fingerprint`` is a hash of the request it answered.

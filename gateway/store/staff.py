@@ -100,8 +100,15 @@ def login_locked_until(conn: Connection, login: str) -> int | None:
     return None if value is None else int(value)
 
 
-def open_session(conn: Connection, digest: str, session: WebSession, source: str | None) -> None:
+def open_session(
+    conn: Connection,
+    digest: str,
+    session: WebSession,
+    source: str | None,
+    band: bytes | None = None,
+) -> None:
     row = {
+        "band": band,
         "digest": digest,
         "kind": session.kind,
         "subject": session.subject,
@@ -124,3 +131,8 @@ def session(conn: Connection, digest: str, now_ms: int) -> WebSession | None:
 
 def close_session(conn: Connection, digest: str) -> None:
     conn.execute(delete(web_sessions).where(web_sessions.c.digest == digest))
+
+
+def close_sessions_of_band(conn: Connection, uid: bytes) -> None:
+    """A blocked band's taps opened sessions for whoever held it: they end with the block."""
+    conn.execute(delete(web_sessions).where(web_sessions.c.band == uid))

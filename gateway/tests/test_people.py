@@ -290,6 +290,16 @@ def test_a_guest_logs_in_by_tapping_once_per_reading(served: Served) -> None:
     assert _request(served, "GET", "/v1/whoami", cookie=staff_cookie)[0] == 401
 
 
+def test_blocking_a_band_ends_the_sessions_its_taps_opened(served: Served) -> None:
+    """Review: a session opened by a band stayed valid for a day after the band was blocked."""
+    url = development_bands().band(ADA).url()
+    _status, headers, _body = _request(served, "GET", url[url.index("/b?") :])
+    cookie = _cookie(headers, auth.GUEST_COOKIE)
+    assert _request(served, "GET", "/v1/me", cookie=cookie)[0] == 200
+    served.as_("desk").call("POST", f"/v1/bands/{ADA.hex()}/block", {"reason": "stolen"})
+    assert _request(served, "GET", "/v1/me", cookie=cookie)[0] == 401
+
+
 def test_a_blocked_band_logs_nobody_in(served: Served) -> None:
     served.store.block_band(ADA, reason="stolen", now_ms=NOON_MS)
     url = development_bands().band(ADA).url()

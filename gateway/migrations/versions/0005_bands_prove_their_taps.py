@@ -77,6 +77,7 @@ def upgrade() -> None:
         sa.Column("created_ms", sa.BigInteger(), nullable=False),
         sa.Column("expires_ms", sa.BigInteger(), nullable=False),
         sa.Column("source", sa.Text(), nullable=True),
+        sa.Column("band", sa.LargeBinary(), nullable=True),
         sa.PrimaryKeyConstraint("digest", name="pk_web_sessions"),
     )
 
