@@ -34,7 +34,7 @@ import nfc.tag.tt4  # type: ignore[import-untyped]
 
 from bandlink.gateway.core.bands import sun
 from bandlink.gateway.core.bands.keys import APP_MASTER, SDM_FILE_READ, SDM_META_READ, BandKeys
-from bandlink.gateway.store import Store
+from bandlink.gateway.store import AuditEntry, Store
 
 from . import ntag424 as n
 from .sunband import uri_record
@@ -249,7 +249,16 @@ def enrol(device: str, guest: str, store: Store, master: bytes, base_url: str) -
     # From here on the band carries the venue's keys: say so, whatever goes wrong.
     try:
         reading = verify(written, keys, uid)
-        store.issue_band(uid, guest)
+        entry = AuditEntry(
+            at_ms=time.time_ns() // 1_000_000,
+            actor="cli",
+            role="desk",
+            action="band enrol",
+            status=0,
+            target=uid.hex(),
+            detail=json.dumps({"guest": guest, "device": device}),
+        )
+        store.issue_band(uid, guest, entry=entry)
     except (EnrolError, ValueError) as err:
         raise EnrolError(f"the band is personalised, but {err}; it is not issued") from None
     return Enrolled(uid, guest, reading.counter, written)

@@ -72,6 +72,10 @@ class BlockIn(_Body):
 class ReplaceIn(_Body):
     new_uid: UidHex
     reason: Literal["lost", "stolen", "damaged", "replaced"] = "replaced"
+    security: Annotated[
+        Literal["sun", "plain-uid"],
+        Field(description="the new band's: plain-UID only if the venue chooses it for it"),
+    ] = "sun"
 
 
 class LoginIn(_Body):

@@ -289,11 +289,15 @@ class Store:
         with self._read() as conn:
             return bands.last_counter(conn, uid)
 
-    def issue_band(self, uid: bytes, guest_id: str, *, sun: bool = True) -> None:
-        """Link a new band to a guest (enrolment). ValueError if the guest is unknown or the
-        band is already issued."""
+    def issue_band(
+        self, uid: bytes, guest_id: str, *, sun: bool = True, entry: AuditEntry | None = None
+    ) -> None:
+        """Link a new band to a guest (enrolment), with its audit entry in the same
+        transaction. ValueError if the guest is unknown or the band is already issued."""
         with self._write() as conn:
             bands.issue(conn, uid, guest_id, sun=sun)
+            if entry is not None:
+                audit.record(conn, entry)
 
     # -- bands at the desk, each action in one transaction with its audit entry -------------
 
@@ -310,10 +314,12 @@ class Store:
         with self._write() as conn:
             return bands.block(conn, uid, reason=reason, now_ms=now_ms)
 
-    def replace_band(self, old: bytes, new: bytes, *, reason: str, now_ms: int) -> str:
+    def replace_band(
+        self, old: bytes, new: bytes, *, reason: str, now_ms: int, sun: bool = True
+    ) -> str:
         """Block ``old`` and issue ``new`` to its guest, carrying everything over; the guest."""
         with self._write() as conn:
-            return bands.replace_band(conn, old, new, reason=reason, now_ms=now_ms)
+            return bands.replace_band(conn, old, new, reason=reason, now_ms=now_ms, sun=sun)
 
     # -- people: staff, sessions, the audit log ---------------------------------------------
 

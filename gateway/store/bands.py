@@ -75,16 +75,19 @@ def block(conn: Connection, uid: bytes, *, reason: str, now_ms: int) -> BandInfo
     return result
 
 
-def replace_band(conn: Connection, old: bytes, new: bytes, *, reason: str, now_ms: int) -> str:
+def replace_band(
+    conn: Connection, old: bytes, new: bytes, *, reason: str, now_ms: int, sun: bool = True
+) -> str:
     """Issue ``new`` to the guest of ``old`` and block ``old``, in the caller's transaction; the
     guest's id. Everything a guest has (tickets, presence, party, wallet, limits, PIN, photos)
-    is the guest's, not the band's, so it is the new band's from this commit on."""
+    is the guest's, not the band's, so it is the new band's from this commit on. The new band
+    is a SUN band unless the desk says otherwise: a plain-UID one is chosen, never inherited."""
     found = info(conn, old)
     if found is None or found.guest_id is None:
         raise LookupError(f"no band {old.hex()} issued to a guest")
     if found.replaced_by is not None:
         raise BandReplaced(f"band {old.hex()} was replaced by {found.replaced_by.hex()} already")
-    issue(conn, new, found.guest_id, sun=found.sun)
+    issue(conn, new, found.guest_id, sun=sun)
     block(conn, old, reason=reason, now_ms=now_ms)
     conn.execute(update(bands).where(bands.c.uid == old).values(replaced_by=new))
     return found.guest_id

@@ -97,6 +97,32 @@ def _migrate(url: str) -> None:
     store.close()
 
 
+def test_migration_0005_downgrades_keeping_the_bands_catalog_log_triggers(tmp_path: Path) -> None:
+    """Review: on SQLite the downgrade's batch copies bands into a new table, which dropped the
+    triggers that tell every gateway's view of band changes."""
+    from alembic import command
+    from alembic.config import Config
+
+    from bandlink.gateway.store import MIGRATIONS_DIR
+
+    url = f"sqlite:///{tmp_path / 'gw.db'}"
+    store = Store(url)
+    store.migrate()
+    store.load_venue(DEMO_VENUE, today=TODAY)
+    store.close()
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    engine = create_engine(url)
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0004")
+    with engine.begin() as conn:
+        head = conn.scalar(text("SELECT max(seq) FROM catalog_log"))
+        conn.execute(text("UPDATE bands SET blocked = 1 WHERE uid = :uid"), {"uid": ADA})
+        assert conn.scalar(text("SELECT max(seq) FROM catalog_log")) > head
+    engine.dispose()
+
+
 # -- catalog --------------------------------------------------------------------------------
 
 

@@ -116,6 +116,8 @@ def test_a_fresh_band_is_personalised_verified_and_issued(
     assert printed["url"].startswith("https://bandlink.example/b?picc_data=")
     band = store.band(NEW_UID)
     assert band is not None and (band.guest_id, band.sun, band.blocked) == (GUEST, True, False)
+    (entry,) = store.audit_since()  # who issued it, in the transaction that did
+    assert (entry.actor, entry.action, entry.target) == ("cli", "band enrol", NEW_UID.hex())
     keys = BandKeys(DEVELOPMENT_MASTER_KEY)
     assert chip.keys[:3] == [keys.band_key(0, NEW_UID), keys.meta_read, keys.file_read(NEW_UID)]
     assert n.FACTORY_KEY not in chip.keys[:3]

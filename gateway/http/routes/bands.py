@@ -87,10 +87,11 @@ def replace_band(
     uid: Uid, body: ReplaceIn, request: Request, token: Desk, deps: Deps
 ) -> dict[str, Any]:
     del token
-    note(request, new_uid=body.new_uid.lower(), reason=body.reason)
+    note(request, new_uid=body.new_uid.lower(), reason=body.reason, security=body.security)
     old, new = bytes.fromhex(uid), bytes.fromhex(body.new_uid)
+    sun = body.security == "sun"
     try:
-        guest = deps.store.replace_band(old, new, reason=body.reason, now_ms=deps.clock())
+        guest = deps.store.replace_band(old, new, reason=body.reason, now_ms=deps.clock(), sun=sun)
     except LookupError as err:
         raise Problem("unknown-band", str(err)) from None
     except BandReplaced as err:

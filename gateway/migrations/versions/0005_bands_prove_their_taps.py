@@ -97,6 +97,11 @@ def _append_only(table: str) -> None:
             f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table} "
             "FOR EACH ROW EXECUTE FUNCTION bandlink_history_kept()"
         )
+        # Row triggers do not see TRUNCATE.
+        op.execute(
+            f"CREATE TRIGGER {table}_not_truncated BEFORE TRUNCATE ON {table} "
+            "FOR EACH STATEMENT EXECUTE FUNCTION bandlink_history_kept()"
+        )
         return
     for event in ("update", "delete"):
         op.execute(
@@ -107,6 +112,7 @@ def _append_only(table: str) -> None:
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER audit_log_not_truncated ON audit_log")
         op.execute("DROP TRIGGER audit_log_append_only ON audit_log")
         op.execute("DROP FUNCTION bandlink_history_kept()")
     for table in ("web_sessions", "login_attempts", "staff", "audit_log"):
@@ -118,3 +124,14 @@ def downgrade() -> None:
     with op.batch_alter_table("bands") as batch:
         for column in ("replaced_by", "blocked_ms", "blocked_reason", "sun"):
             batch.drop_column(column)
+    if op.get_bind().dialect.name == "sqlite":
+        # The batch copied bands into a new table, without its catalog_log triggers (0002's).
+        for event, rows in (("insert", ("NEW",)), ("update", ("OLD", "NEW")), ("delete", ("OLD",))):
+            body = " ".join(
+                f"INSERT INTO catalog_log (kind, key) VALUES ('band', hex({row}.uid));"
+                for row in rows
+            )
+            op.execute(
+                f"CREATE TRIGGER bands_{event}_logged AFTER {event.upper()} ON bands "
+                f"FOR EACH ROW BEGIN {body} END"
+            )
