@@ -167,8 +167,10 @@ class PN532:
 
     async def read_ndef(self, buf: bytearray) -> int:
         """The NDEF message of the band listed last into buf (the NDEF file after its NLEN): its
-        length; 0 when the band has none (not ISO-DEP, a status word other than 9000, more
-        than buf holds); -1 when the read broke off (no answer, a bad frame: the band left)."""
+        length; 0 when the band has none (not ISO-DEP, no NDEF application or file, more than
+        buf holds); -1 when the read broke off (no answer, a bad frame, or a read of the file
+        that failed once it was selected: a band slipping away, to be tapped again rather than
+        sent without its reading and refused as a copy)."""
         if not self.sak & _ISO_DEP:
             return 0  # an NTAG21x (Type 2): its NDEF is in pages, and it has no SUN
         try:
@@ -176,14 +178,14 @@ class PN532:
                 return 0
             answer = self._answer
             if not await self._read(0, 2):
-                return 0
+                return -1
             size = answer[0] << 8 | answer[1]
             if size > len(buf):
                 return 0
             for at in range(0, size, _CHUNK):
                 n = min(size - at, _CHUNK)
                 if not await self._read(2 + at, n):
-                    return 0
+                    return -1
                 for i in range(n):
                     buf[at + i] = answer[i]
             return size

@@ -218,6 +218,8 @@ async def test_no_ndef_and_a_torn_read():
         ((SELECT_APP, (SELECT_FILE[0], missing)), 256, 0),
         ((SELECT_APP, SELECT_FILE, NLEN), 149, 0),  # larger than the buffer
         ((SELECT_APP, SELECT_FILE, NLEN, CHUNKS[0], (CHUNKS[1][0], gone)), 256, -1),
+        # A read of the selected file refused: the band slipping, not a band without NDEF.
+        ((SELECT_APP, SELECT_FILE, NLEN, (CHUNKS[0][0], missing)), 256, -1),
         ((SELECT_APP, SELECT_FILE, (NLEN[0], corrupt(NLEN[1], -2, 1))), 256, -1),
     ):
         bus, nfc = iso_dep(script)
