@@ -14,6 +14,7 @@ to its odd bytes, MACt); the chip answers MACed too.
 
 from __future__ import annotations
 
+import hmac
 import os
 import zlib
 from collections.abc import Callable
@@ -225,7 +226,7 @@ class Session:
     def open_command(self, ins: int, header: bytes, body: bytes, *, encrypted: bool) -> bytes:
         """Check a command's MACt and return its data (decrypted when ``encrypted``)."""
         data, mac = body[:-MAC_T], body[-MAC_T:]
-        if len(body) < MAC_T or self.command_mac(ins, header, data) != mac:
+        if len(body) < MAC_T or not hmac.compare_digest(self.command_mac(ins, header, data), mac):
             raise SecureMessagingError("the command's MAC does not verify")
         if not encrypted or not data:
             return data

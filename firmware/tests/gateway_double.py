@@ -88,6 +88,16 @@ class PlayedGateway:
         with self._lock:
             return [arrival.tap for arrival in self.arrivals]
 
+    def sent(self, count: int, timeout: float = 2) -> list[Tap]:
+        """The taps on the wire, once there are count (and no more a moment later)."""
+        deadline = time.monotonic() + timeout
+        while len(self.taps()) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        taps = self.taps()
+        assert len(taps) == count, taps
+        return taps
+
     def wait_births(self, count: int, timeout: float = 10) -> Birth:
         """The count-th birth since this gateway started (waits for it)."""
         with self._lock:

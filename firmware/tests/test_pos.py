@@ -67,17 +67,6 @@ def paid_450(tap: Tap) -> messages.Result:
     return paid(tap, "Paid EUR 4.50", 8750)
 
 
-def sent(gateway: PlayedGateway, count: int, timeout: float = 2) -> list[Tap]:
-    """The taps on the wire, once there are count (and no more a moment later)."""
-    deadline = time.monotonic() + timeout
-    while len(gateway.taps()) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.1)
-    taps = gateway.taps()
-    assert len(taps) == count, taps
-    return taps
-
-
 def test_an_armed_reader_shows_the_label_and_a_tap_pays(
     gateway: PlayedGateway, till: SimReader
 ) -> None:
@@ -86,13 +75,13 @@ def test_an_armed_reader_shows_the_label_and_a_tap_pays(
     gateway.answer = paid_450
     shown = till.tap(BAND_A)
     assert (shown.pattern, shown.text) == ("green", "Paid EUR 4.50")
-    (tap,) = sent(gateway, 1)
+    (tap,) = gateway.sent(1)
     assert (tap.role, tap.uid, tap.charge, tap.pin) == (POS, BAND_A, charge, None)
     assert tap.deadline is not None and tap.deadline - tap.ts == DEADLINE_MS
     till.wait_show("idle", "")  # paid: the sale is over, the display blank
     shown = till.tap(BAND_A)
     assert (shown.pattern, shown.text) == ("red", "No sale open")
-    sent(gateway, 1)
+    gateway.sent(1)
 
 
 def test_the_pin_the_guest_types_travels_sealed_for_this_charge(
@@ -104,7 +93,7 @@ def test_the_pin_the_guest_types_travels_sealed_for_this_charge(
     assert (shown.pattern, shown.text) == ("pin", "Enter PIN")
     assert till.press("123#").pattern == "pin", "three digits are too few: asked again"
     assert till.press("99*5678#").text == "Paid EUR 4.50"  # "*" cleared the 99
-    (tap,) = sent(gateway, 1)
+    (tap,) = gateway.sent(1)
     assert tap.charge == charge and tap.pin is not None and len(tap.pin) == 16
     assert open_pin_block(PIN_KEY, charge, tap.pin) == "5678"
     assert open_pin_block(PIN_KEY, os.urandom(16), tap.pin) is None
@@ -121,7 +110,7 @@ def test_after_no_reply_the_same_band_resends_the_same_operation_and_another_ban
     assert till.press("4321#").pattern == "retry"
     gateway.answer = paid_450
     assert till.tap(BAND_B).text == "Paid EUR 4.50"
-    a1, a2, b1, b2 = sent(gateway, 4)
+    a1, a2, b1, b2 = gateway.sent(4)
     assert (a2.mid, a2.ts, a2.pin) == (a1.mid, a1.ts, a1.pin)
     assert a2.seq != a1.seq and a2.deadline is not None and a1.deadline is not None
     assert a2.deadline > a1.deadline
@@ -141,7 +130,7 @@ def test_a_wrong_pin_keeps_the_sale_open_for_another_try(
     gateway.answer = paid_450
     assert till.tap(BAND_A).pattern == "pin"
     assert till.press("2222#").text == "Paid EUR 4.50"
-    first, second = sent(gateway, 2)
+    first, second = gateway.sent(2)
     assert second.mid != first.mid
     assert second.pin is not None and open_pin_block(PIN_KEY, charge, second.pin) == "2222"
 
@@ -155,7 +144,7 @@ def test_a_pin_asked_for_by_the_gateway_is_typed_and_sent_as_a_new_operation(
     )
     assert till.tap(BAND_A).pattern == "pin"
     assert till.press("246813#").text == "Paid EUR 4.50"
-    first, second = sent(gateway, 2)
+    first, second = gateway.sent(2)
     assert first.pin is None and second.mid != first.mid
     assert second.pin is not None and open_pin_block(PIN_KEY, charge, second.pin) == "246813"
 
@@ -170,7 +159,7 @@ def test_a_cancelled_sale_takes_no_more_taps(gateway: PlayedGateway, till: SimRe
     assert shown.text == "Cancelled"
     till.wait_show("idle", "")
     assert till.tap(BAND_A).text == "No sale open"
-    sent(gateway, 0)
+    gateway.sent(0)
 
 
 def test_other_refusals_end_the_sale(gateway: PlayedGateway, till: SimReader) -> None:
@@ -179,7 +168,7 @@ def test_other_refusals_end_the_sale(gateway: PlayedGateway, till: SimReader) ->
     assert till.tap(BAND_A).text == "Balance too low"
     till.wait_show("idle", "")
     assert till.tap(BAND_A).text == "No sale open"
-    sent(gateway, 1)
+    gateway.sent(1)
 
 
 def test_many_sales_with_pins_run_at_the_readers_heap_limit(
@@ -192,7 +181,7 @@ def test_many_sales_with_pins_run_at_the_readers_heap_limit(
         assert till.tap(BAND_A if i % 2 else BAND_B).pattern == "pin"
         assert till.press("%04d#" % i).text == "Paid EUR 4.50"
     assert till.heap_used_max > 0, "the reader reported its heap after each tap"
-    assert len(sent(gateway, 10)) == 10
+    assert len(gateway.sent(10)) == 10
 
 
 def test_a_pin_not_typed_within_30_s_sends_nothing(gateway: PlayedGateway, till: SimReader) -> None:
@@ -202,7 +191,7 @@ def test_a_pin_not_typed_within_30_s_sends_nothing(gateway: PlayedGateway, till:
     shown = till.wait_show("retry", timeout=40)
     assert shown.text == "PIN timed out" and time.monotonic() - started >= 29
     till.wait_show("idle", LABEL)  # the sale stays open
-    sent(gateway, 0)
+    gateway.sent(0)
 
 
 def test_a_cancel_during_the_pin_prompt_ends_it(gateway: PlayedGateway, till: SimReader) -> None:
@@ -218,5 +207,5 @@ def test_a_cancel_during_the_pin_prompt_ends_it(gateway: PlayedGateway, till: Si
     arm(gateway, till, pin=False, label="EUR 9.00 Lunch")  # shown once the prompt has ended
     gateway.answer = paid_450
     assert till.tap(BAND_B).text == "Paid EUR 4.50"
-    (tap,) = sent(gateway, 1)
+    (tap,) = gateway.sent(1)
     assert tap.pin is None  # the new sale asked for none

@@ -8,7 +8,6 @@ for another tap and sends nothing."""
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,17 +62,6 @@ def carried(tap: Tap) -> tuple[bytes | None, bytes | None, bytes | None]:
     return tap.picc, tap.file, tap.cmac
 
 
-def sent(gateway: PlayedGateway, count: int, timeout: float = 2) -> list[Tap]:
-    """The taps on the wire, once there are count (and no more a moment later)."""
-    deadline = time.monotonic() + timeout
-    while len(gateway.taps()) < count and time.monotonic() < deadline:
-        time.sleep(0.02)
-    time.sleep(0.1)
-    taps = gateway.taps()
-    assert len(taps) == count, taps
-    return taps
-
-
 @pytest.fixture
 def gateway(broker: MosquittoBroker, tmp_path: Path) -> Iterator[PlayedGateway]:
     played = PlayedGateway(broker, "gate-1", tmp_path)
@@ -97,7 +85,7 @@ def test_a_gate_tap_carries_the_sun_message_of_the_bands_url(
     urls = (WITH_FILE, WITHOUT_FILE, LRP, WITH_FILE.lower())
     for url in urls:
         assert tap(gate, BAND, ndef(url)).pattern == "green", url
-    taps = sent(gateway, len(urls))
+    taps = gateway.sent(len(urls))
     assert [carried(t) for t in taps] == [sun_of(url) for url in urls]
     assert len(taps[2].picc or b"") == 24  # LRP mode
     assert all(t.uid == BAND for t in taps)
@@ -109,7 +97,7 @@ def test_a_band_without_sun_taps_with_its_uid_alone(
     gateway.answer = grant
     assert tap(gate, BAND).pattern == "green"  # no NDEF at all (a plain NTAG21x)
     assert tap(gate, OTHER, ndef("https://shop.example.com/band/42")).pattern == "green"
-    assert [(t.uid, *carried(t)) for t in sent(gateway, 2)] == [
+    assert [(t.uid, *carried(t)) for t in gateway.sent(2)] == [
         (BAND, None, None, None),
         (OTHER, None, None, None),
     ]
@@ -128,7 +116,7 @@ def test_a_malformed_sun_url_sends_the_uid_alone_and_the_reader_keeps_going(
     for url in broken:
         assert tap(gate, BAND, ndef(url)).pattern == "green", url
     assert tap(gate, BAND, ndef(WITHOUT_FILE)).pattern == "green"
-    taps = sent(gateway, 5)
+    taps = gateway.sent(5)
     assert [carried(t) for t in taps[:4]] == [(None, None, None)] * 4
     assert carried(taps[4]) == sun_of(WITHOUT_FILE)
 
@@ -139,13 +127,13 @@ def test_a_torn_read_asks_for_another_tap_and_sends_nothing(
     shown = tap(gate, BAND, "torn")
     assert (shown.pattern, shown.text) == ("retry", "Please tap again")
     assert shown.ms < DEADLINE_MS / 2, "asked at once, not after waiting for a reply"
-    sent(gateway, 0)
+    gateway.sent(0)
     # A torn read between a tap that got no reply and its resend leaves that operation alone.
     assert tap(gate, BAND, ndef(WITHOUT_FILE)).pattern == "retry"  # no reply
     assert tap(gate, BAND, "torn").pattern == "retry"
     gateway.answer = grant
     assert tap(gate, BAND, ndef(LRP)).pattern == "green"
-    first, resent = sent(gateway, 2)
+    first, resent = gateway.sent(2)
     assert (resent.mid, resent.ts) == (first.mid, first.ts)
 
 
@@ -157,7 +145,7 @@ def test_a_resend_carries_the_fresh_sun_read_of_its_own_tap(
     assert tap(gate, BAND, ndef(WITHOUT_FILE)).pattern == "retry"
     gateway.answer = grant
     assert tap(gate, BAND, ndef(WITH_FILE)).pattern == "green"
-    first, resent = sent(gateway, 2)
+    first, resent = gateway.sent(2)
     assert (resent.mid, resent.ts) == (first.mid, first.ts)
     assert carried(first) == sun_of(WITHOUT_FILE) and carried(resent) == sun_of(WITH_FILE)
 
@@ -185,7 +173,7 @@ def test_a_pos_tap_carries_sun_and_its_pin_resend_the_same_read(
             till.wait_show("idle", "Tea")
             assert tap(till, BAND, ndef(LRP)).pattern == "pin"
             assert till.press("1234#").text == "Paid"
-            first, with_pin = sent(gateway, 2)
+            first, with_pin = gateway.sent(2)
     finally:
         gateway.close()
     assert first.pin is None and with_pin.pin is not None

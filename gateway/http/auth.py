@@ -19,8 +19,9 @@ STAFF_COOKIE: Final = "bl_staff"
 GUEST_COOKIE: Final = "bl_guest"
 STAFF_SESSION_MS: Final = 8 * 3600 * 1000  # a shift
 GUEST_SESSION_MS: Final = 24 * 3600 * 1000  # a day at the venue
-# After this many wrong passwords in a row a login is locked for LOCK_MS (a guesser gets a few
-# tries an hour; an owner who mistyped waits a few minutes).
+# After this many wrong passwords in a row a login is locked for LOCK_MS: a guesser gets 5
+# tries per 5 minutes (about 60 an hour, against a password of 12 characters or more); an owner
+# who mistyped waits a few minutes.
 LOGIN_ATTEMPTS: Final = 5
 LOCK_MS: Final = 5 * 60 * 1000
 

@@ -191,9 +191,7 @@ class Store:
 
     def run(self, work: Callable[[Books], T]) -> T:
         """``work`` in one write transaction, committed when it returns, rolled back if it
-        raises; run again from the start when it lost a race (up to ATTEMPTS times).
-
-        """
+        raises; run again from the start when it lost a race (up to ATTEMPTS times)."""
 
         def once() -> T:
             with self._write() as conn:

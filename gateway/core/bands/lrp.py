@@ -31,13 +31,13 @@ class Lrp:
         counter evaluates to, the counter incremented per block."""
         return b"".join(
             encrypt_block(self.eval(c), block)
-            for c, block in zip(_counters(counter), _blocks(data), strict=False)
+            for c, block in zip(_counters(counter, len(data) // BLOCK), _blocks(data), strict=True)
         )
 
     def decrypt(self, counter: bytes, data: bytes) -> bytes:
         return b"".join(
             decrypt_block(self.eval(c), block)
-            for c, block in zip(_counters(counter), _blocks(data), strict=False)
+            for c, block in zip(_counters(counter, len(data) // BLOCK), _blocks(data), strict=True)
         )
 
     def cmac(self, data: bytes) -> bytes:
@@ -70,8 +70,8 @@ def _blocks(data: bytes) -> list[bytes]:
     return [data[i : i + BLOCK] for i in range(0, len(data), BLOCK)]
 
 
-def _counters(counter: bytes) -> list[bytes]:
-    """The counter and its successors, wrapping at its own width, enough for 16 blocks."""
+def _counters(counter: bytes, blocks: int) -> list[bytes]:
+    """The counter and its successors for ``blocks`` blocks, wrapping at its own width."""
     width = len(counter)
     value = int.from_bytes(counter, "big")
-    return [((value + i) % (1 << (8 * width))).to_bytes(width, "big") for i in range(16)]
+    return [((value + i) % (1 << (8 * width))).to_bytes(width, "big") for i in range(blocks)]

@@ -1,6 +1,7 @@
 """Whether a tap's band proved itself (SPEC, "Proving a band"): its SUN reading verifies under
 the band's keys, names the tap's UID, and has a counter above the last one accepted. Pure: the
-last counter is read by the caller's transaction, and advanced by it once the tap is decided."""
+caller says whether a counter is new (a gate tap's transaction accepts it there and then, a pos
+tap's only reads it and accepts it once the payment is decided)."""
 
 from __future__ import annotations
 
