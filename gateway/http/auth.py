@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
-from typing import Final
+from typing import Final, Literal
+
+from fastapi import Request, Response
 
 from ..store.tokens import Token
 
@@ -33,6 +35,29 @@ def digest(secret: str) -> str:
 def new_session_secret() -> str:
     """A cookie's value: only its digest is stored."""
     return "bls_" + secrets.token_urlsafe(32)
+
+
+_SESSION_MS = {STAFF_COOKIE: STAFF_SESSION_MS, GUEST_COOKIE: GUEST_SESSION_MS}
+
+
+def set_session_cookie(
+    response: Response,
+    request: Request,
+    name: str,
+    secret: str,
+    *,
+    same_site: Literal["lax", "strict"],
+) -> None:
+    """A session's cookie: out of scripts' reach, for as long as its session lives, and sent
+    only over https when the gateway is reached over https."""
+    response.set_cookie(
+        name,
+        secret,
+        max_age=_SESSION_MS[name] // 1000,
+        httponly=True,
+        samesite=same_site,
+        secure=request.url.scheme == "https",
+    )
 
 
 def check_role(role: str, outlet: str | None) -> None:

@@ -45,14 +45,7 @@ def band_link(request: Request, deps: Deps) -> RedirectResponse:
         raise Problem("link-used", "this link was used already: tap your band on the phone again")
     response = RedirectResponse(LANDING, status_code=303)
     # Lax, not Strict: the phone arrives from the NFC tap, a top-level navigation.
-    response.set_cookie(
-        auth.GUEST_COOKIE,
-        secret,
-        max_age=auth.GUEST_SESSION_MS // 1000,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-    )
+    auth.set_session_cookie(response, request, auth.GUEST_COOKIE, secret, same_site="lax")
     return response
 
 

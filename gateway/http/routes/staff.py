@@ -51,14 +51,7 @@ def login(body: LoginIn, request: Request, deps: Deps) -> JSONResponse:
     deps.store.open_session(auth.digest(secret), session, source=source)
     request.state.principal = Token("staff:" + member.id, member.role, member.outlet, now)
     response = JSONResponse({"login": member.id, "name": member.name, "role": member.role})
-    response.set_cookie(
-        auth.STAFF_COOKIE,
-        secret,
-        max_age=auth.STAFF_SESSION_MS // 1000,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    auth.set_session_cookie(response, request, auth.STAFF_COOKIE, secret, same_site="strict")
     return response
 
 
