@@ -24,6 +24,8 @@ from bandlink.tools.api import ApiClient, Reply
 
 from .pair import NOON_MS
 
+SECRET = b"k" * 32  # the served gateway's secret key (PIN keys and hashes follow from it)
+
 
 @dataclass
 class Sent:
@@ -61,7 +63,7 @@ def served(store: Store) -> Iterator[Served]:
     sent = Sent()
     api = Api(
         store=store,
-        core=Core(secret_key=b"k" * 32),
+        core=Core(secret_key=SECRET),
         publish=sent,
         clock=lambda: NOON_MS,
         currency="EUR",

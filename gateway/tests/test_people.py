@@ -17,6 +17,9 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
 from bandlink.gateway.core.bands import sun
+from bandlink.gateway.core.handler import Core
+from bandlink.gateway.core.payments.pin import reader_pin_key, seal_pin_block
+from bandlink.gateway.core.payments.pinhash import PinHasher
 from bandlink.gateway.http import auth
 from bandlink.gateway.settings import normalise_db_url
 from bandlink.gateway.store import AuditEntry, StaffMember, Store
@@ -25,8 +28,9 @@ from bandlink.protocol import OUT, Tap, reasons
 from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS, TODAY, Pair, evt_frame, make_tap
-from .test_http import Served, problem, served
-from .test_ledger import topup
+from .test_http import SECRET, Served, problem, served
+from .test_ledger import charge_at, topup
+from .test_payments import answer, pos_tap
 
 __all__ = ["served"]  # the fixture, used by name
 ADA = DEMO_BANDS["Ada"]
@@ -74,10 +78,13 @@ def _add_staff(store: Store, login: str, role: str, outlet: str | None = None) -
     store.add_staff(member, NOON_MS, AuditEntry(NOON_MS, "cli", "admin", "staff add", 0))
 
 
-def served_pins() -> Any:
-    from bandlink.gateway.core.payments.pinhash import PinHasher
+def served_core() -> Core:
+    """A core with the served gateway's secret: its PIN keys and hashes are the server's."""
+    return Core(secret_key=SECRET)
 
-    return PinHasher(b"k" * 32)  # the served fixture's Core(secret_key=...)
+
+def served_pins() -> PinHasher:
+    return served_core().pins
 
 
 def _login(served: Served, login: str, password: str = PASSWORD) -> tuple[int, str | None]:
@@ -233,6 +240,14 @@ def test_a_lost_band_is_refused_at_once_and_its_replacement_carries_everything(
     assert (welcome.reason, welcome.name) == (reasons.OK, "Ada")
     wallet = desk.call("GET", "/v1/guests/g-ada/wallet").body
     assert wallet["balance"] == 3000
+    # Her party's wallet, her PIN threshold (EUR 20) and her PIN: the new band pays as she did.
+    assert desk.call("POST", "/v1/guests/g-ada/pin", {"pin": "2468"}).status == 200
+    till = Pair(store, served_core())
+    charge = charge_at(store, "pos-1", 2500)
+    assert answer(till, pos_tap(charge, NEW_BAND)).reason == reasons.PIN_REQUIRED
+    block = seal_pin_block(reader_pin_key(SECRET, "pos-1"), charge.id, "2468", bytes(16))
+    paid = answer(till, pos_tap(charge, NEW_BAND, pin=block))
+    assert (paid.reason, paid.balance) == (reasons.OK, 500)
     again = desk.call(
         "POST", f"/v1/bands/{ADA.hex()}/replace", {"new_uid": "04000000000099", "reason": "lost"}
     )
