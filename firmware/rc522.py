@@ -76,6 +76,7 @@ _TICK_US = const(25)
 _SHORT = const(40)  # 1 ms: ISO 14443-3 answers come within ~0.1 ms; HLTA's silence is success
 _ACTIVATION = const(200)  # 5 ms: the ATS follows RATS within 65536/fc (~4.8 ms)
 _SLACK_MS = const(20)  # beyond the chip's timer: the chip itself is not answering
+_FIELD_RESET_MS = const(6)  # ISO 14443-3: field off >= 5.1 ms resets a band; as long to power up
 
 _WUPA = const(0x52)
 _CASCADE_TAG = const(0x88)
@@ -194,8 +195,8 @@ class RC522(Type4):
             self._check(n, 3)
             pcb = rx[1]
             wait = self._fwt
-            if pcb == 0xF2:  # S(WTX): the band needs WTXM times FWT for this answer
-                wtxm = rx[2] & 0x3F
+            wtxm = rx[2] & 0x3F
+            if pcb == 0xF2 and n == 4 and 0 < wtxm < 60:  # S(WTX): WTXM times FWT, this once
                 tx[1], tx[2] = 0xF2, wtxm
                 size = 3
                 wait = min(wait * wtxm, 0xFFFF)
@@ -222,7 +223,14 @@ class RC522(Type4):
         tx = self._tx
         if state == _PROTOCOL:
             tx[1] = 0xC2  # S(DESELECT): answered C2, unless the band is gone
-            await self._transceive(2, 0, True, self._fwt)
+            if await self._transceive(2, 0, True, self._fwt) < 0:
+                # Gone, or still in ISO-DEP after a torn exchange, deaf to WUPA until it leaves
+                # the field: cut the field (>= 5 ms) so a band still held starts again.
+                tx_control = self._get(_TX_CONTROL)
+                self._set(_TX_CONTROL, tx_control & 0xFC)
+                await asyncio.sleep_ms(_FIELD_RESET_MS)
+                self._set(_TX_CONTROL, tx_control | 0x03)
+                await asyncio.sleep_ms(_FIELD_RESET_MS)  # the band's power-up before WUPA
         elif state == _SELECTED:
             tx[1], tx[2] = 0x50, 0x00  # HLTA: never answered
             await self._transceive(3, 0, True, _SHORT)

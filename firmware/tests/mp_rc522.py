@@ -34,7 +34,7 @@ class Chip:
         self.version = version
         self.regs = bytearray(64)
         self.script, self.sent = [], []
-        self.resets = self.booting = 0
+        self.resets = self.booting = self.field_cuts = 0
         self.addr = -1
         self.reset()
 
@@ -90,6 +90,7 @@ class Chip:
             self.reset()
             self.booting = 2
         else:
+            self.field_cuts += reg == TX_CONTROL and r[reg] & 3 == 3 and not v & 3
             r[reg] = v
             if reg == BIT_FRAMING and v & 0x80 and r[COMMAND] == 0x0C:  # receiver on, too
                 self.air(v & 7)
@@ -221,7 +222,7 @@ async def test_reads_the_ndef_file_in_chunks_with_block_numbers_toggling():
     assert {t for _, t in chip.sent[1:]} == {FWT}  # FWT from the ATS bounds every block
     chip.expect(DESELECT, DESELECT)  # the next poll deselects the band, then wakes it
     chip.expect(WUPA)
-    assert await nfc.poll_uid(bytearray(10)) == 0 and not chip.script
+    assert await nfc.poll_uid(bytearray(10)) == 0 and not chip.script and not chip.field_cuts
 
 
 async def test_a_band_gone_mid_read_is_a_torn_read():
@@ -232,6 +233,9 @@ async def test_a_band_gone_mid_read_is_a_torn_read():
     chip, nfc = iso_dep(*SELECTS, NLEN)
     chip.expect(C(chunk), C("03" + NDEF[:48].hex() + "9000")[:-1] + b"\x00")  # bad CRC
     assert await nfc.read_ndef(bytearray(256)) == -1 and not chip.script
+    chip.expect(DESELECT)  # unanswered: the band may be stuck in ISO-DEP, deaf to WUPA
+    select(chip)  # after the field was cut, the held band answers again
+    assert await nfc.poll_uid(bytearray(10)) == 7 and chip.field_cuts == 1 and not chip.script
 
 
 async def test_no_ndef_application_is_0():
