@@ -101,6 +101,7 @@ class RC522(Type4):
         self._state = _RESTING
         self._block = 0  # ISO-DEP block number
         self._fwt = _ACTIVATION  # frame waiting time in timer ticks, from the ATS
+        self._sent = time.ticks_ms()  # when the last frame went out
         self._reg = bytearray(2)  # one register access: address, data
         self._got = bytearray(2)
         self._tx = bytearray(_FIFO_MAX + 1)  # FIFO write: address, then the frame
@@ -139,17 +140,23 @@ class RC522(Type4):
 
     async def poll_uid(self, uid: bytearray) -> int:
         """One poll: the UID length written into ``uid`` (4, 7 or 10), or 0 for no band."""
-        await self._rest()
         tx, rx = self._tx, self._rx
+        # Put the band the last poll selected to rest, so WUPA finds it again while it is held.
+        if self._state == _PROTOCOL:
+            await self._deselect()
+        elif self._state == _SELECTED:
+            tx[1], tx[2] = 0x50, 0x00  # HLTA: never answered
+            self._frame(3, 0, True)
+        self._state = _RESTING
         tx[1] = _WUPA
-        if await self._transceive(2, 7, False, _SHORT) != 2:
+        if self._frame(2, 7, False) != 2:
             return 0
         self.atqa = rx[2] << 8 | rx[1]  # sent least significant byte first
         size = 0
         for level in range(3):
             tx[1] = 0x93 + 2 * level  # SEL of cascade level 1, 2, 3
             tx[2] = 0x20  # NVB: no UID bits known
-            n = await self._transceive(3, 0, False, _SHORT)
+            n = self._frame(3, 0, False)
             if n < 0:
                 return 0  # gone between WUPA and here
             if n != 5 or rx[1] ^ rx[2] ^ rx[3] ^ rx[4] != rx[5]:
@@ -157,7 +164,7 @@ class RC522(Type4):
             tx[2] = 0x70  # NVB: all 40 bits, then CRC
             for i in range(5):
                 tx[3 + i] = rx[1 + i]
-            n = await self._transceive(8, 0, True, _SHORT)
+            n = self._frame(8, 0, True)
             if n < 0:
                 return 0
             self._check(n, 3)
@@ -189,7 +196,7 @@ class RC522(Type4):
         wait = self._fwt
         got = 0
         while True:
-            n = await self._transceive(size, 0, True, wait)
+            n = await self._aframe(size, wait)
             if n < 0:
                 raise RC522Error("no ISO-DEP answer")
             self._check(n, 3)
@@ -216,29 +223,22 @@ class RC522(Type4):
 
     # --- ISO 14443 steps ---
 
-    async def _rest(self) -> None:
-        """Put the band the last poll selected to rest, so WUPA wakes it again."""
-        state = self._state
-        self._state = _RESTING
-        tx = self._tx
-        if state == _PROTOCOL:
-            tx[1] = 0xC2  # S(DESELECT): answered C2, unless the band is gone
-            if await self._transceive(2, 0, True, self._fwt) < 0:
-                # Gone, or still in ISO-DEP after a torn exchange, deaf to WUPA until it leaves
-                # the field: cut the field (>= 5 ms) so a band still held starts again.
-                tx_control = self._get(_TX_CONTROL)
-                self._set(_TX_CONTROL, tx_control & 0xFC)
-                await asyncio.sleep_ms(_FIELD_RESET_MS)
-                self._set(_TX_CONTROL, tx_control | 0x03)
-                await asyncio.sleep_ms(_FIELD_RESET_MS)  # the band's power-up before WUPA
-        elif state == _SELECTED:
-            tx[1], tx[2] = 0x50, 0x00  # HLTA: never answered
-            await self._transceive(3, 0, True, _SHORT)
+    async def _deselect(self) -> None:
+        """S(DESELECT) to the band we read, so WUPA wakes it again; if no answer comes it is
+        gone, or still in ISO-DEP after a torn exchange and deaf to WUPA until it leaves the
+        field: the field is cut (>= 5 ms) so a band still held starts again."""
+        self._tx[1] = 0xC2
+        if await self._aframe(2, self._fwt) < 0:
+            tx_control = self._get(_TX_CONTROL)
+            self._set(_TX_CONTROL, tx_control & 0xFC)
+            await asyncio.sleep_ms(_FIELD_RESET_MS)
+            self._set(_TX_CONTROL, tx_control | 0x03)
+            await asyncio.sleep_ms(_FIELD_RESET_MS)  # the band's power-up before WUPA
 
     async def _rats(self) -> None:
         tx, rx = self._tx, self._rx
         tx[1], tx[2] = 0xE0, 0x50  # RATS: FSDI 5 (64 bytes), CID 0
-        n = await self._transceive(3, 0, True, _ACTIVATION)
+        n = await self._aframe(3, _ACTIVATION)
         if n < 0:
             raise RC522Error("no ATS")
         self._check(n, 3)
@@ -271,9 +271,27 @@ class RC522(Type4):
 
     # --- one frame: FIFO, Transceive, the answer ---
 
-    async def _transceive(self, end: int, bits: int, crc: bool, ticks: int) -> int:
-        """Send _tx[1:end] (``bits`` of its last byte, 0 = all 8; CRC_A appended if ``crc``) and
-        wait up to ``ticks`` for the answer: its length (at _rx[1..]), or -1 for none."""
+    def _frame(self, end: int, bits: int, crc: bool) -> int:
+        """An ISO 14443-3 exchange, answered within 1 ms or never: waits without yielding (a
+        coroutine per frame would cost more heap than the wait costs time)."""
+        self._send(end, bits, crc, _SHORT)
+        while True:
+            done = self._done(_SHORT)
+            if done:
+                return self._fetch() if done > 0 else -1
+
+    async def _aframe(self, end: int, ticks: int) -> int:
+        """An ISO 14443-4 exchange (CRC_A appended): yields to the loop while the band works."""
+        self._send(end, 0, True, ticks)
+        while True:
+            done = self._done(ticks)
+            if done:
+                return self._fetch() if done > 0 else -1
+            await asyncio.sleep_ms(0)
+
+    def _send(self, end: int, bits: int, crc: bool, ticks: int) -> None:
+        """Send _tx[1:end] (``bits`` of its last byte, 0 = all 8; CRC_A appended if ``crc``),
+        the timer loaded with ``ticks``."""
         self._set(_COMMAND, _IDLE)  # stop whatever ran
         self._set(_COM_IRQ, 0x7F)  # clear every interrupt request
         self._set(_FIFO_LEVEL, 0x80)  # flush
@@ -287,17 +305,21 @@ class RC522(Type4):
         self._set(_T_RELOAD_L, ticks & 0xFF)
         self._set(_COMMAND, _TRANSCEIVE)
         self._set(_BIT_FRAMING, _START_SEND | bits)
-        t0 = time.ticks_ms()
-        limit = ticks // 40 + _SLACK_MS
-        while True:
-            irq = self._get(_COM_IRQ)
-            if irq & _RX_DONE:
-                break
-            if irq & _TIMER_IRQ:
-                return -1
-            if time.ticks_diff(time.ticks_ms(), t0) > limit:
-                raise RC522Error("chip silent")
-            await asyncio.sleep_ms(0)
+        self._sent = time.ticks_ms()
+
+    def _done(self, ticks: int) -> int:
+        """1 when an answer came, -1 when the timer ran out, 0 while neither."""
+        irq = self._get(_COM_IRQ)
+        if irq & _RX_DONE:
+            return 1
+        if irq & _TIMER_IRQ:
+            return -1
+        if time.ticks_diff(time.ticks_ms(), self._sent) > ticks // 40 + _SLACK_MS:
+            raise RC522Error("chip silent")
+        return 0
+
+    def _fetch(self) -> int:
+        """The answer in the FIFO, checked for errors, copied to _rx[1..]: its length."""
         self._set(_BIT_FRAMING, 0)
         if self._get(_ERROR) & _BAD_RX:
             raise RC522Error("RX error 0x%02x" % self._get(_ERROR))
