@@ -10,16 +10,19 @@ polls ComIrqReg: RxIRq (an answer; ErrorReg says if it is a good one), ErrIRq, o
 limit, so an empty field costs about 1 ms a poll.
 
 CRC_A: the chip appends it to a frame (TxCRCEn, with ModeReg's 6363 preset) for SELECT, HLTA,
-RATS and ISO-DEP blocks; the answer's CRC is checked here (a CRC over a frame and its own CRC is
-0), because the datasheet leaves unsaid whether RxCRCEn keeps the received CRC in the FIFO.
+RATS and ISO-DEP blocks. The answer's CRC is left in the FIFO (RxCRCEn off) and checked here (a
+CRC over a frame and its own CRC is 0): a dozen operations a byte, and the FIFO's length never
+depends on how RxCRCEn treats the received CRC, which this driver has not seen on a real chip.
 
 A poll, per ISO 14443-3: WUPA (7-bit short frame; it also wakes a band we halted), then per
 cascade level anticollision (SEL 20: 4 bytes and their BCC, checked) and SELECT (SEL 70 ..: SAK,
 bit 0x04 = UID not complete, the first 4 bytes were the cascade tag 88 and 3 UID bytes). A band
 stays selected for ``read_ndef``; the next poll first puts it to rest (HLTA, or ISO-DEP
-DESELECT after a read), so WUPA finds it again while it is held and the presence logic of
-board/esp32.py sees it on every poll. Collisions (two bands) are refused as errors: this reader
-serves one band at a time and does not resolve them bit by bit.
+DESELECT after a read; a band that does not answer DESELECT gets the field cut for 6 ms), so
+WUPA finds it again while it is held and the presence logic of board/esp32.py sees it on every
+poll. ISO 14443-3 frames are answered within 1 ms or never, so they are waited for without
+yielding; ISO-DEP blocks (FWT up to the band) yield to the loop. Collisions (two bands) are
+refused as errors: this reader serves one band at a time and does not resolve them bit by bit.
 
 ISO-DEP (ISO 14443-4), started on the first APDU: RATS E0 50 (FSD 64: every frame the band sends
 fits the FIFO whole; CID 0, so no CID or NAD in any block), the ATS gives FWT (TB(1) FWI) and
@@ -30,7 +33,8 @@ sequence and status words are type4.py's, here with READ BINARY chunks of 48 byt
 1 + 48 + 2 + 2 CRC bytes, well inside the FIFO). Not done: retransmission (R(NAK)) after a bad
 or missing block; a failed exchange makes the read torn (-1) and the guest taps again.
 
-Buffers are preallocated; a poll allocates only a few small memoryview slices.
+Buffers are preallocated; a poll allocates its own coroutine and a few small memoryview slices
+(224 B for an empty field on the unix port).
 """
 
 import asyncio
@@ -189,6 +193,8 @@ class RC522(Type4):
             await self._rats()
         tx, rx = self._tx, self._rx
         size = len(data)
+        if size > 13:  # FSC is at least 16 bytes: PCB, 13 bytes of APDU, CRC (no chaining out)
+            raise ValueError("APDU too long")
         tx[1] = 0x02 | self._block
         for i in range(size):
             tx[2 + i] = data[i]
@@ -238,6 +244,8 @@ class RC522(Type4):
     async def _rats(self) -> None:
         tx, rx = self._tx, self._rx
         tx[1], tx[2] = 0xE0, 0x50  # RATS: FSDI 5 (64 bytes), CID 0
+        # From here the band may be in ISO-DEP whatever comes back: the next poll deselects it.
+        self._state = _PROTOCOL
         n = await self._aframe(3, _ACTIVATION)
         if n < 0:
             raise RC522Error("no ATS")
@@ -245,9 +253,9 @@ class RC522(Type4):
         if rx[1] != n - 2:  # TL counts the ATS without its CRC
             raise RC522Error("ATS length")
         fwi, sfgi = 4, 0  # ISO 14443-4 defaults when TB(1) is absent: FWI 4, no SFGT
-        t0 = rx[2] if n > 3 else 0
-        if t0 & 0x20:
-            tb = rx[4 if t0 & 0x10 else 3]
+        fmt = rx[2] if n > 3 else 0  # T0: TA(1), TB(1), TC(1) present (bits 4-6), FSCI
+        if fmt & 0x20:
+            tb = rx[4 if fmt & 0x10 else 3]
             fwi, sfgi = tb >> 4, tb & 0x0F
         if fwi == 15:
             fwi = 4
@@ -256,7 +264,6 @@ class RC522(Type4):
         if 0 < sfgi < 15:
             time.sleep_us(302 << sfgi)  # the band's guard time before our first block
         self._block = 0
-        self._state = _PROTOCOL
 
     def _check(self, n: int, least: int) -> None:
         """The answer at _rx[1..n] is at least ``least`` bytes and ends in its good CRC_A."""

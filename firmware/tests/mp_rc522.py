@@ -179,6 +179,11 @@ async def test_reads_a_7_byte_uid_through_two_cascade_levels():
     chip.expect(HLTA)  # the next poll halts the band first, so WUPA finds it while held
     select(chip, "00")
     assert await nfc.poll_uid(uid) == 7 and nfc.sak == 0 and not chip.script
+    chip.expect(HLTA)  # then a 4-byte UID (MIFARE Classic): one cascade level
+    chip.expect(WUPA, H("0400"))
+    chip.expect(H("9320"), bcc("deadbeef"))
+    chip.expect(C("9370" + bcc("deadbeef").hex()), C("08"))
+    assert await nfc.poll_uid(uid) == 4 and uid[:4] == H("deadbeef") and nfc.sak == 8
 
 
 async def test_a_bad_bcc_a_collision_or_no_cascade_tag_is_refused():
