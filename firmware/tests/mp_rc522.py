@@ -27,10 +27,10 @@ def C(hex_data):  # a frame and its CRC_A
 
 
 class Chip:
-    """An MFRC522 as its SPI bus and CS pin see it. On StartSend during Transceive the frame on
-    air (the FIFO, with CRC_A appended under TxCRCEn) must be the next scripted one; its answer
-    fills the FIFO (RxIRq, ErrorReg as scripted), or none comes and the timer runs out (TimerIRq,
-    only if the driver started it: TAuto and a reload value)."""
+    # An MFRC522 as its SPI bus and CS pin see it. On StartSend during Transceive the frame on
+    # air (the FIFO, with CRC_A appended under TxCRCEn) must be the next scripted one; its answer
+    # fills the FIFO (RxIRq, ErrorReg as scripted), or none comes and the timer runs out (TimerIRq,
+    # only if the driver started it: TAuto and a reload value).
 
     def __init__(self, version=0x92):
         self.version = version
