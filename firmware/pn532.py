@@ -13,11 +13,9 @@ dominates a tap (FIELD-NOTES, "Real hardware"); here readiness is polled tightly
 deadline, and the async methods yield to the asyncio loop between polls instead of sleeping.
 A host ACK frame aborts the command in progress: that is how a poll past its deadline is dropped.
 
-NDEF of an ISO-DEP band (NFC Forum Type 4 Tag: the NTAG 424 DNA) in four kinds of APDU, each one
-InDataExchange (the chip did RATS when it listed the band, and wraps APDUs in ISO-DEP blocks):
-SELECT the NDEF application by name, SELECT its NDEF file E104, READ BINARY the 2-byte NLEN at
-0, then NLEN bytes from offset 2 in chunks. Reading the file is what makes a SUN band mirror a
-fresh SUN message into its URI.
+NDEF of an ISO-DEP band (NFC Forum Type 4 Tag: the NTAG 424 DNA): the APDU sequence of type4.py,
+each APDU one InDataExchange (the chip did RATS when it listed the band, and wraps APDUs in
+ISO-DEP blocks).
 
 RFConfiguration bounds the retries of InListPassiveTarget (the chip default is to wait forever),
 so a poll with no band answers "0 targets" in a few ms and the loop polls again.
@@ -31,6 +29,7 @@ import asyncio
 import time
 
 from micropython import const
+from type4 import NfcError, Type4
 
 # Annotations are not evaluated by MicroPython; mypy alone reads this block (it treats any name
 # TYPE_CHECKING as true), so the driver never imports machine on the unix port.
@@ -58,19 +57,13 @@ _ACK_MS = const(15)  # the ACK follows a command within ~1 ms
 _CALL_MS = const(100)  # plain commands
 _POLL_MS = const(50)  # InListPassiveTarget with bounded retries; then the poll is aborted
 _EXCHANGE_MS = const(200)  # InDataExchange: NTAG 424 DNA SUN reads take 20-30 ms
-_ISO_DEP = const(0x20)  # SAK bit 6: the band speaks ISO 14443-4 (ISO-DEP)
 # READ BINARY bytes per exchange: an answer of 130 bytes with its status word is well inside one
 # PN532 frame, and an NTAG 424 DNA's 256-byte file takes two.
 _CHUNK = const(128)
-# ISO 7816-4 SELECT by DF name D2760000850101 (the NDEF application, Le 00), and SELECT of its
-# NDEF file E104, first or only occurrence, no answer data (P2 0C).
-_SELECT_NDEF_APP = b"\x00\xa4\x04\x00\x07\xd2\x76\x00\x00\x85\x01\x01\x00"
-_SELECT_NDEF_FILE = b"\x00\xa4\x00\x0c\x02\xe1\x04"
-
 _ACK = b"\x00\x00\xff\x00\xff\x00"
 
 
-class PN532Error(Exception):
+class PN532Error(NfcError):
     """The PN532 refused or failed a command (error frame, InDataExchange status)."""
 
 
@@ -96,21 +89,19 @@ class PN532Bus:
         raise NotImplementedError
 
 
-class PN532:
+class PN532(Type4):
     def __init__(self, bus: PN532Bus, *, poll_ms: int = _POLL_MS) -> None:
+        super().__init__(_CHUNK)
         self.bus = bus
         self.poll_ms = poll_ms
         self.aborts = 0  # polls dropped past their deadline (heartbeat material)
-        self.atqa = 0  # SENS_RES and SEL_RES of the last band: SAK 0x20 = ISO-DEP (NTAG 424 DNA)
-        self.sak = 0
+        self.atqa = 0  # SENS_RES of the last band (its SEL_RES is Type4.sak: 0x20 = ISO-DEP)
         self._tx = bytearray(_FRAME_MAX)
         self._txv = memoryview(self._tx)
         self._tx[2] = 0xFF  # 00 00 FF start code
         self._tx[_TFI_AT] = _HOST_TFI
         self._rx = self._txv  # the last answer (a view of the bus buffer) and its data offset
         self._at = 0
-        self._read_binary = bytearray(b"\x00\xb0\x00\x00\x00")  # offset (2 bytes), Le
-        self._answer = bytearray(_CHUNK + 2)  # an APDU's answer: data, then the status word
 
     # --- commands (sync ones are for start-up and the REPL; they block up to their deadline) ---
 
@@ -120,6 +111,15 @@ class PN532:
         if n != 4:
             raise PN532FrameError("GetFirmwareVersion answer")
         return bytes(self._rx[self._at : self._at + 4])
+
+    def version(self) -> bytes:
+        """The chip's identity, as every front end gives it (board/esp32.py logs it)."""
+        return self.firmware_version()
+
+    def start(self) -> None:
+        """Ready to poll: after power-up, and again after a run of failed polls."""
+        self.sam_configuration()
+        self.set_retries()
 
     def sam_configuration(self) -> None:
         """Normal mode (no SAM), and have the chip drive P70_IRQ; needed once after power-up."""
@@ -164,48 +164,6 @@ class PN532:
         for i in range(n):
             out[i] = rx[at + 1 + i]
         return n
-
-    async def read_ndef(self, buf: bytearray) -> int:
-        """The NDEF message of the band listed last into buf (the NDEF file after its NLEN): its
-        length; 0 when the band has none (not ISO-DEP, no NDEF application or file, more than
-        buf holds); -1 when the read broke off (no answer, a bad frame, or a read of the file
-        that failed once it was selected: a band slipping away, to be tapped again rather than
-        sent without its reading and refused as a copy)."""
-        if not self.sak & _ISO_DEP:
-            return 0  # an NTAG21x (Type 2): its NDEF is in pages, and it has no SUN
-        try:
-            if await self._apdu(_SELECT_NDEF_APP) < 0 or await self._apdu(_SELECT_NDEF_FILE) < 0:
-                return 0
-            answer = self._answer
-            if not await self._read(0, 2):
-                return -1
-            size = answer[0] << 8 | answer[1]
-            if size > len(buf):
-                return 0
-            for at in range(0, size, _CHUNK):
-                n = min(size - at, _CHUNK)
-                if not await self._read(2 + at, n):
-                    return -1
-                for i in range(n):
-                    buf[at + i] = answer[i]
-            return size
-        except (PN532Error, OSError):
-            return -1
-
-    async def _read(self, offset: int, n: int) -> bool:
-        """READ BINARY n bytes at offset into _answer; whether exactly those came, with 9000."""
-        apdu = self._read_binary
-        apdu[2], apdu[3], apdu[4] = offset >> 8, offset & 0xFF, n
-        return await self._apdu(apdu) == n
-
-    async def _apdu(self, apdu: bytes | bytearray) -> int:
-        """One APDU to the band: its answer's data length (in _answer), or -1 when the status
-        word is not 9000 (no NDEF application, no such file, ...)."""
-        answer = self._answer
-        n = await self.exchange(apdu, answer)
-        if n < 2 or answer[n - 2] != 0x90 or answer[n - 1]:
-            return -1
-        return n - 2
 
     def abort(self) -> None:
         """Cancel the command in progress (a host ACK frame); the chip drops its answer."""

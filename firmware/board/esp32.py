@@ -1,24 +1,27 @@
-"""ESP32 reader: PN532 over SPI or I2C, green/red LEDs, PWM buzzer, Wi-Fi station.
+"""ESP32 reader: PN532 over SPI or I2C, or MFRC522 over SPI; green/red LEDs, PWM buzzer, Wi-Fi.
 
 Site settings (config.json), every pin optional except the NFC bus:
 
     {"board": "esp32",
      "nfc": {"bus": "spi", "sck": 18, "mosi": 23, "miso": 19, "cs": 5, "irq": 4}
          or {"bus": "i2c", "scl": 22, "sda": 21, "irq": 4},
-         (optional: "id" bus number, "baudrate"/"freq", "addr", "absent_polls")
+         or {"chip": "rc522", "bus": "spi", "sck": 18, "mosi": 23, "miso": 19, "cs": 5},
+         (optional: "chip" "pn532" (the default) or "rc522", "id" bus number,
+          "baudrate"/"freq", "addr", "absent_polls"; the RC522 is polled, its IRQ unused)
      "led_green": 2, "led_red": 4, "led_status": 16, "led_active_low": false, "buzzer": 5,
      "wifi": {"ssid": "...", "password": "..."},
      "keypad": {"rows": [13, 12, 14, 27], "cols": [26, 25, 33]}}  (pos: a 4x3 matrix keypad)
 
 Tap-to-light budget (DESIGN.md, firmware): Wi-Fi power save is turned off, because modem sleep
-costs 100-300 ms per round trip; the PN532 is polled without sleeps between ready checks (IRQ
-line when wired); beeps run in their own task so ``show`` returns at once.
+costs 100-300 ms per round trip; the front end is polled without sleeps between ready checks
+(the PN532's IRQ line when wired); beeps run in their own task so ``show`` returns at once.
 
 ``read_ndef(buf)`` (board/__init__.py has the contract) reads the NDEF file of the band just
-reported with ISO-DEP APDUs through the PN532 (pn532.py): its length, 0 for a band without one
-(an NTAG21x, a status word other than 9000), -1 when the band left mid-read. After a torn read
-the band's visit is forgotten, so a band still held (it only slipped to the field's edge) is
-reported again at the next poll instead of waiting for the guest to lift it.
+reported with ISO-DEP APDUs (type4.py) through the front end (pn532.py, rc522.py): its length,
+0 for a band without one (an NTAG21x, a status word other than 9000), -1 when the band left
+mid-read. After a torn read the band's visit is forgotten, so a band still held (it only slipped
+to the field's edge) is reported again at the next poll instead of waiting for the guest to
+lift it.
 """
 
 import asyncio
@@ -29,8 +32,12 @@ import network
 from feedback import GREEN, RED, RETRY
 from machine import I2C, PWM, SPI, Pin
 from micropython import const
-from pn532 import PN532, PN532I2C, PN532SPI, PN532Bus, PN532Error
 from presence import ABSENT_POLLS, TagPresence
+from type4 import NfcError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from type4 import Frontend
 
 _WIFI_ATTEMPTS = const(3)
 _WIFI_CONNECT_MS = const(15_000)  # per attempt: association, WPA2 handshake and DHCP
@@ -71,7 +78,7 @@ class Board:
         self._beeper_task: asyncio.Task | None = None
         nfc = config["nfc"]
         self._cs: Pin | None = None
-        self._nfc = PN532(self._open_bus(nfc))
+        self._nfc = self._open_nfc(nfc)
         self._presence = TagPresence(nfc.get("absent_polls", ABSENT_POLLS))
         self.nfc_errors = 0  # failed polls since boot (heartbeat material)
         self.nfc_version = b""
@@ -99,7 +106,7 @@ class Board:
         while True:
             try:
                 n = await nfc.poll_uid(uid)
-            except (PN532Error, OSError):  # a bad frame or a NACK: noise, brown-out, reset
+            except (NfcError, OSError):  # a bad frame or a NACK: noise, brown-out, reset
                 self.nfc_errors += 1
                 errors += 1
                 if errors >= _NFC_RESET_ERRORS:
@@ -167,23 +174,25 @@ class Board:
 
     # --- NFC ---
 
-    def _open_bus(self, nfc: dict) -> PN532Bus:
-        irq = None if nfc.get("irq") is None else Pin(nfc["irq"], Pin.IN, Pin.PULL_UP)
+    def _open_nfc(self, nfc: dict) -> "Frontend":
+        """The front end config.json names; only its driver module is imported."""
+        chip = nfc.get("chip", "pn532")
         kind = nfc.get("bus", "spi")
+        if chip == "rc522":
+            if kind != "spi":
+                raise ValueError("nfc bus of an rc522 must be spi, not %r" % (kind,))
+            from rc522 import RC522
+
+            # MSB first, mode 0; the chip takes up to 10 MHz.
+            return RC522(self._spi(nfc, SPI.MSB, 4_000_000), self._cs_pin(nfc))
+        if chip != "pn532":
+            raise ValueError("nfc chip must be pn532 or rc522, not %r" % (chip,))
+        from pn532 import PN532, PN532I2C, PN532SPI
+
+        irq = None if nfc.get("irq") is None else Pin(nfc["irq"], Pin.IN, Pin.PULL_UP)
         if kind == "spi":
-            # The PN532 is LSB first; the ESP32's SPI peripheral does the bit order itself.
-            spi = SPI(
-                nfc.get("id", 1),
-                baudrate=nfc.get("baudrate", 1_000_000),  # the PN532 takes up to 5 MHz
-                polarity=0,
-                phase=0,
-                firstbit=SPI.LSB,
-                sck=Pin(nfc["sck"]),
-                mosi=Pin(nfc["mosi"]),
-                miso=Pin(nfc["miso"]),
-            )
-            self._cs = Pin(nfc["cs"], Pin.OUT, value=1)
-            return PN532SPI(spi, self._cs, irq)
+            # The PN532 is LSB first (up to 5 MHz); the ESP32's SPI peripheral does the bit order.
+            return PN532(PN532SPI(self._spi(nfc, SPI.LSB, 1_000_000), self._cs_pin(nfc), irq))
         if kind == "i2c":
             i2c = I2C(
                 nfc.get("id", 0),
@@ -191,34 +200,46 @@ class Board:
                 sda=Pin(nfc["sda"]),
                 freq=nfc.get("freq", 400_000),  # the PN532's maximum
             )
-            return PN532I2C(i2c, nfc.get("addr", 0x24), irq)
+            return PN532(PN532I2C(i2c, nfc.get("addr", 0x24), irq))
         raise ValueError("nfc bus must be spi or i2c, not %r" % (kind,))
 
+    def _spi(self, nfc: dict, firstbit: int, baudrate: int) -> SPI:
+        return SPI(
+            nfc.get("id", 1),
+            baudrate=nfc.get("baudrate", baudrate),
+            polarity=0,
+            phase=0,
+            firstbit=firstbit,
+            sck=Pin(nfc["sck"]),
+            mosi=Pin(nfc["mosi"]),
+            miso=Pin(nfc["miso"]),
+        )
+
+    def _cs_pin(self, nfc: dict) -> Pin:
+        self._cs = Pin(nfc["cs"], Pin.OUT, value=1)
+        return self._cs
+
     async def _start_nfc(self) -> None:
-        if self._cs is not None:  # SPI: a falling NSS wakes the chip from power-down
+        if self._cs is not None:  # SPI: a falling NSS wakes a PN532 from power-down
             self._cs.value(0)
             await asyncio.sleep_ms(2)
             self._cs.value(1)
         problem: Exception = OSError(errno.ENODEV)
         for _ in range(_NFC_ATTEMPTS):  # on I2C the first frames may be NACKed while it wakes
             try:
-                self.nfc_version = self._nfc.firmware_version()
-                self._configure_nfc()
+                self.nfc_version = self._nfc.version()
+                self._nfc.start()
                 return
-            except (PN532Error, OSError) as exc:
+            except (NfcError, OSError) as exc:
                 problem = exc
                 await asyncio.sleep_ms(10)
-        print("pn532: not answering:", repr(problem))
+        print("nfc: not answering:", repr(problem))
         raise OSError(errno.ENODEV)
-
-    def _configure_nfc(self) -> None:
-        self._nfc.sam_configuration()
-        self._nfc.set_retries()
 
     def _configure_nfc_quietly(self) -> None:
         try:
-            self._configure_nfc()
-        except (PN532Error, OSError):
+            self._nfc.start()
+        except (NfcError, OSError):
             pass  # counted in nfc_errors by the failing polls; retried after the next run
 
     # --- Wi-Fi ---
