@@ -44,11 +44,12 @@ if TYPE_CHECKING:
 # with 48 bytes of file data, a 24-character gate name of 4-byte characters) is 286 bytes; a
 # plain gate tap 75.
 _TX_SIZE = const(320)
-# The MQTT client's transmit and receive buffers, each: the largest packet either way today is
-# under 400 bytes (that tap with its topic; a Result with its longest text and name). A larger
-# one coming in (a band list chunk, which no role takes yet) is dropped and counted. 1 KiB each
-# left the gate reader no room for SUN on the unix port's heap (docs/BENCHMARKS.md).
-_LINK_BUFFER = const(448)
+# The MQTT client's transmit and receive buffers, each: the largest packet either way today is a
+# Config with three names of 4-byte characters, 455 bytes of PUBLISH body (tests/test_buffers.py
+# checks every message type at its largest). A larger one coming in (a band list chunk, which no
+# role takes yet) is dropped and counted. 1 KiB each left the gate reader no room for SUN on the
+# unix port's heap (docs/BENCHMARKS.md).
+_LINK_BUFFER = const(464)
 # Gateway processes whose "online" the reader keeps at once; more are counted, not tracked.
 _GATEWAYS_MAX = const(8)
 _IDLE = const(0)
