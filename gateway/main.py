@@ -44,12 +44,13 @@ class GatewayService:
         if settings.db.startswith("sqlite:///"):
             Path(settings.db.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.store = Store(settings.db)
+        self.band_master = settings.band_master  # read once: it may come from a file
         self.metrics = Metrics()
         self.core = Core(
             settings.zone,
             closing=settings.closing_time,
             secret_key=settings.secret_key.get_secret_value().encode(),
-            band_keys=BandKeys(settings.band_master),
+            band_keys=BandKeys(self.band_master),
         )
         host, port = settings.broker_address
         password = settings.broker_password
@@ -101,7 +102,7 @@ class GatewayService:
                 "them (docs/SECURITY.md)",
                 plain,
             )
-        if self.settings.band_master == DEVELOPMENT_MASTER_KEY:
+        if self.band_master == DEVELOPMENT_MASTER_KEY:
             log.warning("bands use the development master key: fine for a demo, not a venue")
         if self.settings.metrics_address:
             self.metrics.serve(*self.settings.metrics_address)

@@ -4,7 +4,6 @@ tool for a disputed band: who it is, which read it was, and whether the band rea
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 
 from bandlink.gateway.core.bands import sun
 from bandlink.gateway.core.bands.keys import KEY_SIZE, BandKeys
@@ -12,22 +11,20 @@ from bandlink.gateway.core.bands.keys import KEY_SIZE, BandKeys
 MALFORMED = "malformed"  # not a SUN URL at all (the JSON's reason, beside sun.BAD_MAC)
 
 
-@dataclass(frozen=True)
 class Keys:
     """The keys to verify with: a master (every band's keys derived from it), or a band's
     SDM meta read key, with its file read key when that differs."""
 
-    key: bytes
-    master: bool = False
-    file_key: bytes | None = None
+    def __init__(self, key: bytes, master: bool = False, file_key: bytes | None = None) -> None:
+        self._derived = BandKeys(key) if master else None
+        self._key = key
+        self._file_key = file_key or key
 
     def meta_read(self) -> bytes:
-        return BandKeys(self.key).meta_read if self.master else self.key
+        return self._derived.meta_read if self._derived else self._key
 
     def file_read(self, uid: bytes) -> bytes:
-        if self.master:
-            return BandKeys(self.key).file_read(uid)
-        return self.file_key or self.key
+        return self._derived.file_read(uid) if self._derived else self._file_key
 
 
 def parse_key(text: str) -> bytes:

@@ -15,7 +15,7 @@ from . import sun
 from .keys import BandKeys
 
 SUN, PLAIN = "sun", "plain"  # what a tap record's ``proof`` says
-BAD_MAC = reasons.name(reasons.BAD_MAC)
+BAD_MAC = sun.BAD_MAC
 REPLAYED = reasons.name(reasons.REPLAYED)
 
 

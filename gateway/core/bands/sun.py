@@ -19,13 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import unquote
 
+from bandlink.protocol import reasons
+
 from ..aes import BLOCK, ZERO_BLOCK, cbc_decrypt, cbc_encrypt, cmac, encrypt_block
 from .lrp import Lrp
 
 AES, LRP = "aes", "lrp"
 PICC_SIZE = {AES: 16, LRP: 24}
 MAC_SIZE = 8
-BAD_MAC = "bad_mac"  # a reason code (protocol/reasons.py): what every failure here is
+BAD_MAC = reasons.name(reasons.BAD_MAC)  # what every failure here is refused with
 COUNTER_MAX = (1 << 24) - 1
 _UID_MIRRORED, _COUNTER_MIRRORED, _UID_LENGTH = 0x80, 0x40, 0x0F
 _LRP_RAND = 8

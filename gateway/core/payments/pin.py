@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from ..aes import decrypt_block, encrypt_block, xor
 
 BLOCK_SIZE = 16
 KEY_SIZE = 16
@@ -44,9 +44,8 @@ def seal_pin_block(key: bytes, charge_id: bytes, pin: str, random16: bytes) -> b
     nibbles = [FORMAT, len(pin), *(int(d) for d in pin)]
     nibbles += [_FILL] * (16 - len(nibbles))
     field = bytes(nibbles[i] << 4 | nibbles[i + 1] for i in range(0, 16, 2)) + random16[8:]
-    encrypt = _cipher(key).encryptor()
-    inner = encrypt.update(field)
-    return encrypt.update(bytes(a ^ b for a, b in zip(inner, charge_id, strict=True)))
+    # ECB on single, independent 16-byte blocks is what format 4 specifies.
+    return encrypt_block(key, xor(encrypt_block(key, field), charge_id))
 
 
 def open_pin_block(key: bytes, charge_id: bytes, block: bytes) -> str | None:
@@ -55,9 +54,7 @@ def open_pin_block(key: bytes, charge_id: bytes, block: bytes) -> str | None:
     _check(key, charge_id)
     if len(block) != BLOCK_SIZE:
         return None
-    decrypt = _cipher(key).decryptor()
-    inner = decrypt.update(block)
-    field = decrypt.update(bytes(a ^ b for a, b in zip(inner, charge_id, strict=True)))
+    field = decrypt_block(key, xor(decrypt_block(key, block), charge_id))
     nibbles = [n for byte in field[:8] for n in (byte >> 4, byte & 0xF)]
     length = nibbles[1]
     if nibbles[0] != FORMAT or not PIN_MIN <= length <= PIN_MAX:
@@ -66,18 +63,6 @@ def open_pin_block(key: bytes, charge_id: bytes, block: bytes) -> str | None:
     if any(d > 9 for d in digits) or any(f != _FILL for f in fill):
         return None
     return "".join(str(d) for d in digits)
-
-
-def aes_block(key: bytes, data: bytes) -> bytes:
-    """One AES-128 block encryption: the primitive both sides share (tests check it against
-    FIPS-197)."""
-    return _cipher(key).encryptor().update(data)
-
-
-def _cipher(key: bytes) -> Cipher[modes.ECB]:
-    # ECB on single, independent 16-byte blocks is what format 4 specifies: each encryption
-    # sees one block only, so there is no chaining to get wrong.
-    return Cipher(algorithms.AES(key), modes.ECB())
 
 
 def _check(key: bytes, charge_id: bytes) -> None:
