@@ -79,7 +79,7 @@ def _staff_by_cookie(request: Request, deps: Api) -> Token:
         # A page elsewhere posting with this browser's cookie (the cookie is SameSite=Strict
         # too; this holds for browsers that ignore that).
         raise Problem("forbidden", "a cross-site request with a session cookie")
-    return Token("staff:" + member.id, member.role, member.outlet, session.created_ms)
+    return auth.staff_principal(member, session.created_ms)
 
 
 def same_origin(request: Request) -> bool:

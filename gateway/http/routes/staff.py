@@ -49,7 +49,7 @@ def login(body: LoginIn, request: Request, deps: Deps) -> JSONResponse:
     session = WebSession("staff", member.id, now, now + auth.STAFF_SESSION_MS)
     source = request.client.host if request.client else None
     deps.store.open_session(auth.digest(secret), session, source=source)
-    request.state.principal = Token("staff:" + member.id, member.role, member.outlet, now)
+    request.state.principal = auth.staff_principal(member, now)
     response = JSONResponse({"login": member.id, "name": member.name, "role": member.role})
     auth.set_session_cookie(response, request, auth.STAFF_COOKIE, secret, same_site="strict")
     return response
