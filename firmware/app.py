@@ -44,12 +44,14 @@ if TYPE_CHECKING:
 # with 48 bytes of file data, a 24-character gate name of 4-byte characters) is 286 bytes; a
 # plain gate tap 75.
 _TX_SIZE = const(320)
-# The MQTT client's transmit and receive buffers, each: the largest packet either way today is a
-# Config with three names of 4-byte characters, 455 bytes of PUBLISH body (tests/test_buffers.py
-# checks every message type at its largest). A larger one coming in (a band list chunk, which no
-# role takes yet) is dropped and counted. 1 KiB each left the gate reader no room for SUN on the
-# unix port's heap (docs/BENCHMARKS.md).
+# The MQTT client's receive buffer: the largest packet coming in today is a Config with three
+# names of 4-byte characters, 455 bytes of PUBLISH body; and its transmit buffer: the largest going
+# out is a tap's PUBLISH, 336 bytes with the room for its header, or the CONNECT
+# (tests/test_buffers.py checks every message type at its largest). A larger one coming in (a
+# band list chunk, which no role takes yet) is dropped and counted. 1 KiB each left the readers
+# no room for SUN on the unix port's heap (docs/BENCHMARKS.md).
 _LINK_BUFFER = const(464)
+_LINK_TX = const(352)
 # Gateway processes whose "online" the reader keeps at once; more are counted, not tracked.
 _GATEWAYS_MAX = const(8)
 _IDLE = const(0)
@@ -133,6 +135,7 @@ class Reader:
             keepalive=config["keepalive_s"],
             will=self.session.will(self.wall_ms()),
             bufsize=_LINK_BUFFER,
+            txsize=_LINK_TX,
         )
         self.link.on_message = self._on_message
         self.link.on_up = self._on_up

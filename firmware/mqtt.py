@@ -9,7 +9,8 @@
 # - QoS 1 publishes do not wait for PUBACK: the application's reply is the real
 #   acknowledgement; the broker's PUBACK only decrements `unacked`. No QoS 2: subscriptions
 #   are capped at QoS 1.
-# - RAM: one transmit and one receive buffer of `bufsize` bytes, allocated once. A packet is
+# - RAM: one receive buffer of `bufsize` bytes and one transmit buffer of `txsize` (else
+#   `bufsize`), allocated once. A packet is
 #   built in the transmit buffer and handed to the socket with no await in between, so tasks
 #   never share it; only a packet the socket took in part keeps it (`_rest`) until sent.
 #   A QoS 0 or 1 publish with a bytes topic allocates nothing but its own coroutine.
@@ -86,7 +87,7 @@ async def _nothing():
 class MQTTClient:
     def __init__(
         self, client_id, server, port=1883, *, user=None, password=None, keepalive=30,
-        will=None, bufsize=1024
+        will=None, bufsize=1024, txsize=None
     ):  # fmt: skip
         if password is not None and user is None:
             # MQTT-3.1.2-22: a password flag without the user name flag is a protocol violation;
@@ -103,7 +104,9 @@ class MQTTClient:
         self.dropped = 0  # incoming packets thrown away: too large, malformed, topic not UTF-8
         self.last_error = None  # why the last connect failed (str); None once connected
         self.unacked = 0  # our QoS 1 publishes not PUBACKed yet
-        self._tx = bytearray(max(bufsize, 64))
+        # What comes in may be larger than what goes out (a reader receives Configs, sends
+        # taps): txsize, when given, sizes the transmit buffer alone.
+        self._tx = bytearray(max(txsize or bufsize, 64))
         self._rx = bytearray(max(bufsize, 64))
         self._rxv = memoryview(self._rx)
         self._rx1 = self._rxv[:1]  # views made once: slicing per packet would allocate

@@ -11,7 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from bandlink.protocol import Command, Config, Message, Result, Tap, encode, messages, topics
+from bandlink.protocol import (
+    Command,
+    Config,
+    Death,
+    Message,
+    Result,
+    Tap,
+    encode,
+    messages,
+    topics,
+)
 from bandlink.protocol.fields import READER_ID_MAX
 
 APP = Path(__file__).resolve().parents[1] / "app.py"
@@ -95,7 +105,16 @@ LARGEST_INCOMING = {
 @pytest.mark.parametrize("tap", LARGEST_TAPS, ids=["gate", "pos"])
 def test_the_largest_tap_fits_the_transmit_buffers(tap: Tap) -> None:
     assert len(encode(tap)) <= _const("_TX_SIZE")  # where the Tap is encoded
-    assert HEAD + _publish_body(topics.EVT, tap) <= _const("_LINK_BUFFER")  # its PUBLISH
+    assert HEAD + _publish_body(topics.EVT, tap) <= _const("_LINK_TX")  # its PUBLISH
+
+
+def test_the_connect_fits_the_transmit_buffer() -> None:
+    """CONNECT with the longest reader id, its will (the Death at its largest) and the
+    password `bandlink provision` makes (24 characters)."""
+    will = Death(reader=READER, ts=BIG, bdseq=U32)
+    strings = [READER, topics.reader_topic(READER, topics.DEATH), READER, "p" * 24]
+    body = 10 + sum(2 + len(s.encode()) for s in strings) + 2 + len(encode(will))
+    assert HEAD + body <= _const("_LINK_TX")
 
 
 @pytest.mark.parametrize("name", sorted(LARGEST_INCOMING))
