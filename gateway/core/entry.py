@@ -207,6 +207,33 @@ def decide_entry(
     return EntryDecision(granted=granted, reason=reason, presence=new)
 
 
+def passage(
+    *,
+    reader: Reader,
+    guest_id: str,
+    presence: Presence | None,
+    direction: str,
+    at_ms: int,
+    closed_ms: int | None = None,
+) -> Presence | None:
+    """The presence a guest has after passing ``reader``'s gate at ``at_ms``, whatever the rules
+    said (a reader deciding alone let them through); None when that changes nothing: the guest
+    was on that side already, or a later passage is known (journals arrive late, and the latest
+    passage is where the guest is). A presence from before ``closed_ms`` counts as outside."""
+    if presence is not None and presence.changed_ms > at_ms:
+        return None
+    was_inside = (
+        presence is not None
+        and presence.inside
+        and (closed_ms is None or presence.changed_ms >= closed_ms)
+    )
+    inside = direction == "in"
+    if was_inside == inside:
+        return None
+    version = presence.version + 1 if presence is not None else 0
+    return Presence(guest_id, reader.site, inside, reader.gate, at_ms, version)
+
+
 def _admission_refusal(
     reader: Reader, band: Band | None, tickets: Iterable[Ticket], today: date
 ) -> str | None:

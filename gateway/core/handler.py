@@ -60,6 +60,7 @@ from .entry import (
     Ticket,
     decide_entry,
     last_closing_ms,
+    passage,
     venue_day,
 )
 from .payments.operations import BAD_BLOCK, NO_PIN, Books, TapPayment, pay_by_tap
@@ -191,6 +192,7 @@ class DecisionTx(SessionStore, Protocol):
     def tap_by_mid(self, mid: bytes) -> TapRecord | None: ...
     def last_counter(self, uid: bytes) -> int | None: ...
     def accept_reading(self, uid: bytes, counter: int, *, reader_id: str, at_ms: int) -> bool: ...
+    def reading_shown(self, uid: bytes, counter: int) -> bool: ...
     @property
     def books(self) -> Books: ...
 
@@ -237,9 +239,10 @@ class Core:
                 self._arm_again(message.reader, now_ms, tx, effects)
             elif isinstance(message, Death):
                 effects.events.append(on_death(tx, message, now_ms))
+            elif isinstance(message, Journal):
+                self._on_journal(message, frame, now_ms, tx, effects)
             elif message is not None:
-                # Status heartbeats and offline journals: acted on with the fleet view and
-                # offline decisions (later issues).
+                # Status heartbeats: acted on with the fleet view (a later issue).
                 assert message.reader is not None
                 effects.events.append(Ignored(message.reader, type(message).__name__.lower()))
         return effects
@@ -249,7 +252,12 @@ class Core:
         when its transaction failed): the reader asks the guest to tap again at once."""
         effects = Effects()
         tap = self._accept(frame, now_ms, effects)
-        if isinstance(tap, Tap) and tap.offline:
+        if isinstance(tap, Journal):
+            # Nothing of it recorded: the reader keeps the taps and uploads them again.
+            assert tap.reader is not None and tap.mid is not None
+            reply = self._result(tap.reader, tap.mid, tap.seq, now_ms, granted=False, reason=reason)
+            effects.replies.append(reply)
+        elif isinstance(tap, Tap) and tap.offline:
             # SPEC's order: a tap that cannot be acted on as sent is a bad request, not busy.
             self._unrecorded(tap, frame, BAD_REQUEST, now_ms, effects)
         elif isinstance(tap, Tap):
@@ -405,6 +413,95 @@ class Core:
         effects.events.append(
             _decided(tap, stored, frame, duplicate=duplicate, band=issued, proof=proof)
         )
+
+    # -- journals: taps a reader decided alone ------------------------------------------------
+
+    def _on_journal(
+        self, journal: Journal, frame: Frame, now_ms: int, tx: DecisionTx, effects: Effects
+    ) -> None:
+        """An upload of taps the reader decided alone, oldest first. Each is recorded once (by
+        its mid: an upload sent twice, or a tap the gateway decided live before its answer was
+        lost, changes nothing again), as it happened, beside what the gateway would have
+        answered then. The journal's Result (its mid as ``corr``) is the acknowledgement: once
+        the batch is committed every tap in it is on record, and the reader may forget them."""
+        for tap in journal.taps:
+            self._reconcile(tap, frame, tx, effects)
+        assert journal.reader is not None and journal.mid is not None
+        effects.replies.append(
+            self._result(
+                journal.reader,
+                journal.mid,
+                journal.seq,
+                now_ms,
+                granted=True,
+                reason="ok",
+                text="Recorded",
+            )
+        )
+
+    def _reconcile(self, tap: Tap, frame: Frame, tx: DecisionTx, effects: Effects) -> None:
+        """One offline tap: replayed through the live rules at its own time (``ts``), and
+        recorded with the effect the guest's passage had (SPEC, "Offline decisions")."""
+        assert tap.reader is not None and tap.mid is not None
+        granted = bool(tap.local_granted)
+        seen = _local_reason(tap)
+        reader = tx.view.reader(tap.reader)
+        stored = tx.tap_by_mid(tap.mid)
+        asked = _record(tap, frame.received_ms, granted=granted, reason=seen)
+        if stored is not None:
+            # Recorded already: this upload again, or a live tap whose answer was lost.
+            if stored.same_operation(asked):
+                effects.events.append(_decided(tap, stored, frame, duplicate=True))
+            else:
+                detail = f"offline tap under mid {tap.mid.hex()} of another operation"
+                effects.events.append(Dropped(tap.reader, BAD_REQUEST, detail))
+            return
+        if reader is None or tap.role != GATE or reader.role != "gate":
+            # Not recorded, as a live tap would not be: an unregistered device, or a till's or
+            # photo point's offline taps, which this gateway does not apply yet.
+            why = UNKNOWN_READER if reader is None else "offline_role_unsupported"
+            effects.events.append(Dropped(tap.reader, why, f"offline tap {tap.mid.hex()}"))
+            return
+        band = tx.view.band(tap.uid)
+        # A reading shown before is a replay; an older counter is not (taps come out of order).
+        proof = prove(tap, band, self.band_keys, lambda uid, n: not tx.reading_shown(uid, n))
+        known = band if proof.proven else None
+        if known is not None and known.blocked and reader.direction == "out":
+            known = None
+        would_grant, would_say, read, new = self._decide(
+            tap, reader, known, proof, at_ms=tap.ts, now_ms=tap.ts, tx=tx
+        )
+        guest_id = known.guest_id if known is not None else None
+        if granted and not would_grant and guest_id is not None and reader.site is not None:
+            zone, closing = self.site_clock(tx.view.site(reader.site))
+            new = passage(
+                reader=reader,
+                guest_id=guest_id,
+                presence=read,
+                direction=reader.direction,
+                at_ms=tap.ts,
+                closed_ms=last_closing_ms(tap.ts, zone, closing),
+            )
+        elif not granted or (new is not None and read is not None and read.changed_ms > tap.ts):
+            new = None  # refused: nobody passed; or a later passage is already known
+        record = replace(
+            _record(
+                tap, frame.received_ms, granted=granted, reason=seen, guest=guest_id, proof=proof
+            ),
+            offline=True,
+            gateway_reason=would_say,
+            exception=would_say if granted and not would_grant else None,
+        )
+        stored = tx.record_tap(record)
+        if stored is not record:  # the same tap earlier in this batch
+            effects.events.append(_decided(tap, stored, frame, duplicate=True))
+            return
+        if new is not None:
+            tx.write_presence(read, new)
+        if proof.proven and proof.counter is not None:
+            # Its reading is used up (a copy shown later is a replay) whatever the counter says.
+            tx.accept_reading(tap.uid, proof.counter, reader_id=reader.id, at_ms=tap.ts)
+        effects.events.append(_decided(tap, record, frame, duplicate=False, band=band, proof=proof))
 
     def _on_payment(
         self,
@@ -679,6 +776,14 @@ def _shows_its_reading(stored: TapRecord, proof: Proof) -> bool:
     if proof.kind != SUN or proof.refusal == BAD_MAC or proof.counter is None:
         return False
     return stored.sun_counter is not None and proof.counter >= stored.sun_counter
+
+
+def _local_reason(tap: Tap) -> str:
+    """The reason an offline tap says the reader had; a reader that gave none listed the band
+    (green) or did not (red)."""
+    if tap.local_reason is not None:
+        return reasons.name(tap.local_reason)
+    return reasons.name(reasons.OFFLINE_LIST if tap.local_granted else reasons.OFFLINE_NOT_LISTED)
 
 
 def _above(last: int | None, counter: int) -> bool:

@@ -27,6 +27,12 @@ class TapRecord:
     # when the tap was refused before that; and the SUN reading's counter.
     proof: str | None = None
     sun_counter: int | None = None
+    # Decided by the reader alone and uploaded later: granted and reason are then what the
+    # guest saw, gateway_reason what the gateway would have answered at the tap's time, and
+    # exception why the venue must look at it (the reconciliation report), if it must.
+    offline: bool = False
+    gateway_reason: str | None = None
+    exception: str | None = None
 
     def same_operation(self, other: TapRecord) -> bool:
         """Whether ``other`` is this tap again (a resend, a redelivery): a mid names one

@@ -101,6 +101,9 @@ class Transaction:
     def accept_reading(self, uid: bytes, counter: int, *, reader_id: str, at_ms: int) -> bool:
         return bands.accept_reading(self.conn, uid, counter, reader_id=reader_id, at_ms=at_ms)
 
+    def reading_shown(self, uid: bytes, counter: int) -> bool:
+        return taps.reading_shown(self.conn, uid, counter)
+
     def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool:
         return self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
 

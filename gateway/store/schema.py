@@ -17,6 +17,7 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    false,
     func,
     text,
     true,
@@ -146,7 +147,14 @@ taps = Table(
     # How the band proved itself ("sun", "plain"), and the SUN reading's counter.
     Column("proof", Text, nullable=True),
     Column("sun_counter", Integer, nullable=True),
+    # A tap the reader decided alone (uploaded in a Journal): granted and reason are what the
+    # guest saw; gateway_reason what the gateway would have answered at the tap's time; and
+    # exception, where the two disagree so the venue must look (the reconciliation report).
+    Column("offline", Boolean, nullable=False, server_default=false()),
+    Column("gateway_reason", Text, nullable=True),
+    Column("exception", Text, nullable=True),
     Index("ix_taps_received_ms", "received_ms"),
+    Index("ix_taps_exception", "exception"),
     Index("ix_taps_uid", "uid"),
 )
 # The last SUN counter the gateway accepted from each band, where and when: a reading whose

@@ -45,6 +45,21 @@ def of_band(conn: Connection, uid: bytes, limit: int) -> list[TapRecord]:
     return [_record(row) for row in conn.execute(query.limit(limit))]
 
 
+_READING_SHOWN = (
+    select(taps.c.mid)
+    .where(taps.c.uid == bindparam("uid"), taps.c.sun_counter == bindparam("counter"))
+    .where(taps.c.proof == "sun")
+    .limit(1)
+)
+
+
+def reading_shown(conn: Connection, uid: bytes, counter: int) -> bool:
+    """Whether a recorded tap of this band showed the SUN reading with this counter: an offline
+    tap's reading may be older than the band's last accepted one (taps reach the gateway out of
+    order), so it is a replay only if that very reading was recorded before."""
+    return conn.execute(_READING_SHOWN, {"uid": uid, "counter": counter}).first() is not None
+
+
 def count(conn: Connection) -> int:
     return int(conn.scalar(_COUNT) or 0)
 
@@ -73,6 +88,9 @@ def _values(tap: TapRecord) -> dict[str, Any]:
         "balance": tap.balance,
         "proof": tap.proof,
         "sun_counter": tap.sun_counter,
+        "offline": tap.offline,
+        "gateway_reason": tap.gateway_reason,
+        "exception": tap.exception,
     }
 
 
@@ -93,4 +111,7 @@ def _record(row: Row[Any]) -> TapRecord:
         balance=row.balance,
         proof=row.proof,
         sun_counter=row.sun_counter,
+        offline=bool(row.offline),
+        gateway_reason=row.gateway_reason,
+        exception=row.exception,
     )
