@@ -10,7 +10,7 @@ from ..core.payments.operations import PaymentError
 from . import problems
 from .audit import audit_writes
 from .deps import Api
-from .routes import bands, charges, guests, ledger, portal, staff
+from .routes import bands, charges, guests, ledger, portal, reconciliation, staff
 from .schemas import ProblemDetails
 
 
@@ -34,7 +34,7 @@ def create_app(api: Api) -> FastAPI:
     app.add_exception_handler(RequestValidationError, problems.on_invalid)
     app.add_exception_handler(Exception, problems.on_crash)
     app.middleware("http")(audit_writes)
-    for module in (charges, guests, ledger, bands, staff, portal):
+    for module in (charges, guests, ledger, bands, staff, portal, reconciliation):
         app.include_router(module.router)
     _declare_problem_schema(app)
     return app

@@ -407,6 +407,24 @@ class Store:
         with self._read() as conn:
             return taps.recent(conn, limit)
 
+    def offline_taps(
+        self,
+        *,
+        since_ms: int = 0,
+        until_ms: int = 1 << 63,
+        reader: str | None = None,
+        exceptions_only: bool = False,
+    ) -> list[TapRecord]:
+        """What readers decided alone, by when it happened (the reconciliation report)."""
+        with self._read() as conn:
+            return taps.offline(
+                conn,
+                since_ms=since_ms,
+                until_ms=until_ms,
+                reader=reader,
+                exceptions_only=exceptions_only,
+            )
+
     def readers_online(self) -> int:
         with self._read() as conn:
             return sessions.online_count(conn)

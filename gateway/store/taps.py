@@ -60,6 +60,23 @@ def reading_shown(conn: Connection, uid: bytes, counter: int) -> bool:
     return conn.execute(_READING_SHOWN, {"uid": uid, "counter": counter}).first() is not None
 
 
+def offline(
+    conn: Connection, *, since_ms: int, until_ms: int, reader: str | None, exceptions_only: bool
+) -> list[TapRecord]:
+    """Taps readers decided alone that happened (by the reader's clock) in [since, until),
+    oldest first; only the exceptions if asked."""
+    query = select(taps).where(
+        taps.c.offline.is_(True),
+        taps.c.reader_ts_ms >= since_ms,
+        taps.c.reader_ts_ms < until_ms,
+    )
+    if reader is not None:
+        query = query.where(taps.c.reader_id == reader)
+    if exceptions_only:
+        query = query.where(taps.c.exception.is_not(None))
+    return [_record(row) for row in conn.execute(query.order_by(taps.c.reader_ts_ms, taps.c.mid))]
+
+
 def count(conn: Connection) -> int:
     return int(conn.scalar(_COUNT) or 0)
 

@@ -5,6 +5,8 @@ adapter would publish them."""
 
 from __future__ import annotations
 
+import csv
+import io
 import socket
 import threading
 from collections.abc import Iterator, Sequence
@@ -19,10 +21,11 @@ from bandlink.gateway.http.app import create_app
 from bandlink.gateway.http.deps import Api
 from bandlink.gateway.http.server import HttpServer
 from bandlink.gateway.store import Store
+from bandlink.gateway.venue import DEMO_BANDS
 from bandlink.protocol import Command, decode, messages
 from bandlink.tools.api import ApiClient, Reply
 
-from .pair import NOON_MS
+from .pair import NOON_MS, Pair
 
 SECRET = b"k" * 32  # the served gateway's secret key (PIN keys and hashes follow from it)
 
@@ -74,6 +77,7 @@ def served(store: Store) -> Iterator[Served]:
         ("cafe", "till", "cafe"),
         ("shop", "till", "shop"),
         ("desk", "desk", None),
+        ("ops", "operator", None),
         ("admin", "admin", None),
     ):
         secret, token = auth.new_token(role, outlet, NOON_MS)
@@ -288,3 +292,42 @@ def test_the_openapi_page_lists_every_endpoint_with_its_errors(served: Served) -
         assert "401" in responses and "422" in responses, (method, path)
     assert "ProblemDetails" in spec["components"]["schemas"]
     assert ApiClient(served.url, None).call("GET", "/docs").status == 200
+
+
+# -- the reconciliation report ------------------------------------------------------------------
+
+
+def test_the_reconciliation_report_lists_the_offline_exceptions(served: Served) -> None:
+    """Readers decided alone; the operator sees how many, and each entry the gateway would have
+    refused, as JSON and as CSV, in a time range. A till or the desk may not read it."""
+    from .test_journal import BO, DARA, offline_tap, upload
+
+    pair = Pair(served.store)
+    ok, blocked = offline_tap(DEMO_BANDS["Ada"]), offline_tap(DARA, ts=NOON_MS - 60_000)
+    expired = offline_tap(BO, reader="gate-3", ts=NOON_MS - 30_000)
+    refused = offline_tap(DEMO_BANDS["Emil"], granted=False)
+    upload(pair, ok, blocked, refused)
+    upload(pair, expired)
+    report = served.as_("ops").call("GET", "/v1/reconciliation")
+    assert report.status == 200, report
+    assert (report.body["offline_taps"], report.body["granted"]) == (4, 3)
+    assert report.body["exceptions_by_kind"] == {"band_blocked": 1, "no_valid_ticket": 1}
+    rows = report.body["exceptions"]
+    assert [(r["mid"], r["exception"], r["shown"]) for r in rows] == [
+        (blocked.mid.hex(), "band_blocked", "green"),
+        (expired.mid.hex(), "no_valid_ticket", "green"),
+    ]
+    one_reader = served.as_("ops").call("GET", "/v1/reconciliation?reader=gate-3")
+    assert [r["mid"] for r in one_reader.body["exceptions"]] == [expired.mid.hex()]
+    since = served.as_("ops").call("GET", f"/v1/reconciliation?since_ms={NOON_MS - 45_000}")
+    assert [r["mid"] for r in since.body["exceptions"]] == [expired.mid.hex()]
+    sheet = served.as_("ops").call("GET", "/v1/reconciliation.csv")
+    assert sheet.status == 200 and sheet.content_type.startswith("text/csv")
+    lines = list(csv.DictReader(io.StringIO(sheet.body)))
+    assert [(line["uid"], line["exception"]) for line in lines] == [
+        (DARA.hex(), "band_blocked"),
+        (BO.hex(), "no_valid_ticket"),
+    ]
+    for who in ("cafe", "desk", ""):
+        assert served.as_(who).call("GET", "/v1/reconciliation").status in (401, 403)
+        assert served.as_(who).call("GET", "/v1/reconciliation.csv").status in (401, 403)
