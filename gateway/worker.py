@@ -161,12 +161,26 @@ class DecisionWorker:
         if time.monotonic() >= self._next_expiry:
             self._next_expiry = time.monotonic() + self._tick_s
             self._expire_charges()
+            self._push_lists()
         if self._time_sync_s and time.monotonic() >= self._next_sync:
             self._next_sync = time.monotonic() + self._time_sync_s
             now = self._clock()
             online = self._store.open_sessions()
             if online:
                 self._publish([self._core.time_sync(reader, now) for reader in online])
+
+    def _push_lists(self) -> None:
+        """Readers whose band list is out of date (the catalog or the day changed) get a delta.
+        A read first, as for charges: most seconds no list changed."""
+        now = self._clock()
+        due = self._core.lists_due(self._store.view, self._store.lists_held(), now)
+        if not due:
+            return
+        with self._store.transaction() as tx:
+            commands = self._core.push_lists(due, now, tx)
+        if commands:
+            self._publish(commands)
+            log.info("sent %d band list chunk(s) to %d reader(s)", len(commands), len(due))
 
     def _expire_charges(self) -> None:
         """Charges past their time are expired and their readers released (CANCEL). A read

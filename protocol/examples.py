@@ -3,6 +3,8 @@
 # Portable like the rest of protocol/, so the reader's side of those tools can use it too.
 
 from . import messages as m
+from .lists import ENTRY
+from .lists import entry as list_entry
 
 _MID = b"\x5a\x1f\x3c\x9e\x02\x47\x8b\xd6\x11\x70\xe4\x2c\x93\x0a\xb5\x68"
 _MID2 = b"\x0e\x81\x66\x2d\xf3\x19\xa4\x57\xc8\x3b\x90\x04\x7d\xe2\x51\xbf"
@@ -154,7 +156,9 @@ def examples():
                 list_version=1208,
                 chunk=0,
                 chunks=3,
-                add=[_UID[:6] + bytes([i]) for i in range(m.LIST_CHUNK_MAX)],
+                entries=b"".join(
+                    list_entry(_UID[:6] + bytes([i]), ENTRY) for i in range(m.LIST_CHUNK_MAX)
+                ),
             ),
         ),
         (

@@ -29,9 +29,12 @@ IDLE, GREEN, RED, RETRY, PIN = 0, 1, 2, 3, 4
 # Command operations.
 REBIRTH, REBOOT, CHARGE, CANCEL, LIST_SNAPSHOT, LIST_DELTA, TIME_SYNC = range(7)
 
-# Upper bounds; a sender also keeps each frame within its peer's buffer (a reader's is 1 KiB).
+# Upper bounds; a sender also keeps each frame within its peer's buffer.
 JOURNAL_MAX = 8  # taps in one upload; a reader sends as many as fit its buffer
-LIST_CHUNK_MAX = 80  # bands in one list chunk: 80 ten-byte UIDs still fit a reader's 1 KiB
+# Bands in one list chunk, entries and removals together: a delta chunk of 16 entries to a reader
+# with a 32-character id is at most 354 bytes, within the reference reader's receive buffer.
+LIST_CHUNK_MAX = 16
+LIST_ENTRY_SIZE = 16  # bytes in one band list entry (SPEC, "The band list")
 
 _role = fields.one_of(GATE, POS, PHOTO)
 _name = fields.text(24)
@@ -217,9 +220,11 @@ class Command(Message):
         ("base_version", 7, fields.u32, False),  # LIST_DELTA: the version it applies to
         ("chunk", 8, fields.u16, False),  # LIST_*: this chunk's index
         ("chunks", 9, fields.u16, False),  # LIST_*: how many chunks make the list
-        ("add", 10, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),
-        ("remove", 11, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),
+        # 10: reserved (a draft's list of UIDs to add, superseded by `entries`)
+        ("remove", 11, fields.list_of(fields.uid, LIST_CHUNK_MAX), False),  # LIST_DELTA
         ("time_ms", 12, fields.u63, False),  # TIME_SYNC: the gateway's clock
+        # LIST_*: band list entries, LIST_ENTRY_SIZE bytes each, in the list's order
+        ("entries", 13, fields.byte_string(0, LIST_CHUNK_MAX * LIST_ENTRY_SIZE), False),
     )
     op: int
     charge: bytes | None
@@ -231,9 +236,9 @@ class Command(Message):
     base_version: int | None
     chunk: int | None
     chunks: int | None
-    add: list | None
     remove: list | None
     time_ms: int | None
+    entries: bytes | None
 
     def check(self) -> None:
         for name in _COMMAND_NEEDS.get(self.op, ()):
@@ -241,12 +246,17 @@ class Command(Message):
                 raise fields.bad(name, "is required by command op %d" % self.op)
         if self.chunk is not None and self.chunks is not None and self.chunk >= self.chunks:
             raise fields.bad("chunk", "must be below chunks")
+        entries = len(self.entries) if self.entries is not None else 0
+        if entries % LIST_ENTRY_SIZE:
+            raise fields.bad("entries", "must be whole %d-byte entries" % LIST_ENTRY_SIZE)
+        if entries // LIST_ENTRY_SIZE + len(self.remove or ()) > LIST_CHUNK_MAX:
+            raise fields.bad("entries, remove", "hold at most %d bands" % LIST_CHUNK_MAX)
 
 
 _COMMAND_NEEDS = {
     CHARGE: ("charge", "amount", "currency"),
     CANCEL: ("charge",),
-    LIST_SNAPSHOT: ("list_version", "chunk", "chunks", "add"),
+    LIST_SNAPSHOT: ("list_version", "chunk", "chunks"),
     LIST_DELTA: ("list_version", "base_version", "chunk", "chunks"),
     TIME_SYNC: ("time_ms",),
 }

@@ -1,8 +1,7 @@
 """The reader's buffers hold every message the protocol lets it send or receive, at its largest
 (firmware/app.py sizes them): a gate or pos Tap with every field at its longest, SUN data with
 48 bytes of file data, names of 4-byte characters, a 32-character reader id; a Result, a CHARGE
-and a Config likewise. A band-list chunk (LIST_CHUNK_MAX ten-byte UIDs) does not fit and is
-dropped and counted: no role takes band lists yet (issue 10 will size the buffer for them)."""
+a Config and a band list chunk (LIST_CHUNK_MAX entries, or removals of ten-byte UIDs) likewise."""
 
 from __future__ import annotations
 
@@ -97,6 +96,34 @@ LARGEST_INCOMING = {
             list_version=U32,
             currency="EUR",
             status_s=U32,
+        ),
+    ),
+    "list entries": (
+        topics.CMD,
+        Command(
+            reader=READER,
+            ts=BIG,
+            mid=b"m" * 16,
+            op=messages.LIST_DELTA,
+            list_version=U32,
+            base_version=U32,
+            chunk=2**16 - 2,
+            chunks=2**16 - 1,
+            entries=b"e" * messages.LIST_ENTRY_SIZE * messages.LIST_CHUNK_MAX,
+        ),
+    ),
+    "list removals": (
+        topics.CMD,
+        Command(
+            reader=READER,
+            ts=BIG,
+            mid=b"m" * 16,
+            op=messages.LIST_DELTA,
+            list_version=U32,
+            base_version=U32,
+            chunk=2**16 - 2,
+            chunks=2**16 - 1,
+            remove=[b"u" * 10] * messages.LIST_CHUNK_MAX,
         ),
     ),
 }

@@ -63,6 +63,7 @@ from .entry import (
     passage,
     venue_day,
 )
+from .lists import BandList, ListKeeper
 from .payments.operations import BAD_BLOCK, NO_PIN, Books, TapPayment, pay_by_tap
 from .payments.pin import open_pin_block, reader_pin_key
 from .payments.pinhash import PinHasher
@@ -174,6 +175,9 @@ class Effects:
 
 
 class CatalogReads(Protocol):
+    applied: int  # the catalog's position: what changes when any of it changes
+
+    def bands(self) -> list[Band]: ...
     def reader(self, reader_id: str) -> Reader | None: ...
     def site(self, site_id: str) -> Site | None: ...
     def band(self, uid: bytes) -> Band | None: ...
@@ -193,6 +197,7 @@ class DecisionTx(SessionStore, Protocol):
     def last_counter(self, uid: bytes) -> int | None: ...
     def accept_reading(self, uid: bytes, counter: int, *, reader_id: str, at_ms: int) -> bool: ...
     def reading_shown(self, uid: bytes, counter: int) -> bool: ...
+    def claim_list(self, reader: str, held: int | None, new: int) -> bool: ...
     @property
     def books(self) -> Books: ...
 
@@ -223,6 +228,7 @@ class Core:
         self._verified: dict[tuple[str, str, str], bool] = {}  # this batch's, checked ahead
         # Every band's keys, from the venue's master key (never the store's).
         self.band_keys = band_keys or BandKeys(DEVELOPMENT_MASTER_KEY)
+        self.lists = ListKeeper()  # the band lists this process made lately
 
     def handle(self, frames: Sequence[Frame], now_ms: int, tx: DecisionTx) -> Effects:
         effects = Effects()
@@ -231,12 +237,16 @@ class Core:
             if isinstance(message, Tap):
                 self._on_tap(message, frame, now_ms, tx, effects)
             elif isinstance(message, Birth):
-                effects.events.append(on_birth(tx, message, now_ms))
+                change = on_birth(tx, message, now_ms)
+                effects.events.append(change)
                 # A (re)connected reader's clock follows ours from its first tap on, even if
                 # this birth was stale: whoever sent it is connected now.
                 assert message.reader is not None
                 effects.replies.append(self.time_sync(message.reader, now_ms))
                 self._arm_again(message.reader, now_ms, tx, effects)
+                if not change.stale:
+                    held = message.list_version
+                    effects.replies += self._list_for(message.reader, held, now_ms, tx)
             elif isinstance(message, Death):
                 effects.events.append(on_death(tx, message, now_ms))
             elif isinstance(message, Journal):
@@ -265,6 +275,64 @@ class Core:
             effects.replies.append(self._reply(tap, record, None, now_ms))
             effects.events.append(_decided(tap, record, frame, duplicate=False))
         return effects
+
+    # -- band lists -------------------------------------------------------------------------
+
+    def lists_due(
+        self, view: CatalogReads, held: Sequence[tuple[str, int | None]], now_ms: int
+    ) -> list[tuple[str, int | None]]:
+        """Of (reader, list it holds) for the readers online, those whose list is out of date:
+        the catalog or the day changed (no write: most of the time there is none)."""
+        due = []
+        for reader_id, version in held:
+            current = self._current_list(view, reader_id, now_ms)
+            if current is not None and current.version != version:
+                due.append((reader_id, version))
+        return due
+
+    def push_lists(
+        self, due: Sequence[tuple[str, int | None]], now_ms: int, tx: DecisionTx
+    ) -> list[Outgoing]:
+        """The list commands for readers ``lists_due`` found, each claimed in ``tx`` so one
+        gateway process sends them."""
+        return [
+            out for reader_id, held in due for out in self._list_for(reader_id, held, now_ms, tx)
+        ]
+
+    def _current_list(self, view: CatalogReads, reader_id: str, now_ms: int) -> BandList | None:
+        reader = view.reader(reader_id)
+        if reader is None or reader.role != "gate":
+            return None  # tills' lists come with offline sales; photo points need none
+        zone, _closing = self.site_clock(view.site(reader.site))
+        return self.lists.current(reader, venue_day(now_ms, zone), view)
+
+    def _list_for(
+        self, reader_id: str, held: int | None, now_ms: int, tx: DecisionTx
+    ) -> list[Outgoing]:
+        """What brings ``reader_id`` from list ``held`` to its current one: a delta if this
+        process still knows ``held``, else a snapshot; nothing if it holds it, or another
+        gateway process sends it (the claim)."""
+        current = self._current_list(tx.view, reader_id, now_ms)
+        if current is None:
+            return []
+        base, chunks = self.lists.chunks(held, current)
+        if not chunks or not tx.claim_list(reader_id, held, current.version):
+            return []
+        op = messages.LIST_SNAPSHOT if base is None else messages.LIST_DELTA
+        return [
+            self._command(
+                reader_id,
+                now_ms,
+                op,
+                list_version=current.version,
+                base_version=base,
+                chunk=part.chunk,
+                chunks=part.chunks,
+                entries=part.entries or None,
+                remove=part.remove or None,
+            )
+            for part in chunks
+        ]
 
     def state_frame(self, gateway_id: str, *, online: bool, now_ms: int) -> Outgoing:
         """This process's retained liveness message (online=False: its will, and its goodbye)."""

@@ -14,7 +14,15 @@ from bandlink.protocol import Birth, Death
 
 
 class SessionStore(Protocol):
-    def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool: ...
+    def birth(
+        self,
+        reader: str,
+        bdseq: int,
+        firmware: str | None,
+        now_ms: int,
+        *,
+        list_version: int | None = None,
+    ) -> bool: ...
     def death(self, reader: str, bdseq: int, now_ms: int) -> bool: ...
 
 
@@ -32,7 +40,9 @@ def on_birth(store: SessionStore, birth: Birth, now_ms: int) -> SessionChange:
     assert birth.reader is not None and birth.bdseq is not None  # Birth requires both
     # A birth older than the open session (a late copy) must not replace the newer one, whose
     # death would then be ignored and leave the reader looking online.
-    opened = store.birth(birth.reader, birth.bdseq, birth.firmware, now_ms)
+    opened = store.birth(
+        birth.reader, birth.bdseq, birth.firmware, now_ms, list_version=birth.list_version
+    )
     return SessionChange(
         birth.reader, birth.bdseq, online=True, firmware=birth.firmware, stale=not opened
     )

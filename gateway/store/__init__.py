@@ -104,8 +104,21 @@ class Transaction:
     def reading_shown(self, uid: bytes, counter: int) -> bool:
         return taps.reading_shown(self.conn, uid, counter)
 
-    def birth(self, reader: str, bdseq: int, firmware: str | None, now_ms: int) -> bool:
-        return self._sessions.birth(self.conn, reader, bdseq, firmware, now_ms)
+    def birth(
+        self,
+        reader: str,
+        bdseq: int,
+        firmware: str | None,
+        now_ms: int,
+        *,
+        list_version: int | None = None,
+    ) -> bool:
+        return self._sessions.birth(
+            self.conn, reader, bdseq, firmware, now_ms, list_version=list_version
+        )
+
+    def claim_list(self, reader: str, held: int | None, new: int) -> bool:
+        return sessions.claim_list(self.conn, reader, held, new)
 
     def death(self, reader: str, bdseq: int, now_ms: int) -> bool:
         return self._sessions.death(self.conn, reader, bdseq, now_ms)
@@ -428,6 +441,11 @@ class Store:
     def readers_online(self) -> int:
         with self._read() as conn:
             return sessions.online_count(conn)
+
+    def lists_held(self) -> list[tuple[str, int | None]]:
+        """(reader, the band list it holds) for each reader whose session is open."""
+        with self._read() as conn:
+            return sessions.lists_held(conn)
 
     def open_sessions(self) -> list[str]:
         """The readers whose current session is open (on any gateway process)."""

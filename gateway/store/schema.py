@@ -177,6 +177,9 @@ reader_sessions = Table(
     Column("online", Boolean, nullable=False),
     Column("firmware", Text, nullable=True),
     Column("changed_ms", BigInteger, nullable=False),
+    # The band list the reader holds, as far as the gateways know: what its birth reported,
+    # then each list sent to it since (store.claim_list).
+    Column("list_version", BigInteger, nullable=True),
 )
 
 # -- money: a double-entry ledger (docs/LEDGER.md) ------------------------------------------

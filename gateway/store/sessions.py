@@ -28,23 +28,33 @@ class Sessions:
         # A birth replaces a closed session, or an open one with the same or a lower bdSeq; an
         # older birth (a late copy) while a newer session is open changes nothing.
         replaces = or_(table.online.is_(False), ins.excluded.bdseq >= table.bdseq)
-        changes = {name: ins.excluded[name] for name in ("bdseq", "online", "firmware")}
+        kept = ("bdseq", "online", "firmware", "list_version")
+        changes = {name: ins.excluded[name] for name in kept}
         changes["changed_ms"] = ins.excluded.changed_ms
         self._birth = ins.on_conflict_do_update(
             index_elements=["reader_id"], set_=changes, where=replaces
         ).returning(table.reader_id)
 
     def birth(
-        self, conn: Connection, reader: str, bdseq: int, firmware: str | None, now_ms: int
+        self,
+        conn: Connection,
+        reader: str,
+        bdseq: int,
+        firmware: str | None,
+        now_ms: int,
+        *,
+        list_version: int | None = None,
     ) -> bool:
-        """The reader's current session is now ``bdseq``, online; False (and no change) if a
-        session with a higher bdSeq is open: this birth is stale."""
+        """The reader's current session is now ``bdseq``, online, holding band list
+        ``list_version``; False (and no change) if a session with a higher bdSeq is open: this
+        birth is stale."""
         row = {
             "reader_id": reader,
             "bdseq": bdseq,
             "online": True,
             "firmware": firmware,
             "changed_ms": now_ms,
+            "list_version": list_version,
         }
         # RETURNING, not rowcount: psycopg reports no rowcount for INSERT .. ON CONFLICT.
         return conn.execute(self._birth, row).first() is not None
@@ -68,3 +78,23 @@ def online_count(conn: Connection) -> int:
 def current_bdseq(conn: Connection, reader: str) -> int | None:
     value = conn.scalar(_BDSEQ, {"reader": reader})
     return None if value is None else int(value)
+
+
+def lists_held(conn: Connection) -> list[tuple[str, int | None]]:
+    """(reader, the band list it holds) for every reader whose session is open."""
+    table = reader_sessions.c
+    query = select(table.reader_id, table.list_version).where(table.online)
+    return [(str(row.reader_id), row.list_version) for row in conn.execute(query)]
+
+
+def claim_list(conn: Connection, reader: str, held: int | None, new: int) -> bool:
+    """Record that ``reader`` is sent list ``new`` in place of ``held``, if that is still what
+    it holds: of two gateway processes seeing the same change, one sends the list."""
+    table = reader_sessions.c
+    statement = (
+        update(reader_sessions)
+        .where(table.reader_id == reader, table.online.is_(True))
+        .where(table.list_version.is_not_distinct_from(held))
+        .values(list_version=new)
+    )
+    return conn.execute(statement).rowcount == 1

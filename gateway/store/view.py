@@ -49,6 +49,9 @@ class CatalogView:
     def band(self, uid: bytes) -> Band | None:
         return self._bands.get(uid)
 
+    def bands(self) -> list[Band]:
+        return list(self._bands.values())
+
     def site(self, site_id: str) -> Site | None:
         return self._sites.get(site_id)
 

@@ -24,6 +24,7 @@ from bandlink.protocol import (
     IN,
     OUT,
     POS,
+    Journal,
     Message,
     ProtocolError,
     Result,
@@ -136,13 +137,26 @@ def test_every_frame_the_gateway_publishes_validates(gateway: Pair) -> None:
         frames += gateway.send([evt_frame(tap, reader=tap.reader)]).replies
     frames += core.refuse(evt_frame(taps[0]), "busy", 1000).replies
     assert len(frames) == 3 + len(taps)
-    # What else a reader gets: its retained Config, the clock on its birth.
+    # What else a reader gets: its retained Config, the clock and its band list on its birth
+    # (the demo venue's fits one chunk), and a journal's acknowledgement.
     frames += gateway.send([birth_frame("gate-1", 3)]).replies
+    offline = Tap(
+        reader="gate-1",
+        ts=12,
+        mid=bytes([6]) * 16,
+        uid=ada,
+        role=GATE,
+        direction=IN,
+        offline=True,
+        local_granted=True,
+    )
+    journal = Journal(reader="gate-1", ts=13, mid=bytes([7]) * 16, taps=[offline])
+    frames += gateway.send([evt_frame(encode(journal))]).replies
     with gateway.store.transaction():
         pass
     configs = ConfigPublisher().changes(gateway.store.view, 11)
     frames += [Outgoing(topic, payload, retain=True) for topic, payload in configs]
-    assert len(frames) == 3 + len(taps) + 1 + len(DEMO_VENUE["readers"])
+    assert len(frames) == 3 + len(taps) + 3 + len(DEMO_VENUE["readers"])
     for frame in frames:
         message = decode(frame.payload)
         BY_RULE[TYPE_RULES[message.TYPE - 1]].validate_cbor(frame.payload)
@@ -195,10 +209,11 @@ REFUSED = {
     "rssi past 16 bits": ("status", (9, 2), -32769),
     "config role as text": ("config", (9, 1), "gate"),
     "command op 256": ("command time sync", (9, 0), 256),
-    "list chunk of 97 bands": (
+    "list chunk of 17 entries": ("command list chunk", (9, 13), bytes(17 * 16)),
+    "list chunk of 17 removals": (
         "command list chunk",
-        (9, 10),
-        [b"\x04\xa1\xb2\xc3\xd4\xe5" + bytes([i]) for i in range(97)],
+        (9, 11),
+        [b"\x04\xa1\xb2\xc3\xd4\xe5" + bytes([i]) for i in range(17)],
     ),
     "empty journal": ("journal", TAPS, []),
     "journal of 9 taps": ("journal", TAPS, [wire("tap gate, offline")] * 9),

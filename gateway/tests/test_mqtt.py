@@ -31,7 +31,7 @@ from bandlink.protocol import (
     reasons,
     topics,
 )
-from bandlink.protocol.messages import IN, OUT, RETRY, TIME_SYNC
+from bandlink.protocol.messages import IN, LIST_SNAPSHOT, OUT, RETRY, TIME_SYNC
 from bandlink.tools.broker import MosquittoBroker
 from bandlink.tools.sunband import development_bands
 from bandlink.tools.waiting import wait_for
@@ -146,8 +146,9 @@ def test_a_birth_is_answered_with_the_gateways_clock(
     reader = Reader(locked_broker, "gate-1")
     try:
         reader.birth(1)
-        (command,) = wait_for(lambda: reader.of(Command), lambda found: len(found) >= 1)
+        command, *band_list = wait_for(lambda: reader.of(Command), lambda found: len(found) >= 2)
         assert isinstance(command, Command) and command.op == TIME_SYNC
+        assert [c.op for c in band_list if isinstance(c, Command)] == [LIST_SNAPSHOT]
         assert command.time_ms is not None and command.time_ms > 1_700_000_000_000
     finally:
         reader.close()

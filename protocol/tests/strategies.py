@@ -132,7 +132,20 @@ commands = st.one_of(
         st.integers(0, 100),
         mid=mids,
         list_version=u32,
-        add=st.lists(uids, max_size=m.LIST_CHUNK_MAX),
+        entries=st.integers(0, m.LIST_CHUNK_MAX).flatmap(
+            lambda n: st.binary(min_size=n * m.LIST_ENTRY_SIZE, max_size=n * m.LIST_ENTRY_SIZE)
+        ),
+    ),
+    st.builds(
+        lambda env, chunks, **body: m.Command(
+            **env, op=m.LIST_DELTA, chunks=chunks + 1, chunk=chunks, **body
+        ),
+        envelope,
+        st.integers(0, 100),
+        mid=mids,
+        list_version=u32,
+        base_version=u32,
+        remove=st.lists(uids, max_size=m.LIST_CHUNK_MAX),
     ),
     st.builds(
         lambda env, **body: m.Command(**env, **body),

@@ -75,7 +75,6 @@ def test_building_an_illegal_tap_fails_fast(changes: dict[str, Any]) -> None:
             list_version=1,
             chunk=3,
             chunks=3,
-            add=[],
         ),
         lambda: m.Command(
             reader="r",
@@ -85,7 +84,19 @@ def test_building_an_illegal_tap_fails_fast(changes: dict[str, Any]) -> None:
             list_version=1,
             chunk=0,
             chunks=1,
-            add=[b"\x04"],
+            entries=bytes(15),  # not whole entries
+        ),
+        lambda: m.Command(
+            reader="r",
+            ts=1,
+            mid=bytes(16),
+            op=m.LIST_DELTA,
+            list_version=2,
+            base_version=1,
+            chunk=0,
+            chunks=1,
+            entries=bytes(16 * 9),
+            remove=[b"\x04" * 7] * 8,  # 17 bands
         ),
         lambda: m.Birth(reader="r", ts=1, firmware="x", role=m.GATE),  # no bdseq
         lambda: m.Result(reader="r", ts=1, granted=True, reason=0),  # no corr

@@ -26,22 +26,28 @@ def test_neither_document_points_into_code() -> None:
 
 
 def test_one_limit_for_list_chunks() -> None:
+    """The constants table, the schema, the example chunk and its abridged listing agree."""
     limits = {row[1]: int(row[0]) for row in numbered(section("## Constants")) if len(row) > 2}
-    schema = re.search(r"^uid-list = \[0\*(\d+) uid\]", CDDL, re.MULTILINE)
-    assert schema is not None
+    removals = re.search(r"^uid-list = \[0\*(\d+) uid\]", CDDL, re.MULTILINE)
+    entries = re.search(r"^list-entries = bstr \.size \(0\.\.(\d+)\)", CDDL, re.MULTILINE)
+    assert removals is not None and entries is not None
     chunk = dict(examples())["command list chunk"]
-    assert isinstance(chunk, m.Command) and chunk.add is not None
+    assert isinstance(chunk, m.Command) and chunk.entries is not None
+    size = limits["LIST_ENTRY_SIZE"]
     shown = section("### 7. Command")
-    abridged = re.search(r"/ \.\.\. (\d+) more, h'([0-9a-f]+)' to h'([0-9a-f]+)' /", shown)
+    abridged = re.search(r"/ \.\.\. (\d+) more, uids h'([0-9a-f]+)' to h'([0-9a-f]+)' /", shown)
     assert abridged is not None
-    listed = 3 + int(abridged[1])  # two UIDs before the ellipsis, one after
-    assert abridged[2] == chunk.add[2].hex() and abridged[3] == chunk.add[-2].hex()
+    listed = 3 + int(abridged[1])  # two entries before the ellipsis, one after
+    uids = [chunk.entries[i + 1 : i + 8].hex() for i in range(0, len(chunk.entries), size)]
+    assert (abridged[2], abridged[3]) == (uids[2], uids[-2])
     assert (
         limits["LIST_CHUNK_MAX"],
-        int(schema[1]),
-        len(chunk.add),
+        int(removals[1]),
+        int(entries[1]) // size,
+        len(chunk.entries) // size,
         listed,
-    ) == (m.LIST_CHUNK_MAX,) * 4
+    ) == (m.LIST_CHUNK_MAX,) * 5
+    assert size == m.LIST_ENTRY_SIZE
 
 
 def test_every_message_carries_a_body_in_the_schema_and_on_the_wire() -> None:
