@@ -16,6 +16,10 @@ tap alone, the message a reader sends most.
 
 ``bandlink bench store``: taps through the gateway's handler (decode, decide from the store,
 durable write, encode the reply) on a fresh SQLite file, as new taps and as duplicates.
+
+``bandlink bench list``: the reader's band list (``firmware/bandlist.py``) on the MicroPython unix
+port (``firmware/tests/bench_list.py``, the compiled ``.mpy``, at the reader's heap ceiling):
+a snapshot built in 80-record chunks, random look-ups of bands listed and not, a delta applied.
 """
 
 from __future__ import annotations
@@ -344,3 +348,130 @@ def _bare_sqlite_commits(count: int, pause_ms: float) -> list[float]:
             time.sleep(pause_ms / 1000)
         raw.close()
     return times
+
+
+# -- bench list ---------------------------------------------------------------------------------
+
+LIST_PEER = "firmware/tests/bench_list.py"
+LIST_CHUNK = 80  # records (or removes) per chunk: LIST_CHUNK_MAX in protocol/SPEC.md
+
+
+def _list_record(uid: bytes, flags: int) -> bytes:
+    """A band-list record (firmware/bandlist.py): length, uid padded to 10, flags, zeros."""
+    return bytes([len(uid)]) + uid.ljust(10, b"\0") + bytes([flags]) + bytes(4)
+
+
+def _random_uids(rng: Any, count: int, taken: set[bytes]) -> list[bytes]:
+    """count new distinct uids, mostly 7 bytes (NTAG 424), some 4 and 10."""
+    found: list[bytes] = []
+    while len(found) < count:
+        uid = rng.randbytes(rng.choice((4, 7, 7, 7, 10)))
+        if uid not in taken:
+            taken.add(uid)
+            found.append(uid)
+    return found
+
+
+def _write_list_inputs(folder: Path, bands: int, delta: int, lookups: int) -> None:
+    """snapshot.bin, adds.bin, removes.bin and queries.bin for LIST_PEER (its header says what
+    each holds): a delta a third new bands, a third replaced, a third removed."""
+    import random
+
+    rng = random.Random(1)
+    taken: set[bytes] = set()
+    uids = _random_uids(rng, bands, taken)
+    flags = {uid: rng.randrange(8) for uid in uids}
+
+    def write(name: str, pairs: list[tuple[bytes, int]]) -> None:
+        pairs.sort(key=lambda p: (len(p[0]), p[0]))
+        (folder / name).write_bytes(b"".join(_list_record(u, f) for u, f in pairs))
+
+    write("snapshot.bin", list(flags.items()))
+    changed = rng.sample(uids, min(bands, 2 * delta // 3))
+    replaced, removed = changed[: len(changed) // 2], changed[len(changed) // 2 :]
+    added = _random_uids(rng, delta - len(changed), taken)
+    write("adds.bin", [(u, rng.randrange(8)) for u in added + replaced])
+    write("removes.bin", [(u, 0) for u in removed])
+    absent = _random_uids(rng, lookups // 2, taken)
+    queries = [
+        _list_record(u, flags[u])[:12] + b"\1" + bytes(3)
+        for u in rng.choices(uids, k=lookups - len(absent))
+    ]
+    queries += [_list_record(u, 0) for u in absent]
+    rng.shuffle(queries)
+    (folder / "queries.bin").write_bytes(b"".join(queries))
+
+
+def _micropython_list(folder: Path, heap: str) -> dict[str, Any]:
+    done = run_micropython(LIST_PEER, str(folder), str(LIST_CHUNK), heap=heap, timeout=600)
+    output = done.stdout.decode(errors="replace")
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{LIST_PEER} failed: {output[-2000:]}{done.stderr.decode(errors='replace')}"
+        )
+    found: dict[str, Any] = {"hits": [], "misses": []}
+    for line in output.splitlines():
+        words = line.split()
+        if words[0] == "L":
+            found["hits" if words[1] == "1" else "misses"].append(float(words[2]))
+        else:
+            found[" ".join(words[:-1])] = float(words[-1])
+    return found
+
+
+def bench_list(bands: int, delta: int, lookups: int = 10_000, as_json: bool = False) -> int:
+    """The reader's band list (firmware/bandlist.py) on the MicroPython unix port: build a
+    snapshot of ``bands`` in chunks, look up bands listed and not, apply a ``delta``."""
+    heap = DEFAULT_HEAP
+    with tempfile.TemporaryDirectory(prefix="bandlink-list-") as workdir:
+        folder = Path(workdir)
+        _write_list_inputs(folder, bands, delta, lookups)
+        found = _micropython_list(folder, heap)
+    both = found["hits"] + found["misses"]
+
+    def p99(times: list[float]) -> float:
+        return statistics.quantiles(times, n=100)[98] if len(times) > 1 else max(times, default=0)
+
+    report = {
+        "bands": bands,
+        "delta_bands": delta,
+        "chunk_records": LIST_CHUNK,
+        "heap": heap,
+        "build_ms": found["build_ms"],
+        "lookup_us": {
+            kind: {"count": len(t), "mean": statistics.fmean(t) if t else 0.0, "p99": p99(t)}
+            for kind, t in (
+                ("all", both),
+                ("listed", found["hits"]),
+                ("not listed", found["misses"]),
+            )
+        },
+        "delta_ms": found["delta_ms"],
+        "delta_chunks": int(found["delta_chunks"]),
+        "file_bytes": int(found["size"]),
+        "count_after_delta": int(found["count"]),
+        "heap_module_bytes": int(found["heap module"]),
+        "heap_list_bytes": int(found["heap list"]),
+        "wrong": int(found["wrong"]),
+    }
+    _print_list_report(report)
+    if as_json:
+        print(json.dumps(report))
+    return 0 if report["wrong"] == 0 else 1
+
+
+def _print_list_report(r: dict[str, Any]) -> None:
+    print(
+        f"band list, MicroPython unix port ({r['heap']} heap), compiled .mpy; "
+        f"{r['bands']:,} bands, chunks of {r['chunk_records']}"
+    )
+    print(f"{'snapshot build (all chunks)':<40}{r['build_ms']:>12,.1f} ms")
+    for kind, t in r["lookup_us"].items():
+        label = f"look-up, {kind} ({t['count']:,})"
+        print(f"{label:<40}{t['mean']:>12,.1f} µs mean {t['p99']:>8,.1f} µs p99")
+    label = f"delta of {r['delta_bands']:,} bands ({r['delta_chunks']} chunks)"
+    print(f"{label:<40}{r['delta_ms']:>12,.1f} ms  (count after: {r['count_after_delta']:,})")
+    print(f"{'list file':<40}{r['file_bytes']:>12,} bytes")
+    print(f"{'heap: the module (bytecode)':<40}{r['heap_module_bytes']:>12,} bytes")
+    print(f"{'heap: an open BandList':<40}{r['heap_list_bytes']:>12,} bytes")
+    print(f"{'results not as expected':<40}{r['wrong']:>12,}")

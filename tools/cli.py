@@ -130,6 +130,12 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
     return bench_store(args.count, args.batch or (1, 64), args.db)
 
 
+def cmd_bench_list(args: argparse.Namespace) -> int:
+    from .bench import bench_list
+
+    return bench_list(args.bands, args.delta, args.lookups, as_json=args.json)
+
+
 def cmd_bench_e2e(args: argparse.Namespace) -> int:
     from .bench_e2e import bench_e2e
 
@@ -165,6 +171,19 @@ def _add_bench_e2e(benches: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     e2e.add_argument("--json", action="store_true", help="also print one JSON object, last")
     e2e.set_defaults(run=cmd_bench_e2e)
+
+
+def _add_bench_list(benches: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    bl = benches.add_parser(
+        "list", help="the reader's band list: build, look-up, delta (MicroPython)"
+    )
+    bl.add_argument("--bands", type=int, default=100_000, help="bands in the snapshot")
+    bl.add_argument(
+        "--delta", type=int, default=1000, help="bands the delta adds, replaces, removes"
+    )
+    bl.add_argument("--lookups", type=int, default=10_000, help="random look-ups, half not listed")
+    bl.add_argument("--json", action="store_true", help="also print one JSON object, last")
+    bl.set_defaults(run=cmd_bench_list)
 
 
 def _add_sim_reader(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -273,6 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     store.set_defaults(run=cmd_bench_store)
     _add_bench_e2e(benches)
+    _add_bench_list(benches)
 
     fuzz = commands.add_parser("fuzz", help="mutated and random frames at the decode path")
     fuzz.add_argument("--frames", type=int, default=100_000, help="frames per interpreter")
