@@ -12,6 +12,16 @@
 # reader's MQTT session). A Config newer than the one running is applied (running.py), stored
 # on flash (<state_file>.cfg, reloaded at boot) and, if the Birth is out already, announced
 # with a new Birth in the same session.
+#
+# Every tap the reader sends or decides alone is an operation in the journal on flash
+# (journal.py, operation.py) before the guest sees its light; the outbox task (outbox.py)
+# uploads what the gateway did not answer. The reader is offline, and a role decides alone,
+# while its link is down, every gateway says it is offline, or two replies in a row missed their
+# deadlines (until a Result or a gateway saying online is heard again). One missed reply is a
+# hiccup the resend covers (the band taps again, the same operation goes again); two are an
+# outage. Band list commands go to the role's list
+# (a gate's: bandlist.py); one it cannot apply makes the reader announce its list again (a new
+# Birth), so the gateway sends it one it can.
 import asyncio
 import gc
 import time
@@ -20,7 +30,9 @@ import feedback
 import mqtt
 from board import open_board
 from flash import Stored
+from journal import Journal
 from micropython import const
+from outbox import Outbox
 from running import Running
 from session import Session
 
@@ -38,6 +50,7 @@ from protocol import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from bandlist import BandList
     from board import Board
 
 # The largest message a reader sends today: a gate tap with every field at its largest (SUN data
@@ -54,6 +67,12 @@ _LINK_BUFFER = const(464)
 _LINK_TX = const(352)
 # Gateway processes whose "online" the reader keeps at once; more are counted, not tracked.
 _GATEWAYS_MAX = const(8)
+# Operations the journal holds at most (offline decisions and unanswered taps): a gate deciding
+# alone through an hour's outage at a busy lane; beyond it a gate counts what it cannot record.
+_JOURNAL_CAPACITY = const(1024)
+_ROLE = const(0)  # request() slots: the role's taps, and the outbox's uploads
+_SLOTS = const(2)
+_MISSED_OFFLINE = const(2)  # replies missed in a row that make the reader decide alone
 _IDLE = const(0)
 _HELD = const(1)
 _STICKY = const(2)
@@ -148,11 +167,25 @@ class Reader:
         # The request being sent is encoded here; before that, the role reads the band's NDEF
         # into it (sun.read), and is done with it once the Tap is built: one buffer for both
         # leaves the heap ~300 bytes that a pos reader needs.
+        # The journal reads its records into it too; a tap holds `busy` from its band read to
+        # its light, the outbox while it collects and sends: never both at once.
         self.scratch = bytearray(_TX_SIZE)
         self._txv = memoryview(self.scratch)
-        self._awaited = None  # mid of the request whose reply we wait for
-        self._reply = None
-        self._replied = asyncio.Event()
+        self.busy = asyncio.Lock()
+        self.journal = Journal(
+            config["state_file"] + ".journal", _JOURNAL_CAPACITY, buf=self.scratch
+        )
+        self.outbox = Outbox(self)
+        # The role's band list (a gate's BandList), which list commands update; None: none.
+        self.band_list: BandList | None = None
+        self._list_asked = -1  # the list version a refused chunk made us ask again for
+        self.refused_lists = 0
+        self._link_up = False
+        self._missed = 0  # replies missed in a row since a gateway was last heard
+        # Per request() slot: the mid whose reply is awaited, the reply, its event.
+        self._awaited: list = [None] * _SLOTS
+        self._replies: list = [None] * _SLOTS
+        self._replied = (asyncio.Event(), asyncio.Event())
         self._seq = 0
         self.late_replies = 0  # replies that came after their deadline
         self.bad_frames = 0  # frames on our topics that were not valid messages (or topics)
@@ -173,21 +206,41 @@ class Reader:
         """Milliseconds since 1970 on the gateway's clock, as far as we know it."""
         return _local_ms() + self.clock_offset_ms
 
-    async def request(self, message, timeout_ms):
+    @property
+    def offline(self):
+        """Whether a role decides alone now (the module comment says when)."""
+        return not self._link_up or self.gateway_online is False or self._missed >= _MISSED_OFFLINE
+
+    async def request(self, message, timeout_ms, slot=_ROLE):
         """Send a request; its Result, or None if no reply came within timeout_ms."""
         started = time.ticks_ms()
+        if not await self.send(message, slot):
+            return None
+        return await self.reply(slot, timeout_ms - time.ticks_diff(time.ticks_ms(), started))
+
+    async def send(self, message, slot=_ROLE):
+        """Encode a request into scratch and publish it; False if the link is down. Raises
+        ProtocolError if it does not fit the buffer. The caller holds `busy`."""
         length = encode_into(self.scratch, message)
-        self._awaited = message.mid
-        self._reply = None
-        self._replied.clear()
+        self._awaited[slot] = message.mid
+        self._replies[slot] = None
+        self._replied[slot].clear()
         try:
             await self.link.publish(self._evt_topic, self._txv[:length], 1)
-            left = timeout_ms - time.ticks_diff(time.ticks_ms(), started)
-            await asyncio.wait_for_ms(self._replied.wait(), max(left, 0))
-        except (asyncio.TimeoutError, OSError):
-            pass  # the link is down or the gateway silent: the role decides what the guest sees
-        self._awaited = None
-        return self._reply
+        except OSError:
+            self._awaited[slot] = None
+            return False
+        return True
+
+    async def reply(self, slot, timeout_ms):
+        """The Result for the request sent in slot, or None after timeout_ms."""
+        try:
+            await asyncio.wait_for_ms(self._replied[slot].wait(), max(timeout_ms, 0))
+        except asyncio.TimeoutError:
+            if slot == _ROLE:
+                self._missed += 1  # two in a row: offline until a gateway is heard again
+        self._awaited[slot] = None
+        return self._replies[slot]
 
     def _on_message(self, topic, payload, retained):
         try:
@@ -219,6 +272,7 @@ class Reader:
         """One gateway process said it is online or offline (its own retained topic)."""
         slots = self._gateways
         if online:
+            self._heard()
             if gateway not in slots:
                 if None in slots:
                     slots[slots.index(None)] = gateway
@@ -235,20 +289,53 @@ class Reader:
             self.gateway_online = None if self._untracked else False
 
     def _on_result(self, reply):
-        awaited = self._awaited
-        if awaited is not None and isinstance(reply, Result) and reply.corr == awaited:
-            self._reply = reply
-            self._replied.set()
-        else:
+        if not isinstance(reply, Result):
             self.late_replies += 1
+            return
+        self._heard()
+        for slot in range(_SLOTS):
+            if self._awaited[slot] is not None and reply.corr == self._awaited[slot]:
+                self._replies[slot] = reply
+                self._replied[slot].set()
+                return
+        self.late_replies += 1  # its operation stays in the journal: the outbox uploads it
+
+    def _heard(self):
+        """A gateway answered or said it is online: online again, if the link is up."""
+        if self._missed:
+            self._missed = 0
+            self.outbox.poke()
 
     def _on_command(self, command):
         if command.op == messages.REBIRTH:
             self._birth_task = asyncio.create_task(self._publish_birth())
         elif command.op == messages.TIME_SYNC:
             self.clock_offset_ms = command.time_ms - _local_ms()
+        elif command.op in (messages.LIST_SNAPSHOT, messages.LIST_DELTA) and self.band_list:
+            self._on_list(command)
         elif self.on_role_command is None or not self.on_role_command(command):
             self.ignored_commands += 1  # lists, reboot, a role's commands for another role
+
+    def _on_list(self, command):
+        """A chunk of a band list; one the list cannot take (a chunk missed, a delta from
+        another version) has the reader announce the list it holds, once per version asked."""
+        band_list = self.band_list
+        assert band_list is not None  # only called with one
+        entries = command.entries or b""
+        if command.op == messages.LIST_SNAPSHOT:
+            args = (command.list_version, command.chunk, command.chunks, entries)
+            taken = band_list.snapshot(*args)
+        else:
+            args = (command.chunk, command.chunks, entries, command.remove or ())
+            taken = band_list.delta(command.list_version, command.base_version, *args)
+        if taken:
+            self._list_asked = -1
+            return
+        self.refused_lists += 1
+        if command.list_version != self._list_asked and self._born:
+            self._list_asked = command.list_version
+            print("band list chunk refused: announcing list", band_list.version)
+            self._birth_task = asyncio.create_task(self._publish_birth())
 
     def _on_config(self, config, payload):
         running = self.running
@@ -281,7 +368,8 @@ class Reader:
             print("config on flash ignored: not one this reader can run")
 
     async def _publish_birth(self):
-        birth = self.session.birth(self.wall_ms(), self.running.version)
+        held = self.band_list.version if self.band_list else 0
+        birth = self.session.birth(self.wall_ms(), self.running.version, held or None)
         try:
             await self.link.publish(self.session.birth_topic, birth, 1)
         except OSError:
@@ -294,10 +382,12 @@ class Reader:
         # and gets a birth of its own (the birth's contents are taken before its first await).
         self._born = True
         await self._publish_birth()
+        self._link_up = True
         self.board.link(True)
 
     async def _on_down(self):
         self._born = False
+        self._link_up = False
         self.board.link(False)
         self.gateway_online = None  # the retained states come again on the next subscribe
         for i in range(_GATEWAYS_MAX):
@@ -333,6 +423,7 @@ async def _main(config):
     tasks = (
         asyncio.create_task(reader.link.keep_connected()),
         asyncio.create_task(reader.signal.run()),
+        asyncio.create_task(reader.outbox.run()),
     )
     gc.collect()  # start the role with a tidy heap; taps then allocate little
     await role.run(reader)

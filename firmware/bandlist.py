@@ -251,7 +251,7 @@ class BandList:
         if self._duplicate(_DELTA, version, chunk):
             return True
         if chunk == 0:
-            if chunks < 1 or base_version != self.version or version <= base_version:
+            if chunks < 1 or base_version != self.version or version == base_version:
                 return self._refuse(_DELTA)
             self._abort()
             self._begin(_DELTA, version, base_version, chunks)

@@ -27,7 +27,8 @@ DEFAULTS = {
     "hold_ms": 1500,
     "gate": {"direction": "in", "gate": ""},
     # Where the reader keeps what must survive a reboot: its session counter in this file, its
-    # unanswered taps in <state_file>.taps, the gateway's last Config in <state_file>.cfg.
+    # journal of operations in <state_file>.journal, its band list in <state_file>.list, the
+    # gateway's last Config in <state_file>.cfg.
     "state_file": "bandlink.state",
 }
 

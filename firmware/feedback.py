@@ -20,3 +20,7 @@ RETRY = const(3)
 # Asks the guest to type their PIN on the keypad (pos): the prompt stays until the PIN is in.
 # The same number as the wire's PIN pattern.
 PIN = const(4)
+# Decided by the reader alone (no gateway answered): the same light, and a sound staff learn to
+# notice, so they watch a gate that runs on its band list. Reader-local: never on the wire.
+OFFLINE_GREEN = const(5)
+OFFLINE_RED = const(6)

@@ -1,5 +1,6 @@
-# Files on the reader's flash that must survive a power cut: the session counter, the unanswered
-# taps, the gateway's last configuration.
+# Files on the reader's flash that must survive a power cut: the session counter and the
+# gateway's last configuration. (The journal and the band list have formats of their own,
+# journal.py and bandlist.py, on the same rule: a write is complete or it is not there.)
 #
 # A file is never written in place. Opening it for writing truncates it first, so power lost
 # during the write leaves it empty or half-written, and the reader would boot with nothing (a

@@ -22,7 +22,7 @@ class Session:
         self.birth_topic = topics.reader_topic(reader_id, topics.BIRTH).encode()
         self.death_topic = topics.reader_topic(reader_id, topics.DEATH).encode()
 
-    def birth(self, now_ms, config_version=None):
+    def birth(self, now_ms, config_version=None, list_version=None):
         return encode(
             Birth(
                 reader=self._reader_id,
@@ -31,6 +31,7 @@ class Session:
                 firmware=FIRMWARE,
                 role=self._role,
                 config_version=config_version,
+                list_version=list_version,
             )
         )
 

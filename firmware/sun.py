@@ -31,13 +31,12 @@ _VALUE = const(b"\x00\x00\x01\x02")
 
 
 async def read(reader):
-    """What a tap sends beyond its UID: the band's SUN values (parse), read right after wait_tag
-    while the band is in the field. None (RETRY shown) when nothing can be sent now: the band
-    left mid-read, or every gateway said it is offline (bl/1/$gw/+/state: ask for another tap
-    at once, not after the deadline). Then nothing is recorded either: the band's unanswered
-    operation, if it has one, stays as it was."""
+    """What a tap sends (or journals) beyond its UID: the band's SUN values (parse), read right
+    after wait_tag while the band is in the field. None (RETRY shown) when the band left
+    mid-read: then nothing is recorded either, and the band's unanswered operation, if it has
+    one, stays as it was."""
     buf = reader.scratch  # 320 bytes: an NTAG 424 DNA's whole NDEF file is 256
-    n = -1 if reader.gateway_online is False else await reader.board.read_ndef(buf)
+    n = await reader.board.read_ndef(buf)
     if n < 0:
         reader.signal.show(feedback.RETRY, "Please tap again")
         return None

@@ -29,7 +29,7 @@ import errno
 import time
 
 import network
-from feedback import GREEN, RED, RETRY
+from feedback import GREEN, OFFLINE_GREEN, OFFLINE_RED, RED, RETRY
 from machine import I2C, PWM, SPI, Pin
 from micropython import const
 from presence import ABSENT_POLLS, TagPresence
@@ -60,6 +60,8 @@ _BEEPS: tuple[tuple[int, ...], ...] = (
     (700, 150, 0, 80, 700, 150),  # RED: two low beeps
     (2_000, 60, 0, 60, 2_000, 60, 0, 60, 2_000, 60),  # RETRY: three quick beeps
     (1_500, 40),  # PIN: one short prompt
+    (2_700, 80, 0, 300, 1_200, 300),  # OFFLINE_GREEN: the green beep, then a long low one
+    (700, 150, 0, 80, 700, 150, 0, 300, 1_200, 300),  # OFFLINE_RED: likewise after the red
 )
 
 
@@ -160,8 +162,8 @@ class Board:
     def show(self, pattern: int, text: str) -> None:
         # No display on this board yet: ``text`` is for boards that have one.
         both = pattern == RETRY  # two LEDs together read as amber
-        self._light(self._green, both or pattern == GREEN)
-        self._light(self._red, both or pattern == RED)
+        self._light(self._green, both or pattern in (GREEN, OFFLINE_GREEN))
+        self._light(self._red, both or pattern in (RED, OFFLINE_RED))
         if self._pwm is not None and 0 < pattern < len(_BEEPS):
             self._beep = pattern
             self._beep_due.set()  # the beeper task plays it; a newer pattern cuts it short

@@ -13,7 +13,8 @@
 #                          "remove"             it leaves
 #                          "key <keys>"         keys pressed, in order: 0-9, # (enter), * (clear)
 #   reader -> controller   "hello <reader id>"  once, on start
-#                          "show <pattern> <text>"  green | red | retry | pin | idle, and text
+#                          "show <pattern> <text>"  green | red | retry | pin | idle, or
+#                                               green-offline | red-offline (decided alone)
 #                          "link up" / "link down"
 #                          "mem <allocated> <free>"  live heap after each tap, collected
 # A band that stays in the field is reported once; a different band is reported at once.
@@ -39,6 +40,8 @@ _PATTERN_NAMES = {
     feedback.RED: "red",
     feedback.RETRY: "retry",
     feedback.PIN: "pin",
+    feedback.OFFLINE_GREEN: "green-offline",
+    feedback.OFFLINE_RED: "red-offline",
 }
 # The keys as constant strings: wait_key hands one out without making a new one.
 _KEY_NAMES = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "#", "*")

@@ -32,7 +32,7 @@ TS = 1_795_000_000_000
 class Arrival:
     tap: Tap
     at_ms: int  # this machine's wall clock when it came
-    taps_file: bytes  # the reader's unanswered-taps file, read when the tap came
+    taps_file: bytes  # the reader's journal of operations, read when the tap came
 
 
 def sim_reader(
@@ -63,7 +63,7 @@ def paho_as(login: Login) -> paho.Client:
 class PlayedGateway:
     def __init__(self, broker: MosquittoBroker, reader_id: str, workdir: Path) -> None:
         self.reader_id = reader_id
-        self.taps_path = workdir / f"{reader_id}.state.taps"  # SimReader's state_file + .taps
+        self.taps_path = workdir / f"{reader_id}.state.journal"  # SimReader's state_file + .journal
         self.answer: Callable[[Tap], Result | None] = lambda tap: None  # None: stay silent
         self.arrivals: list[Arrival] = []
         self.births: list[Birth] = []

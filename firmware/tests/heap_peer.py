@@ -8,9 +8,13 @@ STEPS = (
     ("mqtt.py (client code)", ("mqtt",)),
     ("protocol/ (codec, messages, validators, registry)", ("protocol",)),
     ("board/sim.py, feedback.py", ("feedback", "board.sim")),
+    ("flash.py, journal.py", ("flash", "journal")),
+    ("operation.py", ("operation",)),
+    ("outbox.py", ("outbox",)),
+    ("bandlist.py", ("bandlist",)),
     (
-        "app.py, gate.py, sun.py, config.py, session.py, running.py, unanswered.py, flash.py",
-        ("app", "gate", "sun", "config", "session", "running", "unanswered", "flash"),
+        "app.py, gate.py, sun.py, config.py, session.py, running.py",
+        ("app", "gate", "sun", "config", "session", "running"),
     ),
 )
 

@@ -247,7 +247,6 @@ def test_a_delta_from_another_base_or_out_of_order_is_refused():
     bl = listed()
     adds = records([band(3000), band(3001)])
     assert not bl.delta(7, 4, 0, 1, adds, []), "based on a list this reader does not hold"
-    assert not bl.delta(4, 5, 0, 1, adds, []), "a delta going back"
     assert bl.delta(6, 5, 0, 3, adds[:16], [])
     assert not bl.delta(6, 5, 2, 3, adds[16:], []), "chunk 1 missing"
     assert not bl.delta(6, 5, 1, 3, adds[16:], []), "the delta was discarded"

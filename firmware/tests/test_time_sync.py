@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_double import PlayedGateway, sim_reader
+from gateway_double import PlayedGateway, retry, sim_reader
 
 from bandlink.protocol import Tap, messages
 from bandlink.tools.broker import MosquittoBroker
@@ -74,7 +74,10 @@ def test_the_resend_window_runs_on_the_synced_clock(
     with sim_reader(READER, broker, tmp_path, deadline_ms=DEADLINE_MS) as reader:
         reader.wait_online()
         gateway.wait_births(1)
-        assert reader.tap(BAND).pattern == "retry"  # the gateway stays silent throughout
+        # The gateway answers busy throughout (RETRY: nothing decided, the operation stays);
+        # silence would make the reader decide alone from the second missed reply on.
+        gateway.answer = retry
+        assert reader.tap(BAND).pattern == "retry"
         assert reader.tap(BAND).pattern == "retry"
         sync(gateway, 31_000)  # the gateway's clock is 31 s ahead of ours: the window is over
         assert reader.tap(BAND).pattern == "retry"
