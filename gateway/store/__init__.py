@@ -424,7 +424,7 @@ class Store:
         self,
         *,
         since_ms: int = 0,
-        until_ms: int = 1 << 63,
+        until_ms: int = (1 << 63) - 1,
         reader: str | None = None,
         exceptions_only: bool = False,
     ) -> list[TapRecord]:
