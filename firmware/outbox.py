@@ -33,6 +33,8 @@ _IDLE_MS = const(1000)  # how often an idle outbox looks for work
 _RETRY_MS = const(2000)  # after an upload that got no acknowledgement
 _WINDOW_MS = const(30_000)  # SPEC, Resending: an online tap is resendable this long
 _UPLOAD = const(1)  # Reader.request's slot for uploads
+_ENVELOPE = const(72)  # a Journal's own envelope and keys, with a 32-character reader id
+_TAP_OVER_OPERATION = const(24)  # an offline Tap's CBOR beyond its operation's bytes (about)
 
 
 class Outbox:
@@ -52,7 +54,13 @@ class Outbox:
         while True:
             sent = 0
             if not reader.offline and reader.journal.pending:
-                sent = await self._upload()
+                try:
+                    sent = await self._upload()
+                except (MemoryError, OSError) as exc:
+                    # A full heap or a flash error this time: the operations stay on flash, and
+                    # the outbox must outlive it (a dead task would leave them there for good).
+                    print("outbox: upload failed,", repr(exc))
+                    sent = -1
             if sent >= 0:
                 if sent == 0:
                     await self._wait(_IDLE_MS)
@@ -90,8 +98,14 @@ class Outbox:
         reader, journal, cursor = self._reader, self._reader.journal, self._cursor
         buf = reader.scratch
         taps: list = []
+        room = len(buf) - _ENVELOPE  # what the operations' Taps may take of the buffer
         more = journal.first(cursor)
         while more and len(taps) < JOURNAL_MAX:
+            # A Tap is about its operation's size plus the envelope's keys: one that would not
+            # fit is not made (the heap is short; encoding checks the real size below).
+            room -= cursor.length + _TAP_OVER_OPERATION
+            if taps and room < 0:
+                break
             state = operation.state(buf, PAYLOAD_AT)
             age = now_ms - operation.ts(buf, PAYLOAD_AT)
             if not state & operation.OFFLINE and 0 <= age < _WINDOW_MS:

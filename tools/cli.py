@@ -92,6 +92,14 @@ def cmd_provision(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_chaos(args: argparse.Namespace) -> int:
+    from .chaos import print_report, run_chaos
+
+    report = run_chaos(args.fault, readers=args.readers, seconds=args.seconds, db_url=args.db)
+    print_report(report, args.json)
+    return 0 if report.ok else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -294,6 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_e2e(benches)
     _add_bench_list(benches)
 
+    _add_chaos(commands)
+
     fuzz = commands.add_parser("fuzz", help="mutated and random frames at the decode path")
     fuzz.add_argument("--frames", type=int, default=100_000, help="frames per interpreter")
     fuzz.add_argument("--seed", type=int, default=1, help="PRNG seed (same seed, same frames)")
@@ -302,6 +312,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fuzz.set_defaults(run=cmd_fuzz)
     return parser
+
+
+def _add_chaos(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    chaos = commands.add_parser(
+        "chaos", help="break the installation on loopback; count lights seen against records"
+    )
+    chaos.add_argument(
+        "--fault",
+        required=True,
+        choices=["broker-restart", "gateway-kill", "reader-kill", "partition"],
+    )
+    chaos.add_argument("--readers", type=int, default=3, help="gate readers (real firmware)")
+    chaos.add_argument("--seconds", type=float, default=20.0, help="how long guests tap")
+    chaos.add_argument("--db", help="the gateways' store (default: a fresh SQLite file)")
+    chaos.add_argument("--json", action="store_true", help="the report as JSON")
+    chaos.set_defaults(run=cmd_chaos)
 
 
 def _store_url(args: argparse.Namespace, command: str) -> str | None:

@@ -198,6 +198,16 @@ class SimReader:
                 stop_process(self._process)
             self._process = None
 
+    def kill(self) -> None:
+        """SIGKILL the reader, wherever it is (a power cut, as far as its flash can tell); start()
+        boots it again from what it has on flash."""
+        if self._process is not None:
+            self._process.kill()
+            self._process.wait(timeout=5)
+            self._process = None
+        self.link_up.clear()
+        self.stop()
+
     def log(self) -> str:
         return read_log(self.log_path)
 

@@ -1,0 +1,326 @@
+"""`bandlink chaos`: break an installation on loopback and count what the guests saw against
+what the gateway recorded. What an operator runs to trust readers, broker and gateways together.
+
+A private Mosquitto, two gateway processes on one store, and gate readers running the real
+firmware on the MicroPython unix port (entries and exits in turn), each tapped continuously by
+a guest after guest (no band twice at one reader in a run, so every light is its own
+operation). Partway through, one fault:
+
+- ``broker-restart``: Mosquitto stopped, and started again after the outage;
+- ``gateway-kill``: one gateway process SIGKILLed with the other up, then both, then restarted;
+- ``reader-kill``: the first reader SIGKILLed now and then while it taps (its journal may be
+  mid-write), and booted again;
+- ``partition``: the first reader cut off from the broker (a black hole: nothing comes back)
+  for the outage, while it keeps deciding.
+
+Then the load stops, every part is up, and the readers' journals drain. The report:
+
+- ``seen``: lights guests saw (green, red, retry, online or decided alone);
+- ``recorded``: taps of these readers in the gateway's store;
+- ``duplicates_dropped``: answers the gateway gave from its store (a redelivery, a resend, an
+  upload sent again after its acknowledgement was lost);
+- ``lost``: lights with no record (must be 0); ``doubled``: records with no light, beyond the
+  taps a reader kill cut short (must be 0); ``cut``: taps in flight when a reader was killed
+  (the guest saw nothing; the journal may or may not have had them); ``answers_lost``: "try
+  again" shown for a tap the gateway had decided (its answer lost with the broker): recorded
+  once, as decided, and the same band tapping again would get that answer (SPEC, Resending);
+- ``offline``: taps decided alone; ``exceptions``: those on the reconciliation report, which
+  must be exactly the offline taps let in that the gateway would have refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bandlink.gateway.store import Store
+
+from .broker import MosquittoBroker
+from .gatewayproc import GatewayGroup
+from .loadgen import band_uid
+from .proxy import Partition
+from .simreader import ReaderError, SimReader
+
+FAULTS = ("broker-restart", "gateway-kill", "reader-kill", "partition")
+PACE_S = 0.1  # between one guest's light and the next guest's tap, at each reader
+DRAIN_S = 60.0  # an unanswered tap waits out its 30 s resend window before it is uploaded
+_GRANTED = ("green", "green-offline")
+_ROWS = (
+    "seen",
+    "recorded",
+    "duplicates_dropped",
+    "lost",
+    "doubled",
+    "cut",
+    "answers_lost",
+    "reboots",
+    "offline",
+)
+_BAND_KIND = 0x5C
+
+
+@dataclass
+class ChaosReport:
+    fault: str
+    readers: int
+    seconds: float
+    seen: int = 0
+    recorded: int = 0
+    duplicates_dropped: int = 0
+    lost: int = 0
+    doubled: int = 0
+    cut: int = 0
+    answers_lost: int = 0
+    reboots: int = 0
+    offline: int = 0
+    exceptions: int = 0
+    exceptions_expected: int = 0
+    shown: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return not self.lost and not self.doubled and self.exceptions == self.exceptions_expected
+
+
+def reader_ids(count: int) -> list[str]:
+    return [f"chaos-{n}" for n in range(1, count + 1)]
+
+
+def make_venue(readers: int, bands_each: int) -> dict[str, object]:
+    """Guests with a ticket for today, each band for one reader; entries and exits in turn."""
+    guests = [
+        {
+            "id": f"c-{n:05d}",
+            "name": f"Guest {n}",
+            "bands": [band_uid(n, _BAND_KIND).hex()],
+            "tickets": [{"id": f"t-c-{n:05d}", "valid_from": "today", "valid_until": "today"}],
+        }
+        for n in range(readers * bands_each)
+    ]
+    ids = reader_ids(readers)
+    gates = [
+        {"id": r, "role": "gate", "gate": "chaos", "direction": "in" if i % 2 == 0 else "out"}
+        for i, r in enumerate(ids)
+    ]
+    return {"site": "chaos", "sites": [{"id": "chaos"}], "guests": guests, "readers": gates}
+
+
+class _Guests(threading.Thread):
+    """One reader's queue of guests: a fresh band per tap, the light each saw."""
+
+    def __init__(self, rig: _Rig, index: int, bands: list[bytes]) -> None:
+        super().__init__(daemon=True, name=f"guests-{index}")
+        self.rig, self.index, self.bands = rig, index, bands
+        self.seen: list[tuple[bytes, str]] = []
+        self.cut: list[bytes] = []
+
+    def run(self) -> None:
+        rig = self.rig
+        for band in self.bands:
+            if rig.stopping.is_set():
+                return
+            reader = rig.readers[self.index]
+            if self.index == 0:
+                rig.tapping.set()  # a reader kill aims at a tap in progress
+            try:
+                self.seen.append((band, reader.tap(band).pattern))
+            except (ReaderError, OSError):
+                self.cut.append(band)  # killed mid-tap: no light; maybe in the journal
+                rig.rebooted[self.index].wait(30)
+            time.sleep(PACE_S)
+
+
+class _Rig:
+    def __init__(self, workdir: Path, db_url: str, readers: int, bands_each: int) -> None:
+        self.workdir, self.db_url = workdir, db_url
+        self.stopping = threading.Event()
+        self.broker = MosquittoBroker(workdir / "broker")
+        self.venue = workdir / "venue.json"
+        self.venue.write_text(json.dumps(make_venue(readers, bands_each)))
+        self.gateways: GatewayGroup | None = None
+        self.readers: list[SimReader] = []
+        self.partition: Partition | None = None
+        self.rebooted = [threading.Event() for _ in range(readers)]
+        self.tapping = threading.Event()
+        self.count = readers
+        self.reboots = 0
+
+    @contextmanager
+    def running(self) -> Iterator[_Rig]:
+        with ExitStack() as stack:
+            self.broker.start()
+            stack.callback(self.broker.stop)
+            self.gateways = GatewayGroup(
+                self.broker, self.db_url, self.workdir, count=2, venue=str(self.venue)
+            )
+            stack.callback(self.gateways.stop)
+            self.gateways.start()
+            self.partition = Partition(self.broker.host, self.broker.port)
+            stack.callback(self.partition.close)
+            for i, reader_id in enumerate(reader_ids(self.count)):
+                # The first reader reaches the broker through the partition's forwarder.
+                port = self.partition.port if i == 0 else self.broker.port
+                reader = SimReader(
+                    reader_id,
+                    f"mqtt://{self.broker.host}:{port}",
+                    self.workdir,
+                    direction="in" if i % 2 == 0 else "out",
+                    gate="chaos",
+                    login=self.broker.reader_login(reader_id),
+                )
+                stack.callback(reader.stop)
+                self.readers.append(reader.start())
+            for reader in self.readers:
+                reader.wait_online(20)
+            yield self
+
+    def fault(self, kind: str, outage_s: float) -> None:
+        assert self.gateways is not None and self.partition is not None
+        if kind == "broker-restart":
+            self.broker.stop()
+            time.sleep(outage_s)
+            self.broker.start()
+        elif kind == "gateway-kill":
+            first, second = self.gateways.members
+            first.kill()  # the other one serves
+            time.sleep(outage_s / 3)
+            first.start()
+            time.sleep(outage_s / 3)
+            for member in self.gateways.members:
+                member.kill()  # none
+            time.sleep(outage_s / 3)
+            for member in (first, second):
+                member.start()
+        elif kind == "reader-kill":
+            # Within a few ms of a band being placed: while the reader reads it, decides, or
+            # writes its journal. One kill per second of the outage.
+            reader = self.readers[0]
+            for _ in range(max(1, int(outage_s))):
+                self.tapping.clear()
+                self.tapping.wait(5)
+                time.sleep(random.uniform(0, 0.008))
+                self.rebooted[0].clear()
+                reader.kill()
+                reader.start()
+                self.reboots += 1
+                self.rebooted[0].set()
+        elif kind == "partition":
+            self.partition.cut()
+            time.sleep(outage_s)
+            self.partition.heal()
+        else:
+            raise ValueError(f"unknown fault {kind!r}: one of {', '.join(FAULTS)}")
+
+
+def run_chaos(
+    fault: str,
+    *,
+    readers: int = 3,
+    seconds: float = 20.0,
+    db_url: str | None = None,
+    workdir: Path | None = None,
+) -> ChaosReport:
+    if fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bl-chaos-")))
+        db_url = db_url or f"sqlite:///{workdir / 'chaos.db'}"
+        bands_each = math.ceil(seconds / PACE_S) + 20
+        rig = _Rig(workdir, db_url, readers, bands_each)
+        with rig.running():
+            guests = [
+                _Guests(
+                    rig, i, [band_uid(i * bands_each + n, _BAND_KIND) for n in range(bands_each)]
+                )
+                for i in range(readers)
+            ]
+            for queue in guests:
+                queue.start()
+            time.sleep(seconds / 4)
+            rig.fault(fault, outage_s=seconds / 2)
+            time.sleep(seconds / 4)
+            rig.stopping.set()
+            for queue in guests:
+                queue.join(30)
+            return _count(rig, guests, fault, seconds)
+    raise AssertionError("unreachable")
+
+
+def _count(rig: _Rig, guests: list[_Guests], fault: str, seconds: float) -> ChaosReport:
+    report = ChaosReport(fault, rig.count, seconds)
+    seen: Counter[tuple[str, bytes]] = Counter()
+    retried: set[tuple[str, bytes]] = set()
+    cut: set[tuple[str, bytes]] = set()
+    shown: Counter[str] = Counter()
+    for queue in guests:
+        reader_id = rig.readers[queue.index].reader_id
+        for band, pattern in queue.seen:
+            seen[(reader_id, band)] += 1
+            shown[pattern] += 1
+            if pattern == "retry":
+                retried.add((reader_id, band))
+        cut |= {(reader_id, band) for band in queue.cut}
+    ids = set(reader_ids(rig.count))
+    store = Store(rig.db_url)
+    try:
+        deadline = time.monotonic() + DRAIN_S
+        while True:
+            taps = [t for t in store.recent_taps(1_000_000) if t.reader_id in ids]
+            recorded = Counter((t.reader_id, t.uid) for t in taps)
+            if not (seen - recorded) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        time.sleep(2)  # anything still coming in would be a double
+        taps = [t for t in store.recent_taps(1_000_000) if t.reader_id in ids]
+        recorded = Counter((t.reader_id, t.uid) for t in taps)
+        offline = [t for t in taps if t.offline]
+        # "Try again" shown, and yet decided: the gateway's answer was lost (a broker gone
+        # mid-reply); the decision stands, and the same band tapping again gets it.
+        report.answers_lost = sum(
+            1 for t in taps if (t.reader_id, t.uid) in retried and t.reason != "no_reply"
+        )
+        report.exceptions = len(
+            [t for t in store.offline_taps(exceptions_only=True) if t.reader_id in ids]
+        )
+    finally:
+        store.close()
+    extra = recorded - seen
+    report.seen = sum(seen.values())
+    report.recorded = len(taps)
+    report.lost = sum((seen - recorded).values())
+    report.doubled = sum(n for key, n in extra.items() if key not in cut)
+    report.cut = len(cut)
+    report.offline = len(offline)
+    refusals = {"ok", "not_inside"}
+    report.exceptions_expected = sum(
+        1 for t in offline if t.granted and t.gateway_reason not in refusals
+    )
+    report.duplicates_dropped = rig.gateways.log().count("(duplicate)") if rig.gateways else 0
+    report.shown = dict(shown)
+    report.reboots = rig.reboots
+    return report
+
+
+def print_report(report: ChaosReport, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({**asdict(report), "ok": report.ok}, indent=2))
+        return
+    rows = [(name.replace("_", " "), getattr(report, name)) for name in _ROWS]
+    rows.append(
+        ("exceptions reported", f"{report.exceptions} (expected {report.exceptions_expected})")
+    )
+    rows.append(("lights shown", ", ".join(f"{k} {v}" for k, v in sorted(report.shown.items()))))
+    print(f"bandlink chaos --fault {report.fault}: {report.readers} readers, {report.seconds:g} s")
+    for name, value in rows:
+        print(f"  {name:<22} {value}")
+    print("ok" if report.ok else "FAILED: a light without its record, or a record twice")
