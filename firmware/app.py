@@ -181,6 +181,7 @@ class Reader:
         self._list_asked = -1  # the list version a refused chunk made us ask again for
         self.refused_lists = 0
         self._link_up = False
+        self.unsent = False  # the last request() never left: the link was down
         self._missed = 0  # replies missed in a row since a gateway was last heard
         # Per request() slot: the mid whose reply is awaited, the reply, its event.
         self._awaited: list = [None] * _SLOTS
@@ -214,7 +215,8 @@ class Reader:
     async def request(self, message, timeout_ms, slot=_ROLE):
         """Send a request; its Result, or None if no reply came within timeout_ms."""
         started = time.ticks_ms()
-        if not await self.send(message, slot):
+        self.unsent = not await self.send(message, slot)
+        if self.unsent:
             return None
         return await self.reply(slot, timeout_ms - time.ticks_diff(time.ticks_ms(), started))
 

@@ -77,6 +77,12 @@ class Gate:
         # decided) is shown like no reply; the operation stays in the journal, to be resent if
         # the band taps again within the window, or uploaded as one the guest saw RETRY for.
         result = await reader.request(tap, running.deadline_ms)
+        if result is None and reader.unsent:
+            # It never left (the link went just now): nobody decided it, so the reader does.
+            if fresh and sent >= 0:
+                reader.journal.end(sent)
+            self._decide_alone(uid, proof, now)
+            return
         if result is None or result.pattern == messages.RETRY:
             reader.signal.show(feedback.RETRY, "Please tap again")
             return
