@@ -180,6 +180,7 @@ class Reader:
         self.band_list: BandList | None = None
         self._list_asked = -1  # the list version a refused chunk made us ask again for
         self.refused_lists = 0
+        self.out_of_memory = 0  # taps a role could not handle for want of heap (shown RETRY)
         self._link_up = False
         self.unsent = False  # the last request() never left: the link was down
         self._missed = 0  # replies missed in a row since a gateway was last heard

@@ -52,7 +52,13 @@ class Gate:
             if not length:
                 return  # the board has no more taps (a simulated antenna that closed)
             async with reader.busy:
-                await self._tap(bytes(self._uid[:length]))
+                try:
+                    await self._tap(bytes(self._uid[:length]))
+                except MemoryError:
+                    # A heap too fragmented for this tap: the guest taps again, the gate goes
+                    # on (a dead role loop would stop the gate for good).
+                    reader.out_of_memory += 1
+                    reader.signal.show(feedback.RETRY, "Please tap again")
             reader.tidy()
 
     async def _tap(self, uid):

@@ -101,7 +101,8 @@ class Pos:
             return
         # None: the band left mid-read, or every gateway said it is offline (RETRY shown, as a
         # gate does); nothing is sent, the pending operation stays as it was.
-        proof = await sun.read(reader)
+        async with reader.busy:  # the band's NDEF goes into the shared buffer (app.py)
+            proof = await sun.read(reader)
         if proof is None:
             return
         op = self._op
@@ -138,7 +139,8 @@ class Pos:
                 file=proof[1],
                 cmac=proof[2],
             )
-            reply = await reader.request(tap, deadline_ms)
+            async with reader.busy:
+                reply = await reader.request(tap, deadline_ms)
             if reply is None or reply.pattern == messages.RETRY:
                 # Nothing decided, or nothing heard: the operation stays, to be resent as is.
                 signal.show(feedback.RETRY, "Please tap again")

@@ -4,41 +4,60 @@ then all), a reader is SIGKILLed mid-tap and booted again, or a reader is cut of
 broker while it keeps deciding. After each, every light a guest saw is one record, none is
 recorded twice, and the reconciliation report lists exactly the offline exceptions.
 
-Each fault runs on SQLite and on PostgreSQL at the same time (two rigs, each its own broker,
-gateways and readers): most of a run is waiting, for its load and then for the journals to
-drain (an unanswered tap waits out its 30 s resend window before it is uploaded)."""
+Each fault runs on SQLite and on PostgreSQL, two faults at a time (four rigs at once, each its
+own broker, gateways and readers): most of a run is waiting, for its load and then for the
+journals to drain (an unanswered tap waits out its 30 s resend window before it is uploaded)."""
 
 from __future__ import annotations
 
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from bandlink.tools.chaos import FAULTS, ChaosReport, run_chaos
+from bandlink.tools.postgres import PostgresCluster
 
 SECONDS = 6.0
 
 
-@pytest.mark.parametrize("fault", FAULTS)
+# Two faults at a time, each on both stores: four rigs at once, most of their time spent waiting.
+PAIRS = [FAULTS[0::2], FAULTS[1::2]]
+
+
+@pytest.mark.parametrize("faults", PAIRS, ids=["-".join(pair) for pair in PAIRS])
 def test_every_light_a_guest_saw_is_recorded_exactly_once(
-    fault: str, pg_url: str, tmp_path: Path
+    faults: tuple[str, ...], pg_url: str, postgres: PostgresCluster, tmp_path: Path
 ) -> None:
-    stores = {"sqlite": f"sqlite:///{tmp_path / 'chaos.db'}", "postgresql": pg_url}
-    with ThreadPoolExecutor(len(stores)) as pool:
-        running = {
-            name: pool.submit(_run, fault, url, tmp_path / name) for name, url in stores.items()
-        }
-        reports = {name: future.result() for name, future in running.items()}
-    for name, report in reports.items():
-        assert report.seen > 40, (name, report)  # the guests kept tapping throughout
-        assert (report.lost, report.doubled) == (0, 0), (name, report)
-        assert report.exceptions == report.exceptions_expected, (name, report)
-        if fault == "reader-kill":
-            assert report.reboots >= 1, (name, report)
-        else:
-            # The fault took the gateway away from at least one reader: it decided alone.
-            assert report.offline > 0, (name, report)
+    runs = []
+    for fault in faults:
+        runs.append((fault, "sqlite", f"sqlite:///{tmp_path / fault}.db"))
+        runs.append((fault, "postgresql", pg_url if fault == faults[0] else _second(postgres)))
+    with ThreadPoolExecutor(len(runs)) as pool:
+        reports = [
+            (fault, store, pool.submit(_run, fault, url, tmp_path / f"{fault}-{store}"))
+            for fault, store, url in runs
+        ]
+        for fault, store, future in reports:
+            _check(fault, store, future.result())
+
+
+def _second(postgres: PostgresCluster) -> str:
+    """A second fresh database on the session's cluster (the cluster goes with the session)."""
+    return postgres.create_database(f"chaos_{uuid.uuid4().hex[:12]}")
+
+
+def _check(fault: str, store: str, report: ChaosReport) -> None:
+    where = (fault, store, report)
+    assert report.seen > 40, where  # the guests kept tapping throughout
+    assert (report.lost, report.doubled) == (0, 0), where
+    assert report.exceptions == report.exceptions_expected, where
+    if fault == "reader-kill":
+        assert report.reboots >= 1, where
+    else:
+        # The fault took the gateway away from at least one reader: it decided alone.
+        assert report.offline > 0, where
 
 
 def _run(fault: str, db_url: str, workdir: Path) -> ChaosReport:

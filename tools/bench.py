@@ -38,6 +38,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from bandlink.protocol.messages import LIST_CHUNK_MAX
+
 from .demo import VAR, script
 from .micropython import DEFAULT_HEAP, run_micropython
 from .rig import venue_rig
@@ -64,6 +66,51 @@ def bench_taps(count: int, heap: str = DEFAULT_HEAP) -> int:
         f"p99 {cuts[98]:.2f}  max {max(times):.2f}  (first tap {times[0]:.2f})"
     )
     print(f"firmware heap {heap}: in use after a tap, at most {heap_used} bytes")
+    return 0
+
+
+# -- bench offline ------------------------------------------------------------------------------
+
+
+def bench_offline(taps: int, bands: int, heap: str = DEFAULT_HEAP) -> int:
+    """A gate reader with no broker to reach, deciding ``taps`` alone from a band list of
+    ``bands`` on its flash: the heap after each tap (flat, whatever the list's size), and how
+    long a decision takes as its journal fills (and, past its capacity, stays full)."""
+    from bandlink.protocol import lists as wire_list
+    from bandlink.tools.broker import free_port
+    from bandlink.tools.loadgen import band_uid
+    from bandlink.tools.simreader import SimReader
+
+    with tempfile.TemporaryDirectory(prefix="bandlink-offline-") as workdir:
+        folder = Path(workdir)
+        listed = [band_uid(n, 0x0F) for n in range(bands)]
+        entries = sorted(wire_list.entry(uid, wire_list.ENTRY) for uid in listed)
+        head = b"BL\x01\x00" + (1).to_bytes(4, "big") + bands.to_bytes(4, "big") + bytes(4)
+        (folder / "gate-1.state.list").write_bytes(head + b"".join(entries))
+        # Nothing listens on the broker's port: the reader is offline from its first tap.
+        reader = SimReader("gate-1", f"mqtt://127.0.0.1:{free_port()}", folder, heap=heap)
+        times: list[float] = []
+        shown: dict[str, int] = {}
+        with reader:
+            for n in range(taps):
+                uid = listed[(n * 7919) % bands] if n % 10 else band_uid(n, 0x0E)
+                seen = reader.tap(uid)
+                times.append(seen.ms)
+                shown[seen.pattern] = shown.get(seen.pattern, 0) + 1
+            used = list(reader.heap_used)
+    warm = used[100:] or used
+    print(f"offline gate, band list of {bands} on flash, {taps} taps, heap {heap}")
+    print("lights:", ", ".join(f"{k} {v}" for k, v in sorted(shown.items())))
+    print(
+        f"heap in use after a tap: first {used[0]}, after 100 taps min {min(warm)} "
+        f"max {max(warm)}, last {used[-1]} bytes"
+    )
+    for start in range(0, taps, max(1, taps // 5)):
+        part = times[start : start + taps // 5]
+        print(
+            f"taps {start + 1}-{start + len(part)}: tap-to-light ms p50 "
+            f"{statistics.median(part):.2f} max {max(part):.2f}"
+        )
     return 0
 
 
@@ -353,7 +400,7 @@ def _bare_sqlite_commits(count: int, pause_ms: float) -> list[float]:
 # -- bench list ---------------------------------------------------------------------------------
 
 LIST_PEER = "firmware/tests/bench_list.py"
-LIST_CHUNK = 80  # records (or removes) per chunk: LIST_CHUNK_MAX in protocol/SPEC.md
+LIST_CHUNK = LIST_CHUNK_MAX  # bands per chunk, as the gateway sends them
 
 
 def _list_record(uid: bytes, flags: int) -> bytes:

@@ -138,6 +138,12 @@ def cmd_bench_store(args: argparse.Namespace) -> int:
     return bench_store(args.count, args.batch or (1, 64), args.db)
 
 
+def cmd_bench_offline(args: argparse.Namespace) -> int:
+    from .bench import bench_offline
+
+    return bench_offline(args.taps, args.bands, args.heap)
+
+
 def cmd_bench_list(args: argparse.Namespace) -> int:
     from .bench import bench_list
 
@@ -192,6 +198,7 @@ def _add_bench_list(benches: argparse._SubParsersAction[argparse.ArgumentParser]
     bl.add_argument("--lookups", type=int, default=10_000, help="random look-ups, half not listed")
     bl.add_argument("--json", action="store_true", help="also print one JSON object, last")
     bl.set_defaults(run=cmd_bench_list)
+    _add_bench_offline(benches)
 
 
 def _add_sim_reader(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -312,6 +319,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fuzz.set_defaults(run=cmd_fuzz)
     return parser
+
+
+def _add_bench_offline(benches: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    offline = benches.add_parser(
+        "offline", help="a gate deciding alone from a big band list: heap and time per tap"
+    )
+    offline.add_argument("--taps", type=int, default=10_000)
+    offline.add_argument("--bands", type=int, default=100_000)
+    offline.add_argument("--heap", default=DEFAULT_HEAP, help="the reader's MicroPython heap")
+    offline.set_defaults(run=cmd_bench_offline)
 
 
 def _add_chaos(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -95,6 +95,7 @@ class SimReader:
         self._lines: queue.Queue[str] = queue.Queue()
         self.link_up = threading.Event()
         self.heap_used_max = 0  # bytes allocated after a tap, the most seen
+        self.heap_used: list[int] = []  # after each tap, in order (bench offline reads it)
 
     @property
     def pid(self) -> int | None:
@@ -239,6 +240,7 @@ class SimReader:
             self.link_up.clear()
         elif words and words[0] == "mem":
             self.heap_used_max = max(self.heap_used_max, int(words[1]))
+            self.heap_used.append(int(words[1]))
         self._lines.put(line)
 
     def __enter__(self) -> SimReader:

@@ -184,7 +184,7 @@ def test_reader_on_micropython(
             timeout=60,
             # The script is compiled from source into the heap, beside the reader it drives:
             # 8k for its own code. The reader alone runs at DEFAULT_HEAP (SimReader, hil-tests).
-            heap="152k",
+            heap="168k",
         )
     finally:
         antenna.close()

@@ -82,6 +82,8 @@ BAND_BLOCKED = reasons.name(reasons.BAND_BLOCKED)
 STALE = reasons.name(reasons.STALE)
 WRONG_DIRECTION = reasons.name(reasons.WRONG_DIRECTION)
 UNKNOWN_READER = reasons.name(reasons.UNKNOWN_READER)
+# An offline tap of a role the gateway does not reconcile yet (a till's sale): on the report.
+NOT_APPLIED = "not_applied"
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
     "unknown_band": "Band not recognised",
@@ -524,11 +526,16 @@ class Core:
                 detail = f"offline tap under mid {tap.mid.hex()} of another operation"
                 effects.events.append(Dropped(tap.reader, BAD_REQUEST, detail))
             return
-        if reader is None or tap.role != GATE or reader.role != "gate":
-            # Not recorded, as a live tap would not be: an unregistered device, or a till's or
-            # photo point's offline taps, which this gateway does not apply yet.
-            why = UNKNOWN_READER if reader is None else "offline_role_unsupported"
-            effects.events.append(Dropped(tap.reader, why, f"offline tap {tap.mid.hex()}"))
+        if reader is None:
+            # Not recorded, as a live tap would not be: nobody registered this device.
+            effects.events.append(Dropped(tap.reader, UNKNOWN_READER, f"offline {tap.mid.hex()}"))
+            return
+        if tap.role != GATE or reader.role != "gate":
+            # A till's or photo point's offline tap: this gateway cannot apply it yet (no money
+            # moves), so it goes on the report for staff to settle, never silently away.
+            record = replace(asked, offline=True, exception=NOT_APPLIED)
+            if tx.record_tap(record) is record:
+                effects.events.append(_decided(tap, record, frame, duplicate=False))
             return
         band = tx.view.band(tap.uid)
         # A reading shown before is a replay; an older counter is not (taps come out of order).

@@ -16,7 +16,19 @@ from hypothesis import strategies as st
 from bandlink.gateway.core.handler import Decided, Dropped
 from bandlink.gateway.store import Store
 from bandlink.gateway.venue import DEMO_BANDS, UNKNOWN_BAND_UID
-from bandlink.protocol import GATE, IN, OUT, Journal, Result, Tap, decode, encode, messages, reasons
+from bandlink.protocol import (
+    GATE,
+    IN,
+    OUT,
+    POS,
+    Journal,
+    Result,
+    Tap,
+    decode,
+    encode,
+    messages,
+    reasons,
+)
 from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS, Pair, evt_frame, make_tap
@@ -191,13 +203,28 @@ def test_a_journal_refused_busy_records_nothing_and_asks_again(pair: Pair, store
     assert store.count_taps() == 0
 
 
-def test_offline_taps_of_an_unknown_reader_or_a_till_are_not_recorded(
+def test_an_unknown_readers_offline_taps_are_not_recorded_and_a_tills_are_reported(
     pair: Pair, store: Store
 ) -> None:
+    """As live: a device nobody registered fills no tap log. A till's offline sale moves no
+    money here yet: it is on the report for staff, not dropped."""
     stranger = offline_tap(ADA, reader="gate-9")
     assert upload(pair, stranger).granted
     assert store.count_taps() == 0
     assert [e.code for e in pair.events() if isinstance(e, Dropped)] == ["unknown_reader"]
+    sale = Tap(
+        reader="pos-1",
+        ts=NOON_MS - MINUTE_MS,
+        mid=os.urandom(16),
+        uid=ADA,
+        role=POS,
+        charge=os.urandom(16),
+        offline=True,
+        local_granted=True,
+        local_reason=reasons.OFFLINE_LIST,
+    )
+    assert upload(pair, sale).granted
+    assert exceptions(store) == {sale.mid: "not_applied"}
 
 
 @settings(

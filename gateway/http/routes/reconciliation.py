@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from dataclasses import asdict, dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -23,6 +24,23 @@ Deps = Annotated[Api, Depends(api)]
 Since = Annotated[int, Query(ge=0, description="from this time, ms since 1970 (the reader's)")]
 Until = Annotated[int, Query(gt=0, lt=1 << 63, description="before this time, ms since 1970")]
 Reader = Annotated[str | None, Query(max_length=32, description="one reader's taps only")]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    since_ms: int
+    until_ms: int
+    reader: str | None
+
+
+def time_range(
+    since_ms: Since = 0, until_ms: Until = (1 << 63) - 1, reader: Reader = None
+) -> TimeRange:
+    """The report's query: taps that happened in [since, until), of one reader if named."""
+    return TimeRange(since_ms, until_ms, reader)
+
+
+Window = Annotated[TimeRange, Depends(time_range)]
 COLUMNS = (
     "at_ms",
     "reader",
@@ -59,22 +77,16 @@ def _row(tap: TapRecord) -> dict[str, Any]:
     summary="Offline decisions in a time range: counts, and every exception",
     responses=documented("forbidden"),
 )
-def report(
-    token: Operator,
-    deps: Deps,
-    since_ms: Since = 0,
-    until_ms: Until = (1 << 63) - 1,
-    reader: Reader = None,
-) -> dict[str, Any]:
+def report(token: Operator, deps: Deps, window: Window) -> dict[str, Any]:
     del token
-    taps = deps.store.offline_taps(since_ms=since_ms, until_ms=until_ms, reader=reader)
+    taps = deps.store.offline_taps(**asdict(window))
     exceptions = [_row(tap) for tap in taps if tap.exception is not None]
     by_kind: dict[str, int] = {}
     for row in exceptions:
         by_kind[row["exception"]] = by_kind.get(row["exception"], 0) + 1
     return {
-        "since_ms": since_ms,
-        "until_ms": until_ms,
+        "since_ms": window.since_ms,
+        "until_ms": window.until_ms,
         "offline_taps": len(taps),
         "granted": sum(1 for tap in taps if tap.granted),
         "exceptions_by_kind": by_kind,
@@ -88,17 +100,9 @@ def report(
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}, **documented("forbidden")},
 )
-def report_csv(
-    token: Operator,
-    deps: Deps,
-    since_ms: Since = 0,
-    until_ms: Until = (1 << 63) - 1,
-    reader: Reader = None,
-) -> Response:
+def report_csv(token: Operator, deps: Deps, window: Window) -> Response:
     del token
-    taps = deps.store.offline_taps(
-        since_ms=since_ms, until_ms=until_ms, reader=reader, exceptions_only=True
-    )
+    taps = deps.store.offline_taps(**asdict(window), exceptions_only=True)
     out = io.StringIO()
     writer = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
     writer.writeheader()
