@@ -3,8 +3,8 @@ port) against a paho-played gateway that answers only the bands it is told to.
 
 A band whose tap got no answer, or a RETRY, gets the same operation back (same mid and ts, new
 seq and deadline) when it taps again within 30 s, even after another band was answered in
-between and after a reboot; the mid is on flash before the tap is published. The table's own
-rules (eviction, expiry, torn files) are in mp_unanswered.py.
+between and after a reboot; the mid is on flash (the journal) before the tap is published. The
+journal's own rules (torn tails, compaction, kills) are in mp_journal.py and test_journal.py.
 """
 
 from __future__ import annotations
