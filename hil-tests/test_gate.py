@@ -114,6 +114,8 @@ def test_gateway_gone_readers_decide_alone_at_once(
     one of the two serves, taps are decided; once neither does, the reader decides alone from
     its band list at once, without making the guest wait out the deadline."""
     first, second = gateway.members
+    # The gate's band list came with the answer to its birth: Ada, Emil (not Bo, Dara).
+    assert wait_for(entry_reader.band_list, lambda held: held[1] == 2)[1] == 2
     if how == "stopped":
         first.stop()
     else:

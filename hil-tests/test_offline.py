@@ -6,7 +6,6 @@ offline exceptions on the reconciliation report. A real Mosquitto, real gateway 
 from __future__ import annotations
 
 import signal
-import struct
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,18 +21,6 @@ from bandlink.tools.waiting import wait_for
 
 ADA, BO, DARA, EMIL = (DEMO_BANDS[n] for n in ("Ada", "Bo", "Dara", "Emil"))
 SITE = "parkside"
-
-
-def list_held(workdir: Path, reader_id: str) -> tuple[int, int]:
-    """(version, bands) of the band list on the reader's flash; (0, 0) if it holds none."""
-    path = workdir / f"{reader_id}.state.list"
-    if not path.exists():
-        return 0, 0
-    head = path.read_bytes()[:16]
-    if len(head) < 16 or head[:3] != b"BL\x01":
-        return 0, 0
-    version, count, _until = struct.unpack(">III", head[4:16])
-    return version, count
 
 
 @pytest.fixture
@@ -70,7 +57,7 @@ def test_gates_decide_alone_while_no_gateway_is_up_and_every_tap_is_recorded_onc
         # Each gate is sent its list on its birth: Ada and Emil (Bo's ticket has expired, Dara's
         # band is blocked).
         for reader in gates:
-            held = wait_for(lambda r=reader: list_held(tmp_path, r.reader_id), lambda h: h[1] == 2)
+            held = wait_for(reader.band_list, lambda h: h[1] == 2)
             assert held[1] == 2, (reader.reader_id, held)
         assert tap(entry, ADA) == "green"  # online: the gateway decides
         gateways.send_signal(signal.SIGKILL)  # every gateway process: their wills say offline

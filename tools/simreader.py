@@ -199,6 +199,14 @@ class SimReader:
                 stop_process(self._process)
             self._process = None
 
+    def band_list(self) -> tuple[int, int]:
+        """(version, bands) of the band list on the reader's flash; (0, 0) while it has none."""
+        path = self.workdir / f"{self._settings['state_file']}.list"
+        head = path.read_bytes()[:16] if path.exists() else b""
+        if len(head) < 16 or head[:3] != b"BL\x01":
+            return 0, 0
+        return int.from_bytes(head[4:8], "big"), int.from_bytes(head[8:12], "big")
+
     def kill(self) -> None:
         """SIGKILL the reader, wherever it is (a power cut, as far as its flash can tell); start()
         boots it again from what it has on flash."""
