@@ -19,9 +19,8 @@
 # while its link is down, every gateway says it is offline, or two replies in a row missed their
 # deadlines (until a Result or a gateway saying online is heard again). One missed reply is a
 # hiccup the resend covers (the band taps again, the same operation goes again); two are an
-# outage. Band list commands go to the role's list
-# (a gate's: bandlist.py); one it cannot apply makes the reader announce its list again (a new
-# Birth), so the gateway sends it one it can.
+# outage. Band list commands go to the role's list (a gate's: bandlist.py); one it cannot apply
+# makes the reader announce its list again (a new Birth), so the gateway sends it one it can.
 import asyncio
 import gc
 import time
