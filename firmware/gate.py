@@ -28,7 +28,6 @@ from micropython import const
 from protocol import GATE, IN, MID_SIZE, OUT, Tap, messages, reasons
 
 _UID_MAX = const(10)
-_WINDOW_MS = const(30_000)  # SPEC, Resending
 
 
 class Gate:
@@ -102,15 +101,10 @@ class Gate:
     def _decide_alone(self, uid, proof, now):
         """No gateway to ask: the band list decides, the journal keeps it, the light says so."""
         running = self._reader.running
-        flags = self.band_list.find(uid)  # -1: not listed
         if running.direction == OUT:
-            granted, reason = True, reasons.OK  # exits are never refused
-        elif flags < 0 or not flags & ENTRY:
-            granted, reason = False, reasons.OFFLINE_NOT_LISTED
-        elif self._let_in:
-            granted, reason = False, reasons.ALREADY_INSIDE
+            granted, reason = True, reasons.OK  # exits are never refused: no look-up
         else:
-            granted, reason = True, reasons.OFFLINE_LIST
+            granted, reason = self._entry_alone(uid)
         # Always a fresh operation: if the gateway decided this band's unanswered one, that
         # decision stands as well, and the report shows both.
         tap = self._tap_of(uid, proof, [os.urandom(MID_SIZE), now, running.direction], now)
@@ -121,6 +115,15 @@ class Gate:
             self._reader.signal.show(feedback.OFFLINE_GREEN, "Welcome")
         else:
             self._reader.signal.show(feedback.OFFLINE_RED, reasons.name(reason))
+
+    def _entry_alone(self, uid):
+        """(granted, reason) of an entry decided from the band list."""
+        flags = self.band_list.find(uid)  # -1: not listed
+        if flags < 0 or not flags & ENTRY:
+            return False, reasons.OFFLINE_NOT_LISTED
+        if self._let_in:
+            return False, reasons.ALREADY_INSIDE
+        return True, reasons.OFFLINE_LIST
 
     def _tap_of(self, uid, proof, op, now):
         """The Tap of operation op ([mid, ts, direction]) sent now."""
@@ -171,7 +174,7 @@ class Gate:
                     self._let_in = True
             more = journal.next(cursor)
         # A clock set back makes its age unknowable: then a fresh mid too (SPEC, Resending).
-        if self._resend >= 0 and not 0 <= now - op[1] < _WINDOW_MS:
+        if self._resend >= 0 and not 0 <= now - op[1] < operation.RESEND_WINDOW_MS:
             self._resend = -1
 
 

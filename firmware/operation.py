@@ -18,6 +18,7 @@ from micropython import const
 
 from protocol import Tap, reasons
 
+RESEND_WINDOW_MS = const(30_000)  # SPEC, Resending: an unanswered tap is resendable this long
 OFFLINE = const(1)
 GRANTED = const(2)
 _STATE = const(0)
@@ -48,8 +49,9 @@ def pack(buf, at, state, reason, tap):
     buf[at + _UID : at + _UID + len(uid)] = uid
     buf[at + _MID : at + _MID + 16] = tap.mid
     struct.pack_into(">Q", buf, at + _TS, tap.ts)
-    if tap.charge is not None:
-        buf[at + _CHARGE : at + _CHARGE + 16] = tap.charge
+    charge = tap.charge
+    for i in range(16):  # zeros without one: the buffer held a band's NDEF a moment ago
+        buf[at + _CHARGE + i] = charge[i] if charge is not None else 0
     picc, file = tap.picc or b"", tap.file or b""
     buf[at + _PICC_LEN] = len(picc)
     buf[at + _FILE_LEN] = len(file)

@@ -31,7 +31,6 @@ from protocol.messages import JOURNAL_MAX
 
 _IDLE_MS = const(1000)  # how often an idle outbox looks for work
 _RETRY_MS = const(2000)  # after an upload that got no acknowledgement
-_WINDOW_MS = const(30_000)  # SPEC, Resending: an online tap is resendable this long
 _UPLOAD = const(1)  # Reader.request's slot for uploads
 _ENVELOPE = const(72)  # a Journal's own envelope and keys, with a 32-character reader id
 _TAP_OVER_OPERATION = const(24)  # an offline Tap's CBOR beyond its operation's bytes (about)
@@ -80,11 +79,11 @@ class Outbox:
         went), -1 if the upload got no acknowledgement."""
         reader = self._reader
         async with reader.busy:
-            count, mid = await self._send(reader.wall_ms())
+            count = await self._send(reader.wall_ms())
         if not count:
             return 0
-        reply = await reader.reply(_UPLOAD, reader.running.deadline_ms)
-        if reply is None or not reply.granted or reply.corr != mid:
+        reply = await reader.reply(_UPLOAD, reader.running.deadline_ms)  # matched by its corr
+        if reply is None or not reply.granted:
             return -1
         async with reader.busy:  # end() writes through the shared buffer too
             for i in range(count):
@@ -93,8 +92,8 @@ class Outbox:
         return count
 
     async def _send(self, now_ms):
-        """Send the next upload: (how many operations, its mid); (0, None) if none was due
-        or the link is down. Its journal ids are in _ids."""
+        """Send the next upload; how many operations it carries, 0 if none was due or the link
+        is down. Their journal ids are in _ids."""
         reader, journal, cursor = self._reader, self._reader.journal, self._cursor
         buf = reader.scratch
         taps: list = []
@@ -108,7 +107,7 @@ class Outbox:
                 break
             state = operation.state(buf, PAYLOAD_AT)
             age = now_ms - operation.ts(buf, PAYLOAD_AT)
-            if not state & operation.OFFLINE and 0 <= age < _WINDOW_MS:
+            if not state & operation.OFFLINE and 0 <= age < operation.RESEND_WINDOW_MS:
                 break  # the band may still tap again for it
             self._ids[len(taps)] = cursor.id
             taps.append(operation.offline_tap(buf, PAYLOAD_AT, reader.id, reader.next_seq()))
@@ -120,5 +119,5 @@ class Outbox:
             except ProtocolError:
                 taps.pop()  # larger than the transmit buffer: one tap fewer
                 continue
-            return (len(taps), message.mid) if sent else (0, None)
-        return 0, None
+            return len(taps) if sent else 0
+        return 0

@@ -31,8 +31,8 @@ REBIRTH, REBOOT, CHARGE, CANCEL, LIST_SNAPSHOT, LIST_DELTA, TIME_SYNC = range(7)
 
 # Upper bounds; a sender also keeps each frame within its peer's buffer.
 JOURNAL_MAX = 8  # taps in one upload; a reader sends as many as fit its buffer
-# Bands in one list chunk, entries and removals together: a delta chunk of 16 entries to a reader
-# with a 32-character id is at most 354 bytes, within the reference reader's receive buffer.
+# Bands in one list chunk, entries and removals together: the largest such chunk, to a reader with
+# a 32-character id, fits the reference reader's receive buffer (firmware/tests/test_buffers.py).
 LIST_CHUNK_MAX = 16
 LIST_ENTRY_SIZE = 16  # bytes in one band list entry (SPEC, "The band list")
 

@@ -455,11 +455,7 @@ class Core:
             return tx.accept_reading(uid, counter, reader_id=reader.id, at_ms=frame.received_ms)
 
         proof = prove(tap, issued, self.band_keys, accept)
-        # An unproven band is nobody's: no guest recorded, no name shown. So is a blocked band
-        # at an exit: whoever holds it is let out, as anybody is, and its guest stays inside.
-        band = issued if proof.proven else None
-        if band is not None and band.blocked and reader.direction == "out":
-            band = None
+        band = _band_as_judged(issued, proof, reader)
         guest_id = band.guest_id if band is not None else None
         granted, reason, read, new = self._decide(
             tap, reader, band, proof, at_ms=frame.received_ms, now_ms=now_ms, tx=tx
@@ -540,9 +536,7 @@ class Core:
         band = tx.view.band(tap.uid)
         # A reading shown before is a replay; an older counter is not (taps come out of order).
         proof = prove(tap, band, self.band_keys, lambda uid, n: not tx.reading_shown(uid, n))
-        known = band if proof.proven else None
-        if known is not None and known.blocked and reader.direction == "out":
-            known = None
+        known = _band_as_judged(band, proof, reader)
         would_grant, would_say, read, new = self._decide(
             tap, reader, known, proof, at_ms=tap.ts, now_ms=tap.ts, tx=tx
         )
@@ -851,6 +845,17 @@ def _shows_its_reading(stored: TapRecord, proof: Proof) -> bool:
     if proof.kind != SUN or proof.refusal == BAD_MAC or proof.counter is None:
         return False
     return stored.sun_counter is not None and proof.counter >= stored.sun_counter
+
+
+def _band_as_judged(issued: Band | None, proof: Proof, reader: Reader) -> Band | None:
+    """The band a gate tap is decided and recorded for. An unproven band is nobody's: no
+    guest recorded, no name shown. So is a blocked band at an exit: whoever holds it is let
+    out, as anybody is, and its guest stays inside."""
+    if not proof.proven or issued is None:
+        return None
+    if issued.blocked and reader.direction == "out":
+        return None
+    return issued
 
 
 def _local_reason(tap: Tap) -> str:
