@@ -36,6 +36,7 @@ OFFLINE_LIMIT = 23  # pos: above the floor limit or the band's offline cap
 BUSY = 24  # the gateway's queue is full: nothing was decided, tap again
 # Readers and requests (continued)
 WRONG_DIRECTION = 25  # a gate tap's direction or gate is not the reader's configured one
+JOURNAL_FULL = 26  # reader-local: a till's journal is full, so it takes no offline sale
 
 NAMES = {
     OK: "ok",
@@ -64,6 +65,7 @@ NAMES = {
     OFFLINE_LIMIT: "offline_limit",
     BUSY: "busy",
     WRONG_DIRECTION: "wrong_direction",
+    JOURNAL_FULL: "journal_full",
 }
 
 
