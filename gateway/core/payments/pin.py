@@ -33,6 +33,25 @@ def reader_pin_key(secret_key: bytes, reader_id: str) -> bytes:
     return hmac.new(secret_key, _KEY_LABEL + reader_id.encode(), hashlib.sha256).digest()[:KEY_SIZE]
 
 
+_OFFLINE_KEY_LABEL = b"bandlink offline pin key\x00"
+PIN_CHECK_SIZE = 2
+PIN_SALT_SIZE = 2
+
+
+def offline_pin_key(secret_key: bytes) -> bytes:
+    """The venue's 16-byte offline PIN key (SPEC, "Offline PIN check"): every till holds it, to
+    check a typed PIN against its band list without the gateway."""
+    return hmac.new(secret_key, _OFFLINE_KEY_LABEL, hashlib.sha256).digest()[:KEY_SIZE]
+
+
+def offline_pin_check(key: bytes, salt: bytes, pin: str) -> bytes:
+    """The 2-byte check of ``pin`` under ``salt`` a till's band list carries (SPEC)."""
+    if len(salt) != PIN_SALT_SIZE:
+        raise ValueError(f"a PIN salt is {PIN_SALT_SIZE} bytes")
+    digest = hmac.new(key, bytes(salt) + pin.encode("ascii"), hashlib.sha256).digest()
+    return digest[:PIN_CHECK_SIZE]
+
+
 def seal_pin_block(key: bytes, charge_id: bytes, pin: str, random16: bytes) -> bytes:
     """The block a reader sends for ``pin`` and charge ``charge_id`` (for tools and tests:
     readers seal their own). ``random16``'s last 8 bytes fill the field's random half."""
