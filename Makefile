@@ -52,8 +52,10 @@ typecheck: venv
 	$(BIN)/mypy
 	$(BIN)/mypy --config-file firmware/mypy.ini
 
+# Two workers, one per core: most of a test's time is waiting on readers, brokers and gateways.
+# Each test file stays on one worker, in order: a module's rig is shared by its tests.
 unit: venv
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadfile
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -351,6 +351,8 @@ def test_a_tap_that_breaks_a_field_rule_is_answered_bad_request(pair: Pair, stor
         dumps({0: 1, 1: 5, 2: "gate-1", 5: b"\x11" * 16}),  # a broken Status, not a tap
         _broken_tap()[:-1],  # not CBOR
     ],
+    # Named: a payload carries the time, and pytest-xdist's workers must collect the same ids.
+    ids=["another-readers-envelope", "no-mid", "version-2", "status", "not-cbor"],
 )
 def test_what_cannot_be_answered_is_still_only_dropped(pair: Pair, payload: bytes) -> None:
     effects = pair.send([evt_frame(payload)])
