@@ -3,7 +3,9 @@ port) against a private Mosquitto: it records what the reader sends, answers the
 to answer, and publishes Configs and Commands. No gateway process and no store run.
 
 Every tap is recorded as it arrives, with the reader's flash files read at that moment
-(``Arrival.taps_file``): what the reader had on flash before it published.
+(``Arrival.taps_file``): what the reader had on flash before it published. Every Journal is
+recorded and acknowledged (unless ``ack_journals`` is False), as the gateway does once its taps
+are on record.
 
 Every client logs in (SPEC, Transport: the broker refuses anonymous clients): paho as a gateway
 identity, the reader as its reader id.
@@ -12,6 +14,7 @@ identity, the reader as its reader id.
 from __future__ import annotations
 
 import os
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +24,19 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bandlink.protocol import Birth, Command, Config, Result, Tap, decode, encode, messages, topics
+from bandlink.protocol import (
+    Birth,
+    Command,
+    Config,
+    GatewayState,
+    Journal,
+    Result,
+    Tap,
+    decode,
+    encode,
+    messages,
+    topics,
+)
 from bandlink.tools.broker import Login, MosquittoBroker
 from bandlink.tools.simreader import SimReader
 
@@ -67,9 +82,12 @@ class PlayedGateway:
         self.answer: Callable[[Tap], Result | None] = lambda tap: None  # None: stay silent
         self.arrivals: list[Arrival] = []
         self.births: list[Birth] = []
+        self.journals: list[Journal] = []
+        self.ack_journals = True
+        self.gateway_id = "bltest-gw"
         self._lock = threading.Condition()
         subscribed = threading.Event()
-        self.client = paho_gateway(broker, "bltest-gw")
+        self.client = paho_gateway(broker, self.gateway_id)
         self.client.on_connect = lambda c, *_: c.subscribe(
             [(self._topic(topics.EVT), 1), (self._topic(topics.BIRTH), 1)]
         )
@@ -105,12 +123,30 @@ class PlayedGateway:
             assert ok, f"{len(self.births)} births, expected {count}"
             return self.births[count - 1]
 
+    def uploaded(self, count: int, timeout: float = 10) -> list[Tap]:
+        """The offline taps of every Journal, in order, once there are at least count."""
+
+        def taps() -> list[Tap]:
+            return [tap for journal in self.journals for tap in journal.taps]
+
+        with self._lock:
+            assert self._lock.wait_for(lambda: len(taps()) >= count, timeout), taps()
+            return taps()
+
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         message = decode(msg.payload)
         if isinstance(message, Birth):
             with self._lock:
                 self.births.append(message)
                 self._lock.notify_all()
+            return
+        if isinstance(message, Journal):
+            with self._lock:
+                self.journals.append(message)
+                self._lock.notify_all()
+            if self.ack_journals:
+                ack = Result(reader=self.reader_id, ts=TS, corr=message.mid, granted=True, reason=0)
+                client.publish(self._topic(topics.RES), encode(ack), qos=1)
             return
         assert isinstance(message, Tap), message
         taps_file = self.taps_path.read_bytes() if self.taps_path.exists() else b""
@@ -131,6 +167,13 @@ class PlayedGateway:
     def command(self, op: int, **fields: object) -> None:
         command = Command(reader=self.reader_id, ts=TS, mid=os.urandom(16), op=op, **fields)
         self.client.publish(self._topic(topics.CMD), encode(command), qos=1).wait_for_publish(5)
+
+    def online(self, online: bool) -> None:
+        """This gateway process's retained state: offline, the reader decides alone (it hears
+        no other gateway); online again, it uploads its journal."""
+        topic = topics.gateway_state_topic(self.gateway_id)
+        state = GatewayState(ts=TS, online=online)
+        self.client.publish(topic, encode(state), qos=1, retain=True).wait_for_publish(5)
 
     def rebirth(self, timeout: float = 10) -> Birth:
         """Ask for a birth and return it: a barrier, since the broker keeps our order."""
@@ -191,3 +234,21 @@ def refuse(tap: Tap, reason: int, text: str, pattern: int = messages.RED) -> Res
 def paid(tap: Tap, text: str, balance: int) -> Result:
     """A pos tap's charge made: the text the guest reads and the wallet's balance after it."""
     return answer(tap, granted=True, reason=0, pattern=messages.GREEN, text=text, balance=balance)
+
+
+def pending_operations(journal_file: bytes) -> list[bytes]:
+    """The operations a reader's journal (firmware/journal.py's format, read here from the
+    format itself) still holds: OP records no END record ended, oldest first."""
+    assert journal_file[:4] == b"BJ\x01\x00", journal_file[:4]
+    ops: list[bytes] = []
+    ended: set[int] = set()
+    at = 4
+    while at < len(journal_file):
+        length, _crc, kind = struct.unpack_from(">HIB", journal_file, at)
+        payload = journal_file[at + 7 : at + 6 + length]
+        if kind == 1:
+            ops.append(payload)
+        else:
+            ended.add(struct.unpack(">H", payload)[0])
+        at += 6 + length
+    return [op for n, op in enumerate(ops) if n not in ended]
