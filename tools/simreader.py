@@ -14,6 +14,7 @@ import contextlib
 import json
 import queue
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -214,6 +215,27 @@ class SimReader:
         """The reader's journal of operations as it is on flash (firmware/journal.py)."""
         path = self.workdir / f"{self._settings['state_file']}.journal"
         return path.read_bytes() if path.exists() else b""
+
+    def pending_operations(self) -> list[bytes]:
+        """The operations the reader's journal still holds (OP records no END record ended,
+        oldest first), read from firmware/journal.py's file format itself, not through it."""
+        data = self.journal()
+        if not data:
+            return []
+        if data[:4] != b"BJ\x01\x00":
+            raise ReaderError(f"{self.reader_id}: not a journal: {data[:4]!r}")
+        ops: list[bytes] = []
+        ended: set[int] = set()
+        at = 4
+        while at + 7 <= len(data):
+            length, _crc, kind = struct.unpack_from(">HIB", data, at)
+            payload = data[at + 7 : at + 6 + length]
+            if kind == 1:
+                ops.append(payload)
+            else:
+                ended.add(int.from_bytes(payload, "big"))
+            at += 6 + length
+        return [op for n, op in enumerate(ops) if n not in ended]
 
     def kill(self) -> None:
         """SIGKILL the reader, wherever it is (a power cut, as far as its flash can tell); start()

@@ -14,7 +14,6 @@ identity, the reader as its reader id.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import time
 from collections.abc import Callable
@@ -234,21 +233,3 @@ def refuse(tap: Tap, reason: int, text: str, pattern: int = messages.RED) -> Res
 def paid(tap: Tap, text: str, balance: int) -> Result:
     """A pos tap's charge made: the text the guest reads and the wallet's balance after it."""
     return answer(tap, granted=True, reason=0, pattern=messages.GREEN, text=text, balance=balance)
-
-
-def pending_operations(journal_file: bytes) -> list[bytes]:
-    """The operations a reader's journal (firmware/journal.py's format, read here from the
-    format itself) still holds: OP records no END record ended, oldest first."""
-    assert journal_file[:4] == b"BJ\x01\x00", journal_file[:4]
-    ops: list[bytes] = []
-    ended: set[int] = set()
-    at = 4
-    while at < len(journal_file):
-        length, _crc, kind = struct.unpack_from(">HIB", journal_file, at)
-        payload = journal_file[at + 7 : at + 6 + length]
-        if kind == 1:
-            ops.append(payload)
-        else:
-            ended.add(struct.unpack(">H", payload)[0])
-        at += 6 + length
-    return [op for n, op in enumerate(ops) if n not in ended]

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from gateway_double import PlayedGateway, paid, pending_operations, sim_reader
+from gateway_double import PlayedGateway, paid, sim_reader
 
 from bandlink.gateway.core.payments.pin import offline_pin_check, offline_pin_key, reader_pin_key
 from bandlink.protocol import POS, lists, messages, reasons
@@ -124,7 +124,7 @@ def test_a_sale_under_the_floor_is_paid_alone_kept_on_flash_and_uploaded_when_ba
     offline(gateway)
     charge = arm(gateway, till, 450)
     assert shown(till, PAYS) == ("green-offline", "Paid")
-    (kept,) = pending_operations(till.journal())  # on flash when the light showed
+    (kept,) = till.pending_operations()  # on flash when the light showed
     assert charge in kept
     till.wait_show("idle", "")  # paid: the sale is done
     assert shown(till, PAYS) == ("red", "No sale open")
@@ -138,7 +138,7 @@ def test_a_sale_under_the_floor_is_paid_alone_kept_on_flash_and_uploaded_when_ba
 
 def wait_until_empty(till: SimReader) -> bool:
     """Whether the journal on flash holds no operation (waits a while for one)."""
-    return wait_for(lambda: pending_operations(till.journal()), lambda ops: not ops) == []
+    return wait_for(till.pending_operations, lambda ops: not ops) == []
 
 
 def test_over_the_floor_or_the_bands_cap_is_refused_and_a_refusal_keeps_the_sale(
@@ -198,6 +198,28 @@ def test_a_pin_band_types_its_pin_and_the_third_wrong_one_ends_the_sale(
         *[(False, reasons.WRONG_PIN)] * 3,
     ]
     assert all(t.pin is None for t in taps), "no PIN, sealed or not, is journalled"
+
+
+def test_a_list_chunk_taken_while_the_guest_types_does_not_change_the_pin_checked(
+    gateway: PlayedGateway, till: SimReader
+) -> None:
+    """The band's PIN check is copied at the look-up: a delta merged meanwhile reads records
+    into the list's own buffer, where the entry was."""
+    offline(gateway)
+    arm(gateway, till, 300)
+    assert shown(till, WITH_PIN) == ("pin", "Enter PIN")
+    first = bytes.fromhex("04000000000000")  # sorts first: the merge reads another entry last
+    added = lists.entry(first, lists.PAY)
+    gateway.command(
+        messages.LIST_DELTA,
+        list_version=78,
+        base_version=LIST_VERSION,
+        chunk=0,
+        chunks=1,
+        entries=added,
+    )
+    assert wait_for(till.band_list, lambda held: held[0] == 78) == (78, 5)
+    assert till.press("2468#").pattern == "green-offline"
 
 
 def fill_journal(path: Path, operations: int) -> None:
@@ -261,6 +283,12 @@ def test_an_unanswered_sale_is_uploaded_as_no_reply_once_its_window_is_over(
     assert (tap.mid, tap.ts, tap.charge, tap.pin) == (sent.mid, sent.ts, charge, None)
     assert (tap.local_granted, tap.local_reason) == (False, reasons.NO_REPLY)
     assert wait_until_empty(till)
+    # Past its window the band gets a fresh operation, not the one uploaded (a PIN asked anew).
+    gateway.answer = lambda tap: paid(tap, "Paid EUR 4.50", 100)
+    assert shown(till, PAYS) == ("pin", "Enter PIN")
+    assert till.press("2468#").text == "Paid EUR 4.50"
+    first, again = gateway.sent(2)
+    assert again.mid != first.mid and again.pin != first.pin
 
 
 def test_an_answered_sale_is_ended_in_the_journal(gateway: PlayedGateway, till: SimReader) -> None:
@@ -269,4 +297,4 @@ def test_an_answered_sale_is_ended_in_the_journal(gateway: PlayedGateway, till: 
     assert shown(till, PAYS) == ("green", "Paid EUR 4.50")
     (arrival,) = gateway.arrivals
     assert arrival.tap.mid in arrival.taps_file
-    assert pending_operations(till.journal()) == []
+    assert till.pending_operations() == []
