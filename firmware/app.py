@@ -19,17 +19,20 @@
 # while its link is down, every gateway says it is offline, or two replies in a row missed their
 # deadlines (until a Result or a gateway saying online is heard again). One missed reply is a
 # hiccup the resend covers (the band taps again, the same operation goes again); two are an
-# outage. Band list commands go to the role's list (a gate's: bandlist.py); one it cannot apply
-# makes the reader announce its list again (a new Birth), so the gateway sends it one it can.
+# outage. Band list commands go to the reader's list (bandlist.py: a gate and a till decide from
+# it alone); one it cannot apply makes the reader announce its list again (a new Birth), so the
+# gateway sends it one it can.
 import asyncio
 import gc
 import time
 
 import feedback
 import mqtt
+import operation
+from bandlist import BandList
 from board import open_board
 from flash import Stored
-from journal import Journal
+from journal import PAYLOAD_AT, Journal
 from micropython import const
 from outbox import Outbox
 from running import Running
@@ -49,7 +52,6 @@ from protocol import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from bandlist import BandList
     from board import Board
 
 # The largest message a reader sends today: a gate tap with every field at its largest (SUN data
@@ -59,8 +61,8 @@ _TX_SIZE = const(320)
 # The MQTT client's receive buffer: the largest packet coming in today is a Config with three
 # names of 4-byte characters, 455 bytes of PUBLISH body; and its transmit buffer: the largest going
 # out is a tap's PUBLISH, 336 bytes with the room for its header, or the CONNECT
-# (tests/test_buffers.py checks every message type at its largest). A larger one coming in (a
-# band list chunk, which no role takes yet) is dropped and counted. 1 KiB each left the readers
+# (tests/test_buffers.py checks every message type at its largest, a band list chunk
+# included). A larger one coming in is dropped and counted. 1 KiB each left the readers
 # no room for SUN on the unix port's heap (docs/BENCHMARKS.md).
 _LINK_BUFFER = const(464)
 _LINK_TX = const(352)
@@ -175,8 +177,9 @@ class Reader:
             config["state_file"] + ".journal", _JOURNAL_CAPACITY, buf=self.scratch
         )
         self.outbox = Outbox(self)
-        # The role's band list (a gate's BandList), which list commands update; None: none.
-        self.band_list: BandList | None = None
+        # The band list a role decides from alone (gate and pos alike), which list commands
+        # update; the gateway pushes it after the Birth that reports the version held.
+        self.band_list = BandList(config["state_file"] + ".list")
         self._list_asked = -1  # the list version a refused chunk made us ask again for
         self.refused_lists = 0
         self.out_of_memory = 0  # taps a role could not handle for want of heap (shown RETRY)
@@ -196,6 +199,12 @@ class Reader:
     def next_seq(self):
         self._seq = (self._seq + 1) & 0xFF
         return self._seq
+
+    def record(self, tap, state, reason, amount=0):
+        """The operation of tap (operation.py's layout; amount: a pos sale's) into the journal,
+        through the shared buffer (hold `busy`); its id, or -1 when the journal is full."""
+        n = operation.pack(self.scratch, PAYLOAD_AT, state, reason, tap, amount=amount)
+        return self.journal.append(self._txv[PAYLOAD_AT : PAYLOAD_AT + n])
 
     def tidy(self):
         """Collect garbage now, after the guest saw the light, so no collection lands inside
@@ -313,7 +322,7 @@ class Reader:
             self._birth_task = asyncio.create_task(self._publish_birth())
         elif command.op == messages.TIME_SYNC:
             self.clock_offset_ms = command.time_ms - _local_ms()
-        elif command.op in (messages.LIST_SNAPSHOT, messages.LIST_DELTA) and self.band_list:
+        elif command.op in (messages.LIST_SNAPSHOT, messages.LIST_DELTA):
             self._on_list(command)
         elif self.on_role_command is None or not self.on_role_command(command):
             self.ignored_commands += 1  # lists, reboot, a role's commands for another role
@@ -322,7 +331,6 @@ class Reader:
         """A chunk of a band list; one the list cannot take (a chunk missed, a delta from
         another version) has the reader announce the list it holds, once per version asked."""
         band_list = self.band_list
-        assert band_list is not None  # only called with one
         entries = command.entries or b""
         if command.op == messages.LIST_SNAPSHOT:
             args = (command.list_version, command.chunk, command.chunks, entries)
@@ -370,7 +378,7 @@ class Reader:
             print("config on flash ignored: not one this reader can run")
 
     async def _publish_birth(self):
-        held = self.band_list.version if self.band_list else 0
+        held = self.band_list.version
         birth = self.session.birth(self.wall_ms(), self.running.version, held or None)
         try:
             await self.link.publish(self.session.birth_topic, birth, 1)

@@ -4,8 +4,9 @@
 # Theory of operation
 # - A list file is a 16-byte header (b"BL", format 1, reserved 0, version u32, count u32,
 #   valid_until_s u32, big-endian) and `count` 16-byte records sorted strictly by key, the first
-#   11 bytes (uid length, uid zero-padded to 10) compared as unsigned bytes. A record: key,
-#   flags (byte 11), PIN check (12..13), local mark (14, the reader's own), reserved (15).
+#   11 bytes (uid length, uid zero-padded to 10) compared as unsigned bytes. A record is a list
+#   entry as the gateway sent it (protocol/lists.py): key, flags (byte 11), PIN check (12..13),
+#   PIN salt (14..15). A till reads the check and the salt of the band it found (found()).
 # - A look-up is a binary search on the open file: seek and readinto one preallocated 16-byte
 #   buffer, ~17 reads for 100,000 bands; the file stays open between look-ups (reopened after
 #   each switch), the key is built in a preallocated buffer and compared byte by byte, so
@@ -15,37 +16,28 @@
 #   FAT rename removes the old file first, so a list missing beside a complete `.new` (header
 #   valid, size 16 + 16 * count) is the FAT cut, and the `.new` is taken.
 # - A snapshot comes in chunks 0..chunks-1 of one version, each appended to `.new` after a
-#   check (whole records, uid length 4/7/10, zero padding, mark 0, keys increasing across the
+#   check (whole records, uid length 4/7/10, zero padding, keys increasing across the
 #   chunks); the last one writes the header at the front and switches. A delta's chunks (records
 #   to add or replace, uids to remove, each sorted across the chunks) go to `<path>.add` and
 #   `<path>.del` on flash, not RAM; its last chunk merges them with the list into `.new`,
 #   copying unchanged runs of records in _BLOCK-sized reads and writes found by binary search,
-#   keeping a replaced record's mark, and switches. Any refused chunk discards its build; the
-#   list in use stays throughout. One build at a time: a good chunk 0 of either kind discards
-#   the other's; a refused chunk of the other kind does not.
+#   a replaced record taking the delta's entry whole (its PIN check and salt too), and
+#   switches. Any refused chunk discards its build; the list in use stays throughout. One
+#   build at a time: a good chunk 0 of either kind discards the other's; a refused chunk of the
+#   other kind does not.
 # - QoS 1 may deliver a chunk twice: the chunk just taken again, or a chunk of the version
 #   already held, returns True and changes nothing. A reboot loses a build in progress (its
 #   state is in RAM): its next chunk is refused, and the caller asks for the list again; the
 #   build's files are removed when the list is opened. One BandList per path.
-# - The mark (byte 14, anti-passback: the outage in which this reader admitted the band) is
-#   written in place, one byte, through the open handle, flushed. Acceptable because it is a
-#   hint, not a record of money: littlefs (the ESP32's default) commits a file's change only at
-#   flush/close (copy-on-write), so a cut loses at most the last mark, which admits that one
-#   band twice offline, and the gateway reports that as an exception when the offline journal
-#   comes in. (On FAT a sector is rewritten in place: a cut mid-write could tear 32 records.)
-#   The cost on littlefs is not one byte: a flush after a write in the middle of a file copies
-#   the rest of the file from that block on (lfs2_file_flush), so a mark near the front of a
-#   1.6 MB list rewrites up to 1.6 MB of flash. Fine for a handful of offline admissions; a
-#   mark journal (appended, folded in at the next merge) is the remedy if outages admit many.
 # - A snapshot's header is written last, at the front (seek 0), so an unfinished `.new` never
 #   passes for a list; on littlefs that seek costs one more copy of the file at close, once per
 #   snapshot. A delta counts its result first (binary searches only) and writes straight through.
 #
 # RAM kept (measured by `bandlink bench list` on the 64-bit unix port; less on the 32-bit ESP32):
-# an open BandList 1,088 bytes: the object and its ~20 attributes, four path strings, three
-# 16-byte and two 11-byte buffers, a memoryview, one open file (on a board, plus littlefs's
-# per-file cache); the module's bytecode ~7.3 KB unless frozen. While a build runs, one or two
-# more open files; while a delta merges, two more and a _BLOCK buffer. Never a chunk's worth.
+# an open BandList about 1 KB: the object and its ~20 attributes, four path strings, three
+# 16-byte and two 11-byte buffers, one open file (on a board, plus littlefs's per-file cache);
+# the module's bytecode ~7 KB unless frozen. While a build runs, one or two more open files;
+# while a delta merges, two more and a _BLOCK buffer. Never a chunk's worth.
 import os
 import struct
 
@@ -57,14 +49,13 @@ if TYPE_CHECKING:
 
 ENTRY = const(1)  # has a ticket valid today at this reader's site
 PAY = const(2)  # may pay offline
-PIN = const(4)  # needs a PIN above the offline floor
+PIN = const(4)  # an offline till asks for the PIN for every sale
 
 _HEADER = const(16)
 _RECORD = const(16)
 _KEY = const(11)  # bytes 0..10: uid length, then the uid zero-padded to 10 bytes
 _UID_MAX = const(10)
 _FLAGS = const(11)
-_MARK = const(14)
 _FORMAT = const(1)
 _HEADER_LAYOUT = ">2sBBIII"
 _BLOCK = const(256)  # 16 records per read and write when a merge copies unchanged records
@@ -82,7 +73,6 @@ class BandList:
         self._adds = path + ".add"
         self._dels = path + ".del"
         self._rec = bytearray(_RECORD) if buf is None else memoryview(buf)[:_RECORD]
-        self._mark_byte = memoryview(self._rec)[_MARK : _MARK + 1]
         self._key = bytearray(_RECORD)  # a look-up's key; padded to a record for a remove
         self._head = bytearray(_HEADER)
         self._last = bytearray(_KEY)  # the last key a build took: order across chunks
@@ -103,23 +93,11 @@ class BandList:
             return -1
         return self._rec[_FLAGS]
 
-    def marked(self, uid):
-        """The band's mark (0: none), or -1 if it is not listed."""
-        if self._index(uid) < 0:
-            return -1
-        return self._rec[_MARK]
-
-    def mark(self, uid, value):
-        """Write the band's mark (0..255) in place; False if it is not listed."""
-        at = self._index(uid)
-        if at < 0:
-            return False
-        self._rec[_MARK] = value
-        f = self._f
-        f.seek(_HEADER + at * _RECORD + _MARK)
-        f.write(self._mark_byte)
-        f.flush()
-        return True
+    def found(self):
+        """The entry the last successful find() read (16 bytes: flags at 11, PIN check at
+        12..13, PIN salt at 14..15), without a copy: the next look-up, or a list chunk taken,
+        overwrites it, so read what you need from it at once."""
+        return self._rec
 
     def close(self):
         self._abort()
@@ -381,12 +359,11 @@ class BandList:
                 return -1
             key = add if c < 0 else rem
             found = self._lower(key, at)
-            held = self._holds(found, key)  # and its record, mark included, is in self._rec
+            held = self._holds(found, key)
             if out is not None:
                 self._copy(out, block, at, found)
             at = found + 1 if held else found
             if c < 0:
-                add[_MARK] = self._rec[_MARK] if held else 0  # a replaced band keeps its mark
                 if out is not None:
                     out.write(add)
                 count += 0 if held else 1
@@ -460,10 +437,10 @@ def _well_formed(rec, at):
     n = rec[at]
     if n != 4 and n != 7 and n != 10:  # noqa: PLR1714 - `in {...}` builds a set each call
         return False
-    for i in range(at + 1 + n, at + _KEY):
+    for i in range(at + 1 + n, at + _KEY):  # noqa: SIM110 - all(<generator>) allocates
         if rec[i]:
             return False  # padding that is not zero would sort the band where no search looks
-    return rec[at + _MARK] == 0  # the gateway never sends a mark: a snapshot resets them
+    return True  # bytes 11..15 are the gateway's: flags, PIN check and salt, any values
 
 
 def _copy_key(dest, src, at):

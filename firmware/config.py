@@ -36,7 +36,7 @@ ROLES = ("gate", "pos")  # the roles this firmware runs
 BOARDS = ("esp32", "sim")
 DIRECTIONS = ("in", "out")
 GATE_NAME_MAX = 24  # characters (SPEC: Tap and Config `gate`, text <= 24)
-_PIN_KEY_SIZE = const(16)  # bytes: a pos reader's "pin_key" (its PIN block key), in hex
+_PIN_KEY_SIZE = const(16)  # bytes: a pos reader's "pin_key" and "offline_pin_key", in hex
 _U16 = 1 << 16
 _U32 = 1 << 32
 
@@ -105,15 +105,22 @@ def check(settings):
     if settings["role"] == "pos":
         # Without its key a pos reader could not seal a PIN: refused at boot, not at the first
         # guest asked for one.
-        key = settings.get("pin_key")
-        try:
-            ok = isinstance(key, str) and len(unhexlify(key)) == _PIN_KEY_SIZE
-        except ValueError:
-            ok = False
-        if not ok:
-            _refuse(
-                "pin_key", "must be %d hex digits (a pos reader's PIN key)" % (2 * _PIN_KEY_SIZE)
-            )
+        _key(settings.get("pin_key"), "pin_key", "a pos reader's PIN key")
+        # The venue's offline PIN key (SPEC, "Offline PIN check"): without it a till takes no
+        # offline sale from a band whose entry asks for a PIN (pos.py), so it may be absent (a
+        # till provisioned before offline sales); present, it must be usable.
+        offline_key = settings.get("offline_pin_key")
+        if offline_key is not None:
+            _key(offline_key, "offline_pin_key", "the venue's offline PIN key")
+
+
+def _key(value, name, what):
+    try:
+        ok = isinstance(value, str) and len(unhexlify(value)) == _PIN_KEY_SIZE
+    except ValueError:
+        ok = False
+    if not ok:
+        _refuse(name, "must be %d hex digits (%s)" % (2 * _PIN_KEY_SIZE, what))
 
 
 def _refuse(key, rule):

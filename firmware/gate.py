@@ -21,7 +21,7 @@ import os
 import feedback
 import operation
 import sun
-from bandlist import ENTRY, BandList
+from bandlist import ENTRY
 from journal import PAYLOAD_AT, Cursor
 from micropython import const
 
@@ -35,7 +35,7 @@ class Gate:
         self._reader = reader
         self._uid = bytearray(_UID_MAX)
         self._cursor = Cursor()
-        self.band_list = reader.band_list = BandList(reader.config["state_file"] + ".list")
+        self.band_list = reader.band_list
         self.unrecorded = 0  # decisions shown while the journal was full (SPEC: a gate goes on)
         # What the last look through the journal found for the band tapping: its unanswered
         # operation (journal id, or -1; and its mid, ts and direction), and whether this reader
@@ -147,9 +147,7 @@ class Gate:
 
     def _record(self, tap, state, reason):
         """The operation into the journal; its id, or -1 (counted) when the journal is full."""
-        reader = self._reader
-        n = operation.pack(reader.scratch, PAYLOAD_AT, state, reason, tap)
-        op = reader.journal.append(memoryview(reader.scratch)[PAYLOAD_AT : PAYLOAD_AT + n])
+        op = self._reader.record(tap, state, reason)
         if op < 0:
             self.unrecorded += 1
         return op

@@ -5,8 +5,13 @@
 #
 #   byte    0        1       2      3          4         5..14   15..30  31..38  39..54
 #           state    reason  role   direction  uid len   uid     mid     ts      charge
-#   byte    55       56      57...
-#           picc len file len picc, file, cmac (8 bytes when picc)
+#   byte    55       56      57...                                  then 8 bytes
+#           picc len file len picc, file, cmac (8 bytes when picc)  amount (u64)
+#
+# amount: a pos operation's sale in minor units (0 for a gate), for the cap on a band's offline
+# sales (pos.py); it travels in no Tap (the gateway knows the charge's amount). It comes after the
+# SUN part, at a place its two lengths give, so a journal written before it was added (gate
+# operations only, which never read it) reads as it did.
 #
 # state: OFFLINE (the reader decided alone) and GRANTED (what the guest saw: green). An online
 # operation (OFFLINE clear) is one sent to the gateway and not answered yet: the same band
@@ -35,11 +40,12 @@ _FILE_LEN = const(56)
 _SUN = const(57)
 _UID_MAX = const(10)
 _CMAC = const(8)
-SIZE_MAX = const(137)  # 57 + 24 + 48 + 8
+_AMOUNT_SIZE = const(8)
+SIZE_MAX = const(145)  # 57 + 24 + 48 + 8 + 8
 
 
-def pack(buf, at, state, reason, tap):
-    """The operation of ``tap`` into buf[at:]; its length."""
+def pack(buf, at, state, reason, tap, *, amount=0):
+    """The operation of ``tap`` (a pos one's sale of ``amount``) into buf[at:]; its length."""
     buf[at + _STATE] = state
     buf[at + _REASON] = reason
     buf[at + _ROLE] = tap.role
@@ -59,7 +65,8 @@ def pack(buf, at, state, reason, tap):
     for part in (picc, file, tap.cmac or b""):
         buf[end : end + len(part)] = part
         end += len(part)
-    return end - at
+    struct.pack_into(">Q", buf, end, amount)
+    return end + _AMOUNT_SIZE - at
 
 
 def same_band(buf, at, uid):
@@ -88,6 +95,20 @@ def ts(buf, at):
 
 def mid(buf, at):
     return bytes(buf[at + _MID : at + _MID + 16])
+
+
+def role(buf, at):
+    return buf[at + _ROLE]
+
+
+def amount(buf, at):
+    """A pos operation's sale, minor units (an operation written before amounts: not pos)."""
+    picc_len = buf[at + _PICC_LEN]
+    end = at + _SUN + picc_len + buf[at + _FILE_LEN] + (_CMAC if picc_len else 0)
+    value = 0
+    for i in range(_AMOUNT_SIZE):  # not unpack_from: its tuple is an allocation per operation
+        value = value << 8 | buf[end + i]
+    return value
 
 
 def offline_tap(buf, at, reader_id, seq):

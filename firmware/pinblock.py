@@ -10,6 +10,11 @@
 # random bytes. The digits are zeroed as soon as the block is sealed (or the guest starts
 # again), and the plain field right after, so no PIN lingers in RAM.
 #
+# Offline a till checks the PIN instead of sealing it (SPEC, "Offline PIN check"): the first 2
+# bytes of HMAC-SHA256 (hmac256.py) under the venue's offline PIN key of the entry's 2-byte salt
+# and the PIN's ASCII digits, compared with the band list's entry. The digits are zeroed as
+# soon as the check is made.
+#
 # Few names on purpose: on the unix port every attribute and method name is an interned string
 # in the heap, and the tests run the reader at its heap limit.
 import os
@@ -18,7 +23,7 @@ import cryptolib
 from micropython import const
 
 _BLOCK = const(16)
-_PIN_MIN = const(4)
+PIN_MIN = const(4)  # the shortest PIN (pos.py's prompt asks again below it)
 _PIN_MAX = const(12)
 _FORMAT = const(4)
 _FILL = const(0xA)
@@ -55,7 +60,7 @@ class PinBlock:
         """Seal the PIN typed for the 16-byte charge id into out (16 bytes) and return it; None
         when 4 to 12 digits were not typed. The digits are zeroed either way."""
         n = self.length
-        if not _PIN_MIN <= n <= _PIN_MAX:
+        if not PIN_MIN <= n <= _PIN_MAX:
             self.clear()
             return None
         field = self._field
@@ -80,3 +85,15 @@ class PinBlock:
         for i in range(_BLOCK):
             field[i] = 0
         return out
+
+    def check(self, mac, salt, expected):
+        """Whether the PIN typed has the offline check ``expected`` (2 bytes) under ``salt`` (2
+        bytes), mac being the offline PIN key's HmacSha256; False when 4 to 12 digits were not
+        typed. The digits are zeroed either way."""
+        n = self.length
+        if not PIN_MIN <= n <= _PIN_MAX:
+            self.clear()
+            return False
+        digest = mac.digest(salt, memoryview(self.digits)[:n])
+        self.clear()
+        return digest[0] == expected[0] and digest[1] == expected[1]

@@ -4,7 +4,9 @@
 # the defaults a reader uses until a first Config arrives. A Config replaces the previous one
 # whole: a field it leaves out falls back to config.json, not to what an older Config said, so
 # what the reader runs depends only on config.json and the last Config it applied. app.py
-# receives Configs, stores the applied one on flash and reloads it at boot.
+# receives Configs, stores the applied one on flash and reloads it at boot. A till's offline
+# floor and cap come only from a Config (config.json has none): until one sets them it decides
+# no sale alone.
 from protocol import IN, OUT
 
 
@@ -13,6 +15,8 @@ class Running:
         self._config = config
         self.role = role  # the role this firmware runs (a Config cannot change it yet)
         self.version: int | None = None  # the applied Config's version; None: config.json alone
+        self.offline_floor: int | None = None  # a till's, from the Config (apply)
+        self.offline_cap: int | None = None
         self._defaults()
 
     def refuses(self, config, reader_id):
@@ -42,6 +46,9 @@ class Running:
             self.deadline_ms = config.deadline_ms
         if config.hold_ms is not None:
             self.hold_ms = config.hold_ms
+        # A till's offline limits exist only in a Config: absent, it takes no sale alone.
+        self.offline_floor = config.offline_floor
+        self.offline_cap = config.offline_cap
 
     def describe(self):
         return "version %s: gate %s, direction %s, deadline %d ms, hold %d ms" % (
@@ -58,3 +65,5 @@ class Running:
         self.direction = OUT if local["gate"]["direction"] == "out" else IN
         self.deadline_ms = local["deadline_ms"]
         self.hold_ms = local["hold_ms"]
+        self.offline_floor = None
+        self.offline_cap = None

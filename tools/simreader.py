@@ -14,6 +14,7 @@ import contextlib
 import json
 import queue
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -59,6 +60,7 @@ class SimReader:
         config: Path | None = None,
         role: str = "gate",
         pin_key: bytes | None = None,
+        offline_pin_key: bytes | None = None,
         hold_ms: int | None = None,
         bands: SunBands | None = None,
     ) -> None:
@@ -89,6 +91,8 @@ class SimReader:
             self._settings["hold_ms"] = hold_ms
         if pin_key is not None:  # a pos reader's PIN key (bandlink provision reader --role pos)
             self._settings["pin_key"] = pin_key.hex()
+        if offline_pin_key is not None:  # the venue's (pin.offline_pin_key of its secret)
+            self._settings["offline_pin_key"] = offline_pin_key.hex()
         self.link_downs = 0  # times the reader lost its broker connection
         self._process: subprocess.Popen[bytes] | None = None
         self._conn: socket.socket | None = None
@@ -206,6 +210,32 @@ class SimReader:
         if len(head) < 16 or head[:3] != b"BL\x01":
             return 0, 0
         return int.from_bytes(head[4:8], "big"), int.from_bytes(head[8:12], "big")
+
+    def journal(self) -> bytes:
+        """The reader's journal of operations as it is on flash (firmware/journal.py)."""
+        path = self.workdir / f"{self._settings['state_file']}.journal"
+        return path.read_bytes() if path.exists() else b""
+
+    def pending_operations(self) -> list[bytes]:
+        """The operations the reader's journal still holds (OP records no END record ended,
+        oldest first), read from firmware/journal.py's file format itself, not through it."""
+        data = self.journal()
+        if not data:
+            return []
+        if data[:4] != b"BJ\x01\x00":
+            raise ReaderError(f"{self.reader_id}: not a journal: {data[:4]!r}")
+        ops: list[bytes] = []
+        ended: set[int] = set()
+        at = 4
+        while at + 7 <= len(data):
+            length, _crc, kind = struct.unpack_from(">HIB", data, at)
+            payload = data[at + 7 : at + 6 + length]
+            if kind == 1:
+                ops.append(payload)
+            else:
+                ended.add(int.from_bytes(payload, "big"))
+            at += 6 + length
+        return [op for n, op in enumerate(ops) if n not in ended]
 
     def kill(self) -> None:
         """SIGKILL the reader, wherever it is (a power cut, as far as its flash can tell); start()

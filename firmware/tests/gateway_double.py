@@ -3,7 +3,9 @@ port) against a private Mosquitto: it records what the reader sends, answers the
 to answer, and publishes Configs and Commands. No gateway process and no store run.
 
 Every tap is recorded as it arrives, with the reader's flash files read at that moment
-(``Arrival.taps_file``): what the reader had on flash before it published.
+(``Arrival.taps_file``): what the reader had on flash before it published. Every Journal is
+recorded and acknowledged (unless ``ack_journals`` is False), as the gateway does once its taps
+are on record.
 
 Every client logs in (SPEC, Transport: the broker refuses anonymous clients): paho as a gateway
 identity, the reader as its reader id.
@@ -21,7 +23,19 @@ from pathlib import Path
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bandlink.protocol import Birth, Command, Config, Result, Tap, decode, encode, messages, topics
+from bandlink.protocol import (
+    Birth,
+    Command,
+    Config,
+    GatewayState,
+    Journal,
+    Result,
+    Tap,
+    decode,
+    encode,
+    messages,
+    topics,
+)
 from bandlink.tools.broker import Login, MosquittoBroker
 from bandlink.tools.simreader import SimReader
 
@@ -67,9 +81,12 @@ class PlayedGateway:
         self.answer: Callable[[Tap], Result | None] = lambda tap: None  # None: stay silent
         self.arrivals: list[Arrival] = []
         self.births: list[Birth] = []
+        self.journals: list[Journal] = []
+        self.ack_journals = True
+        self.gateway_id = "bltest-gw"
         self._lock = threading.Condition()
         subscribed = threading.Event()
-        self.client = paho_gateway(broker, "bltest-gw")
+        self.client = paho_gateway(broker, self.gateway_id)
         self.client.on_connect = lambda c, *_: c.subscribe(
             [(self._topic(topics.EVT), 1), (self._topic(topics.BIRTH), 1)]
         )
@@ -105,12 +122,30 @@ class PlayedGateway:
             assert ok, f"{len(self.births)} births, expected {count}"
             return self.births[count - 1]
 
+    def uploaded(self, count: int, timeout: float = 10) -> list[Tap]:
+        """The offline taps of every Journal, in order, once there are at least count."""
+
+        def taps() -> list[Tap]:
+            return [tap for journal in self.journals for tap in journal.taps]
+
+        with self._lock:
+            assert self._lock.wait_for(lambda: len(taps()) >= count, timeout), taps()
+            return taps()
+
     def _on_message(self, client: paho.Client, userdata: object, msg: paho.MQTTMessage) -> None:
         message = decode(msg.payload)
         if isinstance(message, Birth):
             with self._lock:
                 self.births.append(message)
                 self._lock.notify_all()
+            return
+        if isinstance(message, Journal):
+            with self._lock:
+                self.journals.append(message)
+                self._lock.notify_all()
+            if self.ack_journals:
+                ack = Result(reader=self.reader_id, ts=TS, corr=message.mid, granted=True, reason=0)
+                client.publish(self._topic(topics.RES), encode(ack), qos=1)
             return
         assert isinstance(message, Tap), message
         taps_file = self.taps_path.read_bytes() if self.taps_path.exists() else b""
@@ -131,6 +166,13 @@ class PlayedGateway:
     def command(self, op: int, **fields: object) -> None:
         command = Command(reader=self.reader_id, ts=TS, mid=os.urandom(16), op=op, **fields)
         self.client.publish(self._topic(topics.CMD), encode(command), qos=1).wait_for_publish(5)
+
+    def online(self, online: bool) -> None:
+        """This gateway process's retained state: offline, the reader decides alone (it hears
+        no other gateway); online again, it uploads its journal."""
+        topic = topics.gateway_state_topic(self.gateway_id)
+        state = GatewayState(ts=TS, online=online)
+        self.client.publish(topic, encode(state), qos=1, retain=True).wait_for_publish(5)
 
     def rebirth(self, timeout: float = 10) -> Birth:
         """Ask for a birth and return it: a barrier, since the broker keeps our order."""

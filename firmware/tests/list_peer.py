@@ -4,12 +4,12 @@
 #   open <path>                                  -> "<version> <count> <valid_until_s>"
 #   snap <version> <chunk> <chunks> <valid> <records>            -> 1 or 0
 #   delta <version> <base> <chunk> <chunks> <records> <uid,uid>  -> 1 or 0
-#   mark <uid> <value> -> 1 or 0;  find <uid> -> flags or -1;  marked <uid> -> mark or -1
+#   find <uid> -> flags or -1;  entry <uid> -> "<flags> <PIN check hex> <PIN salt hex>" or -1
 #   copy <dest>        -> the list file copied to dest, "copied"
 #   close              -> the list closed and its files removed, "closed"
 import os
 import sys
-from binascii import unhexlify
+from binascii import hexlify, unhexlify
 
 from bandlist import BandList
 
@@ -39,12 +39,14 @@ def run(bl, w):
     if op == "delta":
         args = (int(w[1]), int(w[2]), int(w[3]), int(w[4]), data(w[5]), uids(w[6]))
         return int(bl.delta(*args))
-    if op == "mark":
-        return int(bl.mark(unhexlify(w[1]), int(w[2])))
     if op == "find":
         return bl.find(unhexlify(w[1]))
-    if op == "marked":
-        return bl.marked(unhexlify(w[1]))
+    if op == "entry":
+        flags = bl.find(unhexlify(w[1]))
+        if flags < 0:
+            return -1
+        found = bl.found()
+        return "%d %s %s" % (flags, hexlify(found[12:14]).decode(), hexlify(found[14:16]).decode())
     if op == "copy":
         copy(bl.path, w[1])
         return "copied"

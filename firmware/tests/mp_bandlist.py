@@ -1,4 +1,4 @@
-# firmware/bandlist.py on the real MicroPython: snapshots, deltas, marks and look-ups on files.
+# firmware/bandlist.py on the real MicroPython: snapshots, deltas and look-ups on files.
 # Run by test_unix_port.py (micropython firmware/tests/mp_bandlist.py).
 import gc
 import os
@@ -24,13 +24,22 @@ def band(i, length=7):
     return bytes([0x04, i >> 8, i & 0xFF] + [0xA0 + (i % 7)] * (length - 3))
 
 
-def record(uid, flags=ENTRY, pin=b"\0\0"):
+def record(uid, flags=ENTRY, pin=b"\0\0", salt=b"\0\0"):
     r = bytearray(16)
     r[0] = len(uid)
     r[1 : 1 + len(uid)] = uid
     r[11] = flags
     r[12:14] = pin
+    r[14:16] = salt
     return bytes(r)
+
+
+def check_and_salt(bl, uid):
+    """The PIN check and salt of the band's entry (found() after find()), or None."""
+    if bl.find(uid) < 0:
+        return None
+    found = bl.found()
+    return bytes(found[12:14]), bytes(found[14:16])
 
 
 def records(uids, flags=ENTRY):
@@ -80,32 +89,36 @@ def test_a_snapshot_in_chunks_lists_every_band_and_no_other():
         assert bl.find(uid) == -1
 
 
-def test_flags_and_pin_check_come_back_as_sent():
+def test_flags_pin_check_and_salt_come_back_as_sent():
+    """A till's entries carry a PIN salt in bytes 14..15: once refused as a "mark" not zero."""
     bl = BandList(fresh())
     uids = sorted((band(1), band(2), band(3)), key=key)
-    data = record(uids[0], 0) + record(uids[1], PAY | PIN, b"\x12\x34") + record(uids[2], 0xFF)
+    data = (
+        record(uids[0], 0)
+        + record(uids[1], PAY | PIN, b"\x12\x34", b"\xab\xcd")
+        + record(uids[2], 0xFF, b"\xff\xff", b"\xff\xff")
+    )
     assert bl.snapshot(1, 0, 1, data)
     assert [bl.find(u) for u in uids] == [0, PAY | PIN, 0xFF]
+    assert check_and_salt(bl, uids[1]) == (b"\x12\x34", b"\xab\xcd")
+    assert check_and_salt(bl, uids[2]) == (b"\xff\xff", b"\xff\xff")
+    assert check_and_salt(bl, band(4)) is None
     with open(bl.path, "rb") as f:
-        assert f.read()[16 + 16 + 12 : 16 + 16 + 14] == b"\x12\x34"
+        assert f.read()[16 + 16 + 12 : 16 + 16 + 16] == b"\x12\x34\xab\xcd"
 
 
 def test_the_list_survives_a_reopen():
     bl = listed()
-    bl.mark(UIDS[7], 3)
     bl.close()
     again = BandList(bl.path)
     assert (again.version, again.count) == (5, len(UIDS))
     assert again.find(UIDS[0]) == ENTRY
-    assert again.marked(UIDS[7]) == 3
 
 
 def test_an_empty_list():
     bl = BandList(fresh())
     assert (bl.version, bl.count, bl.valid_until_s) == (0, 0, 0)
     assert bl.find(band(1)) == -1
-    assert not bl.mark(band(1), 1)
-    assert bl.marked(band(1)) == -1
     assert bl.snapshot(2, 0, 1, b"")
     assert (bl.version, bl.count) == (2, 0)
     assert bl.find(band(1)) == -1
@@ -141,9 +154,7 @@ def test_an_interrupted_snapshot_leaves_the_old_list():
     torn = new[:24]
     padded = bytearray(new[:16])
     padded[10] = 1  # padding after a 7-byte uid
-    marked = bytearray(new[:16])
-    marked[14] = 1
-    for chunk in (swapped, new[:16] + new[:16], torn, padded, marked):
+    for chunk in (swapped, new[:16] + new[:16], torn, padded):
         assert not bl.snapshot(6, 0, 1, chunk), chunk
         check()
     # A chunk with no build: refused (as after a reboot mid-build).
@@ -156,23 +167,15 @@ def test_an_interrupted_snapshot_leaves_the_old_list():
 def test_only_the_last_chunk_switches_even_across_a_reboot():
     path = fresh()
     bl = listed(path)
-    bl.mark(UIDS[0], 2)
     new = records([band(1000 + i) for i in range(40)])
     assert bl.snapshot(6, 0, 2, new[: 16 * 20])
     os.stat(path + ".new")  # the power goes before the last chunk: the build's file is left
     rebooted = BandList(path)
-    assert (rebooted.version, rebooted.count, rebooted.marked(UIDS[0])) == (5, len(UIDS), 2)
+    assert (rebooted.version, rebooted.count, rebooted.find(UIDS[0])) == (5, len(UIDS), ENTRY)
     mptest.raises(OSError, os.stat, path + ".new")  # removed at the reboot: flash not held
     assert not rebooted.snapshot(6, 1, 2, new[16 * 20 :]), "the build did not outlive the reboot"
     assert sent(rebooted, 6, [band(1000 + i) for i in range(40)], 2) == [True, True]
     assert (rebooted.version, rebooted.count, rebooted.find(band(1000))) == (6, 40, ENTRY)
-
-
-def test_a_snapshot_resets_the_marks():
-    bl = listed()
-    assert bl.mark(UIDS[3], 7)
-    assert sent(bl, 6, UIDS, 2) == [True, True]
-    assert bl.marked(UIDS[3]) == 0
 
 
 def test_a_fat_rename_cut_takes_the_complete_new_list():
@@ -211,14 +214,17 @@ def test_a_chunk_delivered_twice_changes_nothing():
     assert (bl.version, bl.count) == (7, 31)
 
 
-def test_a_delta_adds_replaces_and_removes_keeping_marks_on_replace():
-    bl = listed()
+def test_a_delta_adds_replaces_and_removes_a_replaced_entry_taking_its_new_pin_check():
+    """A replaced entry is the delta's whole: once bytes 14..15 were the old entry's "mark",
+    which would have kept the old PIN salt beside a new PIN check (a new PIN never matching)."""
+    bl = BandList(fresh())
     ordered = sorted(UIDS, key=key)
     kept, replaced, removed = ordered[10], ordered[20], ordered[30]
-    for uid in (kept, replaced, removed):
-        assert bl.mark(uid, 4)
+    old = [record(u, ENTRY, b"\x01\x01", b"\x02\x02") for u in ordered]
+    assert bl.snapshot(5, 0, 2, b"".join(old[:30]), 1_795_100_000)
+    assert bl.snapshot(5, 1, 2, b"".join(old[30:]), 1_795_100_000)
     added = [band(3000 + i, (4, 7, 10)[i % 3]) for i in range(12)] + [b"\x00" * 4, b"\xff" * 10]
-    entries = [record(u, PAY) for u in added] + [record(replaced, PIN)]
+    entries = [record(u, PAY) for u in added] + [record(replaced, PIN, b"\x77\x88", b"\x99\xaa")]
     entries.sort(key=lambda r: r[:11])
     removes = sorted([removed, ordered[0], ordered[-1], band(9999)], key=key)  # one absent
     half = len(entries) // 2
@@ -229,13 +235,14 @@ def test_a_delta_adds_replaces_and_removes_keeping_marks_on_replace():
     assert (bl.version, bl.count) == (6, len(UIDS) + len(added) - 3)
     assert bl.valid_until_s == 1_795_100_000, "a delta keeps the list's end of day"
     for uid in added:
-        assert (bl.find(uid), bl.marked(uid)) == (PAY, 0), uid
-    assert (bl.find(replaced), bl.marked(replaced)) == (PIN, 4), "replaced: the mark stays"
-    assert (bl.find(kept), bl.marked(kept)) == (ENTRY, 4)
+        assert (bl.find(uid), check_and_salt(bl, uid)) == (PAY, (b"\0\0", b"\0\0")), uid
+    assert bl.find(replaced) == PIN
+    assert check_and_salt(bl, replaced) == (b"\x77\x88", b"\x99\xaa"), "the new check and salt"
+    assert check_and_salt(bl, kept) == (b"\x01\x01", b"\x02\x02"), "kept as it was"
     for uid in (removed, ordered[0], ordered[-1], band(9999)):
         assert bl.find(uid) == -1
     assert bl.delta(7, 6, 0, 1, record(removed), [], 1_795_200_000)
-    assert (bl.find(removed), bl.marked(removed)) == (ENTRY, 0), "removed, then back: no mark"
+    assert (bl.find(removed), check_and_salt(bl, removed)) == (ENTRY, (b"\0\0", b"\0\0"))
     assert bl.valid_until_s == 1_795_200_000
     with open(bl.path, "rb") as f:
         data = f.read()
@@ -295,13 +302,11 @@ def test_a_big_delta_merges_runs_longer_than_a_block():
             chunk[n * 16 : n * 16 + 16] = record(band((c * 25 + n) * 2))
         assert bl.snapshot(1, c, 40, chunk)
     chunk = None
-    bl.mark(band(1000), 9)
     adds = records([band(1), band(1001), band(1999)], PAY)
     assert bl.delta(2, 1, 0, 1, adds, [band(0), band(1998)])
     assert bl.count == 1000 + 3 - 2
     found = [bl.find(band(i)) for i in (0, 1, 2, 1000, 1001, 1998, 1999)]
     assert found == [-1, PAY, ENTRY, ENTRY, PAY, -1, PAY], found
-    assert bl.marked(band(1000)) == 9
     for i in range(2, 1998, 2):
         assert bl.find(band(i)) == ENTRY, i
 
@@ -317,7 +322,7 @@ def looked_up(bl, hit, miss, times):
     for _ in range(times):
         bl.find(hit)
         bl.find(miss)
-        bl.marked(hit)
+        bl.found()
 
 
 def test_find_allocates_nothing():

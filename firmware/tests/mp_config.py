@@ -84,6 +84,15 @@ def test_a_pos_reader_needs_its_pin_key():
     load(write(GOOD))  # a gate needs none
 
 
+def test_a_pos_readers_offline_pin_key_may_be_absent_but_not_unusable():
+    key = "00112233445566778899aabbccddeeff"
+    loaded = load(write(changed(role="pos", pin_key=key, offline_pin_key="ff" * 16)))
+    assert loaded["offline_pin_key"] == "ff" * 16
+    assert "offline_pin_key" not in load(write(changed(role="pos", pin_key=key)))
+    for bad in (key[:30], key + "00", "zz" + key[2:], 16, ""):
+        refused(changed(role="pos", pin_key=key, offline_pin_key=bad), "offline_pin_key", "32 hex")
+
+
 def test_times_are_positive_whole_numbers():
     for key in ("deadline_ms", "hold_ms", "keepalive_s"):
         for bad in (0, -5, 1.5, "800", True, None):

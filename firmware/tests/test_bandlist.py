@@ -1,9 +1,11 @@
 """firmware/bandlist.py on the real MicroPython against a model (a dict), hypothesis-driven.
 
-Each example is a batch of scenarios (a snapshot in chunks, marks, deltas in chunks, some
+Each example is a batch of scenarios (a snapshot in chunks, deltas in chunks, some
 refused on purpose and sent again) run in one MicroPython process by ``list_peer.py``; the
 transcript of results is compared with the model's, and every list file the reader held is read
-here, from the format itself (firmware/bandlist.py's header), not through the module.
+here, from the format itself (firmware/bandlist.py's header), not through the module. Entries
+carry every flags byte, PIN check and PIN salt: the reader keeps them as the gateway sent them
+(a replaced entry takes its new check and salt).
 """
 
 from __future__ import annotations
@@ -22,21 +24,15 @@ from bandlink.tools.micropython import run_micropython
 PEER = "firmware/tests/list_peer.py"
 
 uids = st.one_of(*(st.binary(min_size=n, max_size=n) for n in (4, 7, 10)))
-Model = dict[bytes, list[int]]  # uid -> [flags, pin check, mark]
+Model = dict[bytes, list[int]]  # uid -> [flags, PIN check, PIN salt]
 
 
 def key(uid: bytes) -> tuple[int, bytes]:
     return (len(uid), uid)
 
 
-def record(uid: bytes, flags: int, pin: int, mark: int = 0) -> bytes:
-    return (
-        bytes([len(uid)])
-        + uid.ljust(10, b"\0")
-        + bytes([flags])
-        + struct.pack(">H", pin)
-        + bytes([mark, 0])
-    )
+def record(uid: bytes, flags: int, pin: int, salt: int = 0) -> bytes:
+    return bytes([len(uid)]) + uid.ljust(10, b"\0") + bytes([flags]) + struct.pack(">HH", pin, salt)
 
 
 def split(items: list[bytes], cuts: list[int], chunks: int) -> list[list[bytes]]:
@@ -48,18 +44,17 @@ def split(items: list[bytes], cuts: list[int], chunks: int) -> list[list[bytes]]
 
 @dataclass
 class Delta:
-    adds: dict[bytes, tuple[int, int]]
+    adds: dict[bytes, tuple[int, int, int]]
     removes: list[bytes]
     chunks: int
     cuts: list[int]
     fault: str | None
-    marks: list[tuple[bytes, int]]
 
 
 @dataclass
 class Scenario:
     pool: list[bytes]
-    listed: dict[bytes, tuple[int, int]]
+    listed: dict[bytes, tuple[int, int, int]]
     chunks: int
     cuts: list[int]
     valid_until_s: int
@@ -68,7 +63,7 @@ class Scenario:
 
 
 chunking = st.tuples(st.integers(1, 4), st.lists(st.integers(0, 40), min_size=3, max_size=3))
-flags_pin = st.tuples(st.integers(0, 255), st.integers(0, 0xFFFF))
+flags_pin = st.tuples(st.integers(0, 255), st.integers(0, 0xFFFF), st.integers(0, 0xFFFF))
 
 
 @st.composite
@@ -84,12 +79,7 @@ def scenarios(draw: st.DrawFn) -> Scenario:
         adds = {u: draw(flags_pin) for u in pool if u not in removes and draw(st.booleans())}
         chunks, cuts = draw(chunking)
         fault = draw(st.sampled_from([None, None, "base", "gap", "twice"]))
-        marks = (
-            draw(st.lists(st.tuples(st.sampled_from(pool), st.integers(1, 255)), max_size=3))
-            if pool
-            else []
-        )
-        scenario.deltas.append(Delta(adds, removes, chunks, cuts, fault, marks))
+        scenario.deltas.append(Delta(adds, removes, chunks, cuts, fault))
     return scenario
 
 
@@ -109,7 +99,8 @@ class Script:
     def check(self, model: Model, version: int, valid: int) -> None:
         for uid in model:
             self.op(f"find {uid.hex()}", model[uid][0])
-            self.op(f"marked {uid.hex()}", model[uid][2])
+            flags, pin, salt = model[uid]
+            self.op(f"entry {uid.hex()}", f"{flags} {pin:04x} {salt:04x}")
         dump = self.folder / f"dump-{len(self.dumps)}"
         self.op(f"copy {dump}", "copied")
         self.dumps.append((dump, version, valid, {u: list(v) for u, v in model.items()}))
@@ -126,17 +117,13 @@ def play(script: Script, n: int, s: Scenario) -> None:
     ordered = [record(u, *s.listed[u]) for u in sorted(s.listed, key=key)]
     for c, part in enumerate(split(ordered, s.cuts, s.chunks)):
         script.op(f"snap {s.version} {c} {s.chunks} {s.valid_until_s} {hexes(part)}", 1)
-    model = {u: [f, p, 0] for u, (f, p) in s.listed.items()}
+    model = {u: list(entry) for u, entry in s.listed.items()}
     version = s.version
     for uid in s.pool:
         if uid not in model:
             script.op(f"find {uid.hex()}", -1)
     script.check(model, version, s.valid_until_s)
     for d in s.deltas:
-        for uid, value in d.marks:
-            script.op(f"mark {uid.hex()} {value}", int(uid in model))
-            if uid in model:
-                model[uid][2] = value
         version = play_delta(script, d, version, model)
         for uid in s.pool:
             if uid not in model:
@@ -169,14 +156,13 @@ def play_delta(script: Script, d: Delta, version: int, model: Model) -> int:
             script.op(f"delta {new} {version} {c} {d.chunks} {hexes(a)} {hexes(r, ',')}", 1)
     for uid in removes:
         model.pop(uid, None)
-    for uid, (flags, pin) in d.adds.items():
-        mark = model[uid][2] if uid in model else 0
-        model[uid] = [flags, pin, mark]
+    for uid, entry in d.adds.items():
+        model[uid] = list(entry)  # a replaced band's entry is the delta's, check and salt too
     return new
 
 
 def read_list(path: Path) -> tuple[int, int, Model]:
-    """version, valid_until_s and {uid: [flags, pin, mark]} from a list file, its format checked."""
+    """version, valid_until_s and {uid: [flags, pin, salt]} from a list file, its format checked."""
     data = path.read_bytes()
     magic, fmt, reserved, version, count, valid = struct.unpack(">2sBBIII", data[:16])
     assert (magic, fmt, reserved) == (b"BL", 1, 0)
@@ -187,8 +173,8 @@ def read_list(path: Path) -> tuple[int, int, Model]:
     found: Model = {}
     for r in recs:
         n = r[0]
-        assert n in (4, 7, 10) and r[1 + n : 11] == bytes(10 - n) and r[15] == 0
-        found[r[1 : 1 + n]] = [r[11], struct.unpack(">H", r[12:14])[0], r[14]]
+        assert n in (4, 7, 10) and r[1 + n : 11] == bytes(10 - n)
+        found[r[1 : 1 + n]] = [r[11], *struct.unpack(">HH", r[12:16])]
     return version, valid, found
 
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from gateway_double import PlayedGateway, paid, refuse, sim_reader
+from gateway_double import PlayedGateway, paid, refuse, retry, sim_reader
 
 from bandlink.gateway.core.payments.pin import open_pin_block, reader_pin_key
 from bandlink.protocol import POS, Tap, messages, reasons
@@ -102,13 +102,16 @@ def test_the_pin_the_guest_types_travels_sealed_for_this_charge(
 def test_after_no_reply_the_same_band_resends_the_same_operation_and_another_band_does_not(
     gateway: PlayedGateway, till: SimReader
 ) -> None:
+    """Each band's second send is answered (a RETRY, then a payment): two replies missed in a
+    row would make the till decide alone (test_pos_offline.py)."""
     arm(gateway, till, pin=True)
+    replies: Iterator[Callable[[Tap], messages.Result] | None] = iter([None, retry, None, paid_450])
+    gateway.answer = lambda tap: (answer := next(replies)) and answer(tap)
     assert till.tap(BAND_A).pattern == "pin"
     assert till.press("1234#").pattern == "retry"  # no reply
     assert till.tap(BAND_A).pattern == "retry", "resent at once: no second PIN prompt"
     assert till.tap(BAND_B).pattern == "pin"
     assert till.press("4321#").pattern == "retry"
-    gateway.answer = paid_450
     assert till.tap(BAND_B).text == "Paid EUR 4.50"
     a1, a2, b1, b2 = gateway.sent(4)
     assert (a2.mid, a2.ts, a2.pin) == (a1.mid, a1.ts, a1.pin)
