@@ -5,7 +5,8 @@
 credentials into the reader's ``config.json`` (``broker: {host, port, user, password}``, as
 the firmware reads it); a pos reader (``role="pos"``, or a config.json that says so) also gets
 its PIN key (``pin_key``), derived from the gateway's secret key as the gateway derives it
-(``reader_pin_key``), so the gateway opens its PIN blocks without a table of keys;
+(``reader_pin_key``), so the gateway opens its PIN blocks without a table of keys, and the
+venue's offline PIN key (``offline_pin_key``), to check PINs against its band list offline;
 ``provision_gateway`` does the same for a gateway process, into its TOML settings file
 (``broker_user``, ``broker_password`` and its ``gateway_id``, which its identity is bound to).
 Everything else in an existing file is kept. Both files end up readable by their owner only,
@@ -24,7 +25,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from bandlink.gateway.core.payments.pin import reader_pin_key
+from bandlink.gateway.core.payments.pin import offline_pin_key, reader_pin_key
 from bandlink.gateway.settings import parse_broker_url
 
 from .access import AccessError, BrokerAccess, Login, write_private
@@ -48,21 +49,22 @@ def provision_reader(
     if absent, with the reader id and, given ``broker_url``, the broker's host and port).
 
     ``role`` is written into the file when given; a pos reader (by ``role`` or by its file)
-    also gets its ``pin_key``, which needs ``secret_key``, the gateway's secret key (its
-    ``secret_key`` setting): without it no pos reader is made."""
+    also gets its ``pin_key`` and ``offline_pin_key``, which need ``secret_key``, the gateway's
+    secret key (its ``secret_key`` setting): without it no pos reader is made."""
     config: dict[str, Any] = json.loads(config_path.read_text()) if config_path.exists() else {}
     if config.get("reader", reader_id) != reader_id:
         raise AccessError(f"{config_path} is the config of {config['reader']!r}, not {reader_id!r}")
     if role is not None and role not in ROLES:
         raise AccessError(f"role must be one of {', '.join(ROLES)}, not {role!r}")
     role = role or config.get("role")
-    pin_key = None
+    pin_keys: dict[str, str] = {}
     if role == "pos":
         if not secret_key:
             raise AccessError(
                 f"a pos reader needs its PIN key: set {SECRET_KEY_ENV} to the gateway's secret key"
             )
-        pin_key = reader_pin_key(secret_key.encode(), reader_id).hex()
+        pin_keys["pin_key"] = reader_pin_key(secret_key.encode(), reader_id).hex()
+        pin_keys["offline_pin_key"] = offline_pin_key(secret_key.encode()).hex()
     broker = dict(config.get("broker") or {})
     if broker_url is not None:
         host, port = parse_broker_url(broker_url)
@@ -74,10 +76,11 @@ def provision_reader(
     }
     if role is not None:
         config["role"] = role
-    if pin_key is not None:
-        config["pin_key"] = pin_key
-    else:
-        config.pop("pin_key", None)  # a gate has no use for one
+    for name in ("pin_key", "offline_pin_key"):
+        if name in pin_keys:
+            config[name] = pin_keys[name]
+        else:
+            config.pop(name, None)  # a gate has no use for one
     write_private(config_path, json.dumps(config, indent=2) + "\n")
     return login
 

@@ -36,6 +36,7 @@ class ReaderCatalog(Protocol):
 def config_message(reader: Reader, now_ms: int) -> Config:
     """The Config (type 6) the gateway publishes, retained, for ``reader``."""
     gate = reader.role == "gate"
+    pos = reader.role == "pos"
     return Config(
         reader=reader.id,
         ts=now_ms,
@@ -45,6 +46,8 @@ def config_message(reader: Reader, now_ms: int) -> Config:
         direction=DIRECTION_CODES[reader.direction] if gate else None,
         deadline_ms=reader.deadline_ms,
         hold_ms=reader.hold_ms,
+        offline_floor=reader.offline_floor if pos else None,
+        offline_cap=reader.offline_cap if pos else None,
     )
 
 
@@ -56,6 +59,8 @@ def _key(reader: Reader) -> tuple[object, ...]:
         reader.direction,
         reader.deadline_ms,
         reader.hold_ms,
+        reader.offline_floor,
+        reader.offline_cap,
     )
 
 

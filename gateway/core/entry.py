@@ -94,6 +94,10 @@ class Reader:
     deadline_ms: int = DEFAULT_DEADLINE_MS
     hold_ms: int = DEFAULT_HOLD_MS
     outlet: str | None = None  # a pos reader's: where its sales are booked
+    # A pos reader's: the largest sale it decides offline, and the most one band spends
+    # offline there until its journal is acknowledged (minor units; None: no offline sales).
+    offline_floor: int | None = None
+    offline_cap: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

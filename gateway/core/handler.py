@@ -63,11 +63,24 @@ from .entry import (
     passage,
     venue_day,
 )
-from .lists import BandList, ListKeeper
-from .payments.operations import BAD_BLOCK, NO_PIN, Books, TapPayment, pay_by_tap
-from .payments.pin import open_pin_block, reader_pin_key
+from .lists import BandList, ListKeeper, takes_a_list
+from .payments.operations import (
+    BAD_BLOCK,
+    NO_PIN,
+    Books,
+    TapPayment,
+    pay_by_tap,
+    reconcile_sale,
+)
+from .payments.pin import (
+    PIN_SALT_SIZE,
+    offline_pin_check,
+    offline_pin_key,
+    open_pin_block,
+    reader_pin_key,
+)
 from .payments.pinhash import PinHasher
-from .payments.records import Charge
+from .payments.records import Charge, Privilege
 from .readers import SessionChange, SessionStore, on_birth, on_death
 from .records import Raced, TapRecord
 from .wire import encode
@@ -185,6 +198,7 @@ class CatalogReads(Protocol):
     def band(self, uid: bytes) -> Band | None: ...
     def greeting_name(self, guest_id: str) -> str | None: ...
     def tickets(self, guest_id: str) -> list[Ticket]: ...
+    def privilege(self, guest_id: str) -> Privilege | None: ...
 
 
 class DecisionTx(SessionStore, Protocol):
@@ -226,6 +240,7 @@ class Core:
         # stored PIN hashes are peppered with it.
         self._secret_key = secret_key
         self._pin_keys: dict[str, bytes] = {}
+        self._offline_pin_key = offline_pin_key(secret_key)
         self.pins = PinHasher(secret_key)
         self._verified: dict[tuple[str, str, str], bool] = {}  # this batch's, checked ahead
         # Every band's keys, from the venue's master key (never the store's).
@@ -303,8 +318,8 @@ class Core:
 
     def _current_list(self, view: CatalogReads, reader_id: str, now_ms: int) -> BandList | None:
         reader = view.reader(reader_id)
-        if reader is None or reader.role != "gate":
-            return None  # tills' lists come with offline sales; photo points need none
+        if reader is None or not takes_a_list(reader):
+            return None
         zone, _closing = self.site_clock(view.site(reader.site))
         return self.lists.current(reader, venue_day(now_ms, zone), view)
 
@@ -526,9 +541,13 @@ class Core:
             # Not recorded, as a live tap would not be: nobody registered this device.
             effects.events.append(Dropped(tap.reader, UNKNOWN_READER, f"offline {tap.mid.hex()}"))
             return
+        if tap.role == POS and reader.role == "pos":
+            self._reconcile_sale(tap, frame, reader, tx, effects)
+            return
         if tap.role != GATE or reader.role != "gate":
-            # A till's or photo point's offline tap: this gateway cannot apply it yet (no money
-            # moves), so it goes on the report for staff to settle, never silently away.
+            # A photo point's offline tap (or one of a role its reader is not set up for):
+            # this gateway cannot apply it, so it goes on the report for staff to settle,
+            # never silently away.
             record = replace(asked, offline=True, exception=NOT_APPLIED)
             if tx.record_tap(record) is record:
                 effects.events.append(_decided(tap, record, frame, duplicate=False))
@@ -569,6 +588,57 @@ class Core:
             tx.write_presence(read, new)
         if proof.proven and proof.counter is not None:
             # Its reading is used up (a copy shown later is a replay) whatever the counter says.
+            tx.accept_reading(tap.uid, proof.counter, reader_id=reader.id, at_ms=tap.ts)
+        effects.events.append(_decided(tap, record, frame, duplicate=False, band=band, proof=proof))
+
+    def _reconcile_sale(
+        self, tap: Tap, frame: Frame, reader: Reader, tx: DecisionTx, effects: Effects
+    ) -> None:
+        """A till's offline sale (SPEC, "Reconciling a sale"): one it granted is posted once,
+        at its own time, against its charge; one it refused is recorded and moves nothing.
+
+        Its mid was looked up first (``_reconcile``), as a live payment's is: money moves
+        before the tap is recorded. Another process reconciling the same tap meanwhile makes
+        this one's charge update or insert find its work (ChargeRaced, Raced): the whole batch
+        runs again, taking this one's posting back, and then meets the tap as recorded."""
+        assert tap.mid is not None and tap.charge is not None
+        band = tx.view.band(tap.uid)
+        # A reading shown before is a replay; an older counter is not (taps come out of order).
+        proof = prove(tap, band, self.band_keys, lambda uid, n: not tx.reading_shown(uid, n))
+        record = replace(
+            _record(
+                tap,
+                frame.received_ms,
+                granted=bool(tap.local_granted),
+                reason=_local_reason(tap),
+                guest=band.guest_id if band is not None and proof.proven else None,
+                proof=proof,
+            ),
+            offline=True,
+        )
+        if tap.local_granted:
+            zone, _closing = self.site_clock(tx.view.site(reader.site))
+            sale = reconcile_sale(
+                tx.books,
+                charge_id=tap.charge,
+                reader=reader,
+                band=band,
+                unproven=proof.refusal,
+                day=venue_day(tap.ts, zone),
+                tap_mid=tap.mid,
+                at_ms=tap.ts,
+            )
+            record = replace(
+                record,
+                guest_id=sale.guest_id,
+                gateway_reason=sale.gateway_reason,
+                exception=sale.exception,
+                balance=sale.balance,
+                overdraft=sale.overdraft or None,
+            )
+        if tx.record_tap(record) is not record:
+            raise Raced(f"offline tap {tap.mid.hex()} was recorded by another process meanwhile")
+        if proof.proven and proof.counter is not None:
             tx.accept_reading(tap.uid, proof.counter, reader_id=reader.id, at_ms=tap.ts)
         effects.events.append(_decided(tap, record, frame, duplicate=False, band=band, proof=proof))
 
@@ -648,6 +718,12 @@ class Core:
             if pin and stored:
                 key = (stored, band.guest_id, pin)
                 self._verified[key] = self.pins.verify(*key)
+
+    def offline_pin_check(self, pin: str) -> tuple[bytes, bytes]:
+        """(check, salt) for a PIN being set: a fresh salt, and the check the tills' band lists
+        carry (SPEC, "Offline PIN check")."""
+        salt = os.urandom(PIN_SALT_SIZE)
+        return offline_pin_check(self._offline_pin_key, salt, pin), salt
 
     def forget_pins(self) -> None:
         self._verified.clear()
@@ -823,6 +899,7 @@ def _record(
         role=ROLE_NAMES.get(tap.role, str(tap.role)),
         proof=proof.kind if proof is not None else None,
         sun_counter=proof.counter if proof is not None else None,
+        charge_id=tap.charge,
     )
 
 

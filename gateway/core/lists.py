@@ -8,6 +8,15 @@ A gate's list holds one entry for every band it may let in today: issued to a gu
 blocked, and the guest has a ticket valid at the gate's site on the site's day. A band not on
 the list is refused offline, so a band blocked at the desk is off the list with the next delta.
 
+A till's list (a pos reader with an offline floor and cap: without them it takes no offline
+sale) holds every band issued to a guest, not blocked, whose charging is on and not locked,
+with flag PAY; and flag PIN with the guest's offline PIN check and salt when the guest's PIN
+threshold is below the till's floor (an offline sale could pass it). A guest who needs a PIN
+and has no check a till could compare with (none set, or set before checks were kept) is not
+listed. The privileges come from the catalog view too (the store logs every change of what a
+list says of a guest, kind "privilege"), so a till's list follows a PIN set, a lock, charging
+switched off, as a gate's follows a block; all tills with one floor share one list.
+
 A list's version is a digest of its entries: two gateway processes make the same version of the
 same list without agreeing on a counter, and a list that did not change keeps its version
 whatever else changed in the catalog. A reader reports the version it holds in its Birth; the
@@ -34,6 +43,7 @@ from bandlink.protocol import lists as wire_list
 from bandlink.protocol.messages import LIST_CHUNK_MAX
 
 from .entry import Band, Reader, Ticket
+from .payments.records import Privilege
 
 
 class Catalog(Protocol):
@@ -41,6 +51,7 @@ class Catalog(Protocol):
 
     def bands(self) -> list[Band]: ...
     def tickets(self, guest_id: str) -> list[Ticket]: ...
+    def privilege(self, guest_id: str) -> Privilege | None: ...
 
 
 KEEP = 4  # lists remembered per process, to answer a reader's old version with a delta
@@ -77,6 +88,40 @@ def gate_list(
     return BandList(version_of(ordered.values()), ordered)
 
 
+def till_list(
+    bands: Iterable[Band],
+    privilege_of: Callable[[str], Privilege | None],
+    *,
+    offline_floor: int,
+) -> BandList:
+    """The list of a till whose largest offline sale is ``offline_floor``. ``privilege_of``
+    gives a guest's privilege (None: the defaults, charging on and no PIN asked)."""
+    entries: dict[bytes, bytes] = {}
+    for band in bands:
+        if band.guest_id is None or band.blocked:
+            continue
+        made = till_entry(band.uid, privilege_of(band.guest_id), offline_floor)
+        if made is not None:
+            entries[wire_list.key(band.uid)] = made
+    ordered = dict(sorted(entries.items()))
+    return BandList(version_of(ordered.values()), ordered)
+
+
+def till_entry(uid: bytes, privilege: Privilege | None, offline_floor: int) -> bytes | None:
+    """A band's entry on a till's list, or None when the till must not sell to it offline."""
+    if privilege is None:
+        return wire_list.entry(uid, wire_list.PAY)
+    if privilege.locked or not privilege.enabled:
+        return None
+    threshold = privilege.pin_threshold
+    if threshold is None or threshold >= offline_floor:
+        return wire_list.entry(uid, wire_list.PAY)  # no offline sale passes the threshold
+    if privilege.pin_check is None or privilege.pin_salt is None:
+        return None  # a sale could need a PIN the till cannot check
+    flags = wire_list.PAY | wire_list.PIN
+    return wire_list.entry(uid, flags, privilege.pin_check, privilege.pin_salt)
+
+
 def version_of(entries: Iterable[bytes]) -> int:
     """A list's version: the first 4 bytes of a digest of its entries (never 0, "no list")."""
     digest = hashlib.sha256()
@@ -111,23 +156,37 @@ def delta(old: BandList, new: BandList) -> list[Chunk]:
     ]
 
 
+def takes_a_list(reader: Reader) -> bool:
+    """Whether ``reader`` decides from a band list offline: a gate, and a till that may take
+    offline sales (a photo point needs none)."""
+    if reader.role == "pos":
+        return reader.offline_floor is not None and reader.offline_cap is not None
+    return reader.role == "gate"
+
+
 class ListKeeper:
-    """The lists this process made lately, by version, and the current one per (site, day),
-    made again only when the catalog changed."""
+    """The lists this process made lately, by version, and the current one per (site, day) for
+    gates and per floor for tills, made again only when the catalog changed."""
 
     def __init__(self, keep: int = KEEP) -> None:
         self._keep = keep
         self._made: OrderedDict[int, BandList] = OrderedDict()
-        self._current: dict[tuple[str, date], tuple[int, BandList]] = {}
+        self._current: dict[tuple[str, object], tuple[int, BandList]] = {}
 
     def current(self, reader: Reader, day: date, view: Catalog) -> BandList:
-        """The list ``reader`` should hold on ``day``, made again only when the catalog moved
-        on (its position, ``view.applied``) or the day changed."""
-        key = (reader.site or "", day)
+        """The list ``reader`` (one that ``takes_a_list``) should hold on ``day``, made again
+        only when the catalog moved on (its position, ``view.applied``) or the day changed."""
+        floor = reader.offline_floor
+        key: tuple[str, object] = (
+            ("pos", floor) if reader.role == "pos" else (reader.site or "", day)
+        )
         cached = self._current.get(key)
         if cached is not None and cached[0] == view.applied:
             return cached[1]
-        made = gate_list(view.bands(), view.tickets, site=reader.site or "", day=day)
+        if reader.role == "pos" and floor is not None:
+            made = till_list(view.bands(), view.privilege, offline_floor=floor)
+        else:
+            made = gate_list(view.bands(), view.tickets, site=reader.site or "", day=day)
         self._current[key] = (view.applied, made)
         self._remember(made)
         return made

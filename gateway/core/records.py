@@ -33,6 +33,9 @@ class TapRecord:
     offline: bool = False
     gateway_reason: str | None = None
     exception: str | None = None
+    # A pos tap's charge; an offline sale posted past its account's floor: by how much.
+    charge_id: bytes | None = None
+    overdraft: int | None = None
 
     def same_operation(self, other: TapRecord) -> bool:
         """Whether ``other`` is this tap again (a resend, a redelivery): a mid names one

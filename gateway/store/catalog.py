@@ -13,9 +13,10 @@ from sqlalchemy.engine import Row
 
 from ..core.configs import ROLE_CODES
 from ..core.entry import DEFAULT_DEADLINE_MS, DEFAULT_HOLD_MS, Band, Reader, Site, Ticket
+from ..core.payments.records import Privilege
 from ..venue import parse_closing, parse_zone, resolve_date
 from .engine import upsert
-from .schema import bands, catalog_log, guests, readers, sites, tickets
+from .schema import bands, catalog_log, charging, guests, readers, sites, tickets
 
 _READER = select(readers).where(readers.c.id == bindparam("id"))
 _BAND_COLUMNS = (
@@ -31,6 +32,10 @@ _GUEST = select(guests.c.id, guests.c.first_name, guests.c.name).where(
 )
 _TICKETS = select(tickets).where(tickets.c.guest_id == bindparam("guest_id")).order_by(tickets.c.id)
 _SITE = select(sites).where(sites.c.id == bindparam("id"))
+# What the view keeps of a guest's privilege, for the tills' lists: all but the PIN's hash
+# (decisions read the privilege in their transaction, hash and all: store/ledger.py).
+_LISTED_PRIVILEGES = select(*(c for c in charging.c if c.name != "pin_hash"))
+_LISTED_PRIVILEGE = _LISTED_PRIVILEGES.where(charging.c.guest_id == bindparam("guest_id"))
 _LOG_SINCE = (
     select(catalog_log.c.seq, catalog_log.c.kind, catalog_log.c.key)
     .where(catalog_log.c.seq > bindparam("seq"))
@@ -71,6 +76,33 @@ def greeting_name(conn: Connection, guest_id: str) -> str | None:
 
 def tickets_of(conn: Connection, guest_id: str) -> list[Ticket]:
     return [_ticket(row) for row in conn.execute(_TICKETS, {"guest_id": guest_id})]
+
+
+def listed_privilege(conn: Connection, guest_id: str) -> Privilege | None:
+    """A guest's privilege as a till's band list needs it (no PIN hash); None: no row, the
+    defaults."""
+    row = conn.execute(_LISTED_PRIVILEGE, {"guest_id": guest_id}).first()
+    return None if row is None else privilege_of(row)
+
+
+def all_listed_privileges(conn: Connection) -> Iterable[Privilege]:
+    return (privilege_of(row) for row in conn.execute(_LISTED_PRIVILEGES))
+
+
+def privilege_of(row: Row[Any]) -> Privilege:
+    """A charging row as a Privilege (one read without ``pin_hash``: with none)."""
+    values = row._mapping
+    return Privilege(
+        values["guest_id"],
+        enabled=bool(values["enabled"]),
+        daily_limit=values["daily_limit"],
+        pin_threshold=values["pin_threshold"],
+        pin_hash=values.get("pin_hash"),
+        failures=values["failures"],
+        locked=bool(values["locked"]),
+        pin_check=values["pin_check"],
+        pin_salt=values["pin_salt"],
+    )
 
 
 def all_readers(conn: Connection) -> Iterable[Reader]:
@@ -167,6 +199,7 @@ def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]
     row["gate"] = entry.get("gate", "")
     row["outlet"] = entry.get("outlet")
     row["site"] = entry.get("site", site)
+    row.update({k: entry.get(k) for k in OFFLINE_LIMITS})
     row.update({k: entry.get(k, default) for k, default in READER_DEFAULTS.items()})
     problems = []
     if row["role"] not in ROLES:
@@ -181,9 +214,26 @@ def _reader_row(entry: Mapping[str, Any], *, site: str | None) -> dict[str, Any]
             problems.append(f"{name} must be a whole number of milliseconds, 1 to 2^32-1")
     if row["role"] == "pos" and not isinstance(row["outlet"], str):
         problems.append("a pos reader names its outlet")
+    problems += _offline_limit_problems(row)
     if problems:
         raise ValueError(f"reader {row['id']!r}: " + "; ".join(problems))
     return row
+
+
+# A pos reader's offline sales (its Config's keys 8 and 9): money, absent for none.
+OFFLINE_LIMITS = ("offline_floor", "offline_cap")
+
+
+def _offline_limit_problems(row: Mapping[str, Any]) -> list[str]:
+    given = [name for name in OFFLINE_LIMITS if row[name] is not None]
+    if given and row["role"] != "pos":
+        return [f"only a pos reader takes {' and '.join(given)}"]
+    problems = []
+    for name in given:
+        value = row[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 1 << 63:
+            problems.append(f"{name} must be a whole number of minor units, 0 or more")
+    return problems
 
 
 def _load_guest(
@@ -271,6 +321,8 @@ def _reader(row: Row[Any]) -> Reader:
         deadline_ms=row.deadline_ms,
         hold_ms=row.hold_ms,
         outlet=row.outlet,
+        offline_floor=row.offline_floor,
+        offline_cap=row.offline_cap,
     )
 
 

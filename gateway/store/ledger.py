@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager
 from datetime import date
 from typing import Any
 
-from sqlalchemy import Connection, and_, bindparam, func, select, text, update
+from sqlalchemy import Connection, and_, bindparam, case, false, func, select, text, true, update
 from sqlalchemy.engine import Row
 
 from ..core.entry import Reader
@@ -78,27 +78,39 @@ class Books:
         row = self.conn.execute(query.with_for_update() if lock else query).first()
         return None if row is None else Account(**row._mapping)
 
-    def post(self, transfer: Transfer) -> tuple[int, int] | None:
+    def post(self, transfer: Transfer, *, overdraft: bool = False) -> tuple[int, int] | None:
         """Post ``transfer``; the source's and the target's balances after it, or None (and
-        nothing written) when the source would go below its floor."""
+        nothing written) when the source would go below its floor. With ``overdraft`` (an
+        offline sale: the guest has the goods) it goes below all the same, and the account is
+        marked overdrawn until a posting brings it back to its floor."""
+        amount = transfer.amount
         take = (
             update(accounts)
             .where(accounts.c.id == transfer.source)
             .where(accounts.c.currency == transfer.currency)
-            .where(
-                (accounts.c.floor.is_(None))
-                | (accounts.c.balance - transfer.amount >= accounts.c.floor)
-            )
-            .values(balance=accounts.c.balance - transfer.amount)
             .returning(accounts.c.balance)
         )
+        if overdraft:
+            below = accounts.c.balance - amount < accounts.c.floor
+            take = take.values(
+                balance=accounts.c.balance - amount,
+                overdrawn=case((below, true()), else_=accounts.c.overdrawn),
+            )
+        else:
+            take = take.where(
+                (accounts.c.floor.is_(None)) | (accounts.c.balance - amount >= accounts.c.floor)
+            ).values(balance=accounts.c.balance - amount)
         left = self.conn.execute(take).scalar()
         if left is None:
             return None
+        back_to_floor = accounts.c.balance + amount >= accounts.c.floor
         give = (
             update(accounts)
             .where(accounts.c.id == transfer.target)
-            .values(balance=accounts.c.balance + transfer.amount)
+            .values(
+                balance=accounts.c.balance + amount,
+                overdrawn=case((back_to_floor, false()), else_=accounts.c.overdrawn),
+            )
             .returning(accounts.c.balance)
         )
         reached = self.conn.execute(give).scalar()
@@ -152,9 +164,9 @@ class Books:
             .select_from(accounts.outerjoin(posted, posted.c.account_id == accounts.c.id))
             .where(accounts.c.balance != func.coalesce(posted.c.sum, 0))
         )
-        below = select(func.count()).where(
-            accounts.c.floor.is_not(None), accounts.c.balance < accounts.c.floor
-        )
+        below = accounts.c.floor.is_not(None) & (accounts.c.balance < accounts.c.floor)
+        overdrawn = select(func.count()).where(below, accounts.c.overdrawn)
+        below_floor = select(func.count()).where(below, ~accounts.c.overdrawn)
         return LedgerTotals(
             accounts=int(conn.scalar(select(func.count()).select_from(accounts)) or 0),
             transfers=int(conn.scalar(select(func.count()).select_from(transfers)) or 0),
@@ -162,7 +174,8 @@ class Books:
             total=int(conn.scalar(select(func.coalesce(func.sum(accounts.c.balance), 0))) or 0),
             unbalanced=int(conn.scalar(select(func.count()).select_from(per_transfer)) or 0),
             drifted=int(conn.scalar(drifted) or 0),
-            below_floor=int(conn.scalar(below) or 0),
+            below_floor=int(conn.scalar(below_floor) or 0),
+            overdrawn=int(conn.scalar(overdrawn) or 0),
         )
 
     def reader(self, reader_id: str) -> Reader | None:
@@ -225,12 +238,13 @@ class Books:
         row = self.conn.execute(query).first()
         return None if row is None else _charge(row)
 
-    def complete_charge(self, charge: Charge) -> bool:
-        """Move a pending charge to ``charge.state`` with its outcome; False (nothing written)
-        if it is no longer pending: another tap, a cancel or its timeout came first."""
+    def complete_charge(self, charge: Charge, *, payable: tuple[str, ...] = (PENDING,)) -> bool:
+        """Move a pending charge (or one in another of the ``payable`` states: an offline
+        sale's) to ``charge.state`` with its outcome; False (nothing written) if it is in none
+        of them: another tap, a cancel or its timeout came first."""
         stmt = (
             update(charges)
-            .where(charges.c.id == charge.id, charges.c.state == PENDING)
+            .where(charges.c.id == charge.id, charges.c.state.in_(payable))
             .values(
                 state=charge.state,
                 reason=charge.reason,
@@ -276,17 +290,7 @@ class Books:
 
     def privilege(self, guest_id: str) -> Privilege:
         row = self.conn.execute(_PRIVILEGE, {"guest_id": guest_id}).first()
-        if row is None:
-            return Privilege(guest_id)
-        return Privilege(
-            guest_id,
-            enabled=bool(row.enabled),
-            daily_limit=row.daily_limit,
-            pin_threshold=row.pin_threshold,
-            pin_hash=row.pin_hash,
-            failures=row.failures,
-            locked=bool(row.locked),
-        )
+        return Privilege(guest_id) if row is None else catalog.privilege_of(row)
 
     def set_limits(
         self, guest_id: str, *, enabled: bool, daily_limit: int | None, pin_threshold: int | None
@@ -296,9 +300,14 @@ class Books:
             guest_id, enabled=enabled, daily_limit=daily_limit, pin_threshold=pin_threshold
         )
 
-    def set_pin_hash(self, guest_id: str, pin_hash: str) -> None:
-        """A new PIN: the wrong tries and the lock go with the old one."""
-        self._update_privilege(guest_id, pin_hash=pin_hash, failures=0, locked=False)
+    def set_pin_hash(
+        self, guest_id: str, pin_hash: str, *, check: bytes | None = None, salt: bytes | None = None
+    ) -> None:
+        """A new PIN, with its offline check and salt: the wrong tries and the lock go with the
+        old one."""
+        self._update_privilege(
+            guest_id, pin_hash=pin_hash, pin_check=check, pin_salt=salt, failures=0, locked=False
+        )
 
     def unlock(self, guest_id: str) -> None:
         self._update_privilege(guest_id, failures=0, locked=False)

@@ -84,6 +84,10 @@ readers = Table(
     Column("config_version", BigInteger, nullable=False, server_default="1"),
     # A pos reader's outlet: where its sales are booked, and which tills may charge at it.
     Column("outlet", Text, nullable=True),
+    # A pos reader's largest sale decided offline, and the most one band spends offline there
+    # until its journal is acknowledged (minor units; NULL: no offline sales). In its Config.
+    Column("offline_floor", BigInteger, nullable=True),
+    Column("offline_cap", BigInteger, nullable=True),
 )
 # A site's own clock: its IANA time zone (NULL: the gateway's ``timezone`` setting) and the
 # local time it closes ("HH:MM"; NULL: the gateway's ``closing`` setting). Tickets count by the
@@ -101,7 +105,7 @@ catalog_log = Table(
     "catalog_log",
     metadata,
     Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("kind", Text, nullable=False),  # guest | band | ticket | reader | site
+    Column("kind", Text, nullable=False),  # guest | band | ticket | reader | site | privilege
     Column("key", Text, nullable=False),  # guest id, band uid in hex, ticket's guest id, reader id
 )
 CATALOG_TABLES = {
@@ -110,6 +114,7 @@ CATALOG_TABLES = {
     "tickets": "ticket",
     "readers": "reader",
     "sites": "site",
+    "charging": "privilege",  # what a till's band list says of a guest (migration 0007)
 }
 
 # -- state a decision reads and writes in its transaction -------------------------------------
@@ -153,6 +158,10 @@ taps = Table(
     Column("offline", Boolean, nullable=False, server_default=false()),
     Column("gateway_reason", Text, nullable=True),
     Column("exception", Text, nullable=True),
+    # A pos tap's charge; and, for an offline sale posted past its account's floor, by how
+    # much it took the account below the floor (its overdraft).
+    Column("charge_id", LargeBinary(16), nullable=True),
+    Column("overdraft", BigInteger, nullable=True),
     Index("ix_taps_received_ms", "received_ms"),
     Index("ix_taps_exception", "exception"),
     Index("ix_taps_uid", "uid"),
@@ -187,6 +196,8 @@ reader_sessions = Table(
 # One row per account. ``balance`` is the sum of the account's postings, kept by the statement
 # that posts them; ``floor`` is the lowest it may go (0 for a wallet, minus the credit limit for
 # a folio, NULL for the venue's own accounts), checked by that statement's WHERE and again here.
+# ``overdrawn``: an offline sale (the guest has the goods) was posted past the floor; only such
+# a posting raises it, the posting that brings the balance back to the floor clears it.
 accounts = Table(
     "accounts",
     metadata,
@@ -195,7 +206,8 @@ accounts = Table(
     Column("currency", Text, nullable=False),
     Column("floor", BigInteger, nullable=True),
     Column("balance", BigInteger, nullable=False, server_default="0"),
-    CheckConstraint("floor IS NULL OR balance >= floor", name="ck_accounts_floor"),
+    Column("overdrawn", Boolean, nullable=False, server_default=false()),
+    CheckConstraint("floor IS NULL OR balance >= floor OR overdrawn", name="ck_accounts_floor"),
 )
 # A party pays for its members from one account (a wallet, or a folio); a guest not in any
 # party gets a party of their own at their first top-up.
@@ -291,6 +303,10 @@ charging = Table(
     Column("pin_hash", Text, nullable=True),
     Column("failures", Integer, nullable=False, server_default="0"),
     Column("locked", Boolean, nullable=False, server_default=text("false")),
+    # The offline PIN check a till's band list carries (SPEC, "Offline PIN check"), and its
+    # salt: 2 bytes each, drawn and computed when the PIN is set (the PIN is not kept).
+    Column("pin_check", LargeBinary, nullable=True),
+    Column("pin_salt", LargeBinary, nullable=True),
 )
 # What each guest spent per venue day, for their daily limit: raised by a statement that
 # refuses to pass the limit.

@@ -108,6 +108,8 @@ def _values(tap: TapRecord) -> dict[str, Any]:
         "offline": tap.offline,
         "gateway_reason": tap.gateway_reason,
         "exception": tap.exception,
+        "charge_id": tap.charge_id,
+        "overdraft": tap.overdraft,
     }
 
 
@@ -131,4 +133,6 @@ def _record(row: Row[Any]) -> TapRecord:
         offline=bool(row.offline),
         gateway_reason=row.gateway_reason,
         exception=row.exception,
+        charge_id=row.charge_id,
+        overdraft=row.overdraft,
     )

@@ -1,15 +1,17 @@
-"""The catalog in memory: readers, bands, greeting names, tickets and sites, read whole at
-start and kept current from ``catalog_log``.
+"""The catalog in memory: readers, bands, greeting names, tickets and sites, and what the
+tills' band lists say of each guest's privilege, read whole at start and kept current from
+``catalog_log``.
 
-Theory of operation: every insert, update or delete on the five catalog tables appends
-(seq, kind, key) to ``catalog_log`` in the same transaction (triggers, migrations 0002 and
-0003), whoever made it: this gateway, another gateway process, an operator in psql. Each
-decision transaction first calls ``follow`` inside that transaction, which reads the log past
-the last number it applied (an index seek that finds nothing almost always) and re-reads just
-the keys named. So a band blocked a moment ago is refused at the next tap, at any gateway, with
-no timer and no notification channel; and what a decision reads from memory is what its
-transaction would read from the tables. Past ``FULL_RELOAD_AFTER`` changes at once (a venue
-reloaded), reading everything again is cheaper than key by key.
+Theory of operation: every insert, update or delete on the catalog tables appends
+(seq, kind, key) to ``catalog_log`` in the same transaction (triggers, migrations 0002, 0003
+and 0007; a privilege only when what a list says of it changes), whoever made it: this
+gateway, another gateway process, an operator in psql. Each decision transaction first calls
+``follow`` inside that transaction, which reads the log past the last number it applied (an
+index seek that finds nothing almost always) and re-reads just the keys named. So a band
+blocked a moment ago is refused at the next tap, at any gateway, with no timer and no
+notification channel; and what a decision reads from memory is what its transaction would read
+from the tables. Past ``FULL_RELOAD_AFTER`` changes at once (a venue reloaded), reading
+everything again is cheaper than key by key.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections import defaultdict
 from sqlalchemy import Connection
 
 from ..core.entry import Band, Reader, Site, Ticket
+from ..core.payments.records import Privilege
 from . import catalog
 
 FULL_RELOAD_AFTER = 1000
@@ -33,6 +36,7 @@ class CatalogView:
         self._names: dict[str, str] = {}
         self._tickets: dict[str, list[Ticket]] = {}
         self._sites: dict[str, Site] = {}
+        self._privileges: dict[str, Privilege] = {}  # without PIN hashes (catalog.py)
         self.applied = -1  # the newest catalog_log entry reflected here; -1: never loaded
         self.reloads = 0
         self.keys_reread = 0
@@ -60,6 +64,10 @@ class CatalogView:
 
     def tickets(self, guest_id: str) -> list[Ticket]:
         return self._tickets.get(guest_id, [])
+
+    def privilege(self, guest_id: str) -> Privilege | None:
+        """For band lists only (no PIN hash): a payment reads its guest's in its transaction."""
+        return self._privileges.get(guest_id)
 
     # -- keeping up -------------------------------------------------------------------------
 
@@ -89,6 +97,7 @@ class CatalogView:
         for ticket in catalog.all_tickets(conn):
             tickets[ticket.guest_id].append(ticket)
         self._tickets = dict(tickets)
+        self._privileges = {p.guest_id: p for p in catalog.all_listed_privileges(conn)}
         self.applied = head
         self.reloads += 1
 
@@ -105,6 +114,8 @@ class CatalogView:
             _put(self._sites, key, catalog.site(conn, key))
         elif kind == "ticket":
             _put(self._tickets, key, catalog.tickets_of(conn, key) or None)
+        elif kind == "privilege":
+            _put(self._privileges, key, catalog.listed_privilege(conn, key))
 
 
 def _put(table: dict, key: object, value: object) -> None:  # type: ignore[type-arg]

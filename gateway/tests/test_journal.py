@@ -206,8 +206,9 @@ def test_a_journal_refused_busy_records_nothing_and_asks_again(pair: Pair, store
 def test_an_unknown_readers_offline_taps_are_not_recorded_and_a_tills_are_reported(
     pair: Pair, store: Store
 ) -> None:
-    """As live: a device nobody registered fills no tap log. A till's offline sale moves no
-    money here yet: it is on the report for staff, not dropped."""
+    """As live: a device nobody registered fills no tap log. A till's offline sale for a charge
+    the gateway never made moves no money: it is on the report for staff, not dropped (the
+    rest of a till's offline sales: test_offline_sales.py)."""
     stranger = offline_tap(ADA, reader="gate-9")
     assert upload(pair, stranger).granted
     assert store.count_taps() == 0
@@ -224,7 +225,7 @@ def test_an_unknown_readers_offline_taps_are_not_recorded_and_a_tills_are_report
         local_reason=reasons.OFFLINE_LIST,
     )
     assert upload(pair, sale).granted
-    assert exceptions(store) == {sale.mid: "not_applied"}
+    assert exceptions(store) == {sale.mid: "charge_unknown"}
 
 
 @settings(

@@ -52,7 +52,7 @@ def test_migrate_is_idempotent_and_matches_the_tables(store: Store, db_url: str)
     store.migrate()
     with create_engine(normalise_db_url(db_url)).connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_server_default": True})
-        assert context.get_current_revision() == "0006"
+        assert context.get_current_revision() == "0007"
         # The hand-written migrations and store/schema.py describe the same schema.
         assert compare_metadata(context, metadata) == []
 

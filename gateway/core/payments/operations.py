@@ -56,7 +56,7 @@ class Books(Protocol):
         self, account_id: str, kind: str, currency: str, floor: int | None
     ) -> None: ...
     def account(self, account_id: str, *, lock: bool = False) -> Account | None: ...
-    def post(self, transfer: Transfer) -> tuple[int, int] | None: ...
+    def post(self, transfer: Transfer, *, overdraft: bool = False) -> tuple[int, int] | None: ...
     def statement(self, account_id: str, limit: int = 100) -> list[Posted]: ...
     def charge_transfers(self, charge_id: bytes) -> list[Transfer]: ...
     def totals(self) -> LedgerTotals: ...
@@ -68,14 +68,16 @@ class Books(Protocol):
     def add_charge(self, charge: Charge) -> bool: ...
     def charge(self, charge_id: bytes) -> Charge | None: ...
     def pending_charge_at(self, reader_id: str) -> Charge | None: ...
-    def complete_charge(self, charge: Charge) -> bool: ...
+    def complete_charge(self, charge: Charge, *, payable: tuple[str, ...] = (PENDING,)) -> bool: ...
     def expire_charges(self, now_ms: int, *, reader_id: str | None = None) -> list[Charge]: ...
     def count_refund(self, charge_id: bytes, amount: int) -> bool: ...
     def privilege(self, guest_id: str) -> Privilege: ...
     def set_limits(
         self, guest_id: str, *, enabled: bool, daily_limit: int | None, pin_threshold: int | None
     ) -> None: ...
-    def set_pin_hash(self, guest_id: str, pin_hash: str) -> None: ...
+    def set_pin_hash(
+        self, guest_id: str, pin_hash: str, *, check: bytes | None = None, salt: bytes | None = None
+    ) -> None: ...
     def unlock(self, guest_id: str) -> None: ...
     def wrong_pin(self, guest_id: str, attempts: int) -> Privilege: ...
     def right_pin(self, guest_id: str) -> None: ...
@@ -364,10 +366,18 @@ def set_charging(
     return books.privilege(guest_id)
 
 
-def set_pin(books: Books, *, guest_id: str, pin_hash: str) -> Privilege:
-    """A new PIN (already hashed): it also clears the wrong tries and the lock."""
+def set_pin(
+    books: Books,
+    *,
+    guest_id: str,
+    pin_hash: str,
+    offline_check: tuple[bytes, bytes] | None = None,
+) -> Privilege:
+    """A new PIN (already hashed), with its offline (check, salt) for the tills' band lists:
+    it also clears the wrong tries and the lock."""
     _check_guest(books, guest_id)
-    books.set_pin_hash(guest_id, pin_hash)
+    check, salt = offline_check or (None, None)
+    books.set_pin_hash(guest_id, pin_hash, check=check, salt=salt)
     return books.privilege(guest_id)
 
 
@@ -407,6 +417,14 @@ PIN_ATTEMPTS = 3  # wrong PINs in a row that lock a guest's charging
 
 NO_PIN = ""  # the tap carried no PIN block
 BAD_BLOCK = None  # it carried one that does not decode for this charge
+READER_CHECKED = "checked offline"  # no PIN travels in a journal: the till checked it
+OK = reasons.name(reasons.OK)
+CHARGE_UNKNOWN = reasons.name(reasons.CHARGE_UNKNOWN)
+# The states an offline sale pays a charge from: still open; timed out, or declined by a live
+# tap whose answer was lost, while the reader was offline (the guest has the goods all the
+# same). Not approved (a second payment) nor cancelled (staff settle it with the guest).
+PAYABLE_OFFLINE = (PENDING, EXPIRED, DECLINED)
+_NOT_PAYABLE = {APPROVED: "charge_paid", CANCELLED: "charge_cancelled"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -418,6 +436,7 @@ class TapPayment:
     text: str
     balance: int | None = None
     charge: Charge | None = None
+    overdraft: int = 0  # an offline sale's: how far it took the account below its floor
 
 
 def pay_by_tap(
@@ -457,12 +476,7 @@ def pay_by_tap(
             # Not a PIN guess (it counts for no lock): a reader's bug, or someone replaying a
             # block sealed for another charge. The sale ends; the till starts another.
             raise _Stop(reasons.BAD_REQUEST, "Reader error - see staff")
-        if unproven is not None:
-            raise _Stop(reasons.code(unproven), "Band not accepted - see staff")
-        if band is None or guest is None:
-            raise _Stop(reasons.UNKNOWN_BAND, "Band not recognised")
-        if band.blocked:
-            raise _Stop(reasons.BAND_BLOCKED, "Band blocked - see staff")
+        guest = _check_band(band, unproven)
         privilege = books.privilege(guest)
         _check_privilege(
             books,
@@ -510,6 +524,8 @@ def _check_privilege(
         return
     if privilege.pin_hash is None:
         raise _Stop(reasons.NOT_PERMITTED, "Set a PIN at the desk")
+    if pin == READER_CHECKED:
+        return  # an offline till compared it with its band list's check
     if not pin:
         raise _Stop(reasons.PIN_REQUIRED, "Enter PIN", declines=False)
     if check_pin(privilege.pin_hash, privilege.guest_id, pin):
@@ -534,8 +550,28 @@ class _Stop(Exception):
         self.declines = declines
 
 
-def _approve(books: Books, charge: Charge, guest: str, tap_mid: bytes, now_ms: int) -> TapPayment:
-    source = books.party_account(guest)
+def _check_band(band: Band | None, unproven: str | None) -> str:
+    """The guest a band pays for, if it may pay at all; raises _Stop if not (SPEC, "Deciding a
+    pos tap", steps 10 and 11)."""
+    if unproven is not None:
+        raise _Stop(reasons.code(unproven), "Band not accepted - see staff")
+    if band is None or band.guest_id is None:
+        raise _Stop(reasons.UNKNOWN_BAND, "Band not recognised")
+    if band.blocked:
+        raise _Stop(reasons.BAND_BLOCKED, "Band blocked - see staff")
+    return band.guest_id
+
+
+def _approve(
+    books: Books, charge: Charge, guest: str, tap_mid: bytes, now_ms: int, *, offline: bool = False
+) -> TapPayment:
+    """Pay ``charge`` from the guest's party's account. ``offline``: a sale the guest already
+    has the goods of, so paid whatever its account holds (an overdraft), from a state the
+    charge reached meanwhile too (PAYABLE_OFFLINE)."""
+    if offline:  # there must be an account to post it against: a wallet of their own
+        source: str | None = _wallet_of(books, guest, charge.currency)
+    else:
+        source = books.party_account(guest)
     if source is None:  # never topped up, in no party: there is no money to take
         raise _Stop(reasons.INSUFFICIENT_FUNDS, "No credit - see desk")
     transfer = Transfer(
@@ -562,10 +598,99 @@ def _approve(books: Books, charge: Charge, guest: str, tap_mid: bytes, now_ms: i
     )
     # The state first: a second process paying the same charge waits here for the first one's
     # commit and then finds it no longer pending (and runs again), before it posts anything.
-    if not books.complete_charge(approved):
+    payable = PAYABLE_OFFLINE if offline else (PENDING,)
+    if not books.complete_charge(approved, payable=payable):
         raise ChargeRaced("the charge completed while paying it")
     posted = books.post(transfer)
+    overdraft = 0
+    if posted is None and offline:
+        posted = books.post(transfer, overdraft=True)
+        account = books.account(source)
+        overdraft = min(charge.amount, account.overdraft) if account is not None else 0
     if posted is None:
         raise _Stop(reasons.INSUFFICIENT_FUNDS, "Not enough credit")
     text = f"Paid {format_amount(charge.amount, charge.currency)}"
-    return TapPayment(True, reasons.name(reasons.OK), text, balance=posted[0], charge=approved)
+    return TapPayment(True, OK, text, balance=posted[0], charge=approved, overdraft=overdraft)
+
+
+# -- a till's sale decided offline, reconciled -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class OfflineSale:
+    """What reconciling a till's offline sale did: posted or not, what the gateway would have
+    answered live (``gateway_reason``), and the exception the report shows, if any."""
+
+    posted: bool
+    gateway_reason: str
+    exception: str | None
+    charge: Charge | None = None
+    guest_id: str | None = None
+    balance: int | None = None
+    overdraft: int = 0
+
+
+def reconcile_sale(
+    books: Books,
+    *,
+    charge_id: bytes,
+    reader: Reader,
+    band: Band | None,
+    unproven: str | None,
+    day: date,
+    tap_mid: bytes,
+    at_ms: int,
+) -> OfflineSale:
+    """A sale a till granted alone (SPEC, "Reconciling a sale"), at its own time ``at_ms``:
+    posted once against its charge, past the account's floor if need be, by the live rules
+    minus the PIN (the till checked it). ``band`` is the band as issued, whether or not the
+    tap proved it (``unproven``: why not): the sale is its guest's either way."""
+    charge = books.charge(charge_id)
+    if charge is None or charge.reader_id != reader.id:
+        return OfflineSale(False, CHARGE_UNKNOWN, CHARGE_UNKNOWN)
+    if charge.state in _NOT_PAYABLE:
+        return OfflineSale(False, CHARGE_UNKNOWN, _NOT_PAYABLE[charge.state], charge)
+    guest = band.guest_id if band is not None else None
+    if guest is None:  # no guest, no account: nothing to post it against
+        unknown = reasons.name(reasons.UNKNOWN_BAND)
+        return OfflineSale(False, unknown, unknown, charge)
+    privilege = books.privilege(guest)
+    exception = _offline_refusal(books, band, unproven, privilege, charge.amount)
+    if not books.spend(guest, day, charge.amount, privilege.daily_limit):
+        exception = exception or reasons.name(reasons.LIMIT_EXCEEDED)
+        books.spend(guest, day, charge.amount, None)  # spent all the same
+    paid = _approve(books, charge, guest, tap_mid, at_ms, offline=True)
+    if paid.overdraft:
+        exception = exception or reasons.name(reasons.INSUFFICIENT_FUNDS)
+    return OfflineSale(
+        True,
+        exception or OK,
+        exception,
+        paid.charge,
+        guest,
+        balance=paid.balance,
+        overdraft=paid.overdraft,
+    )
+
+
+def _offline_refusal(
+    books: Books, band: Band | None, unproven: str | None, privilege: Privilege, amount: int
+) -> str | None:
+    """Why the gateway would have refused the band live (steps 10 to 12), if it would."""
+    try:
+        _check_band(band, unproven)
+        _check_privilege(
+            books,
+            privilege,
+            amount,
+            pin=READER_CHECKED,
+            check_pin=_no_pin_check,
+            pin_attempts=PIN_ATTEMPTS,
+        )
+    except _Stop as stop:
+        return reasons.name(stop.code)
+    return None
+
+
+def _no_pin_check(_stored: str, _guest_id: str, _pin: str) -> bool:
+    raise AssertionError("an offline sale carries no PIN to check")

@@ -22,6 +22,12 @@ class Account:
     currency: str
     floor: int | None
     balance: int
+    overdrawn: bool = False  # an offline sale took it below its floor (it still is)
+
+    @property
+    def overdraft(self) -> int:
+        """How far below its floor the account is (0 when it is not)."""
+        return 0 if self.floor is None else max(0, self.floor - self.balance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +63,10 @@ class Privilege:
     pin_hash: str | None = None
     failures: int = 0
     locked: bool = False
+    # The PIN's offline check and its salt, for a till's band list (None: set before tills
+    # took offline sales, or no PIN).
+    pin_check: bytes | None = None
+    pin_salt: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,4 +85,5 @@ class LedgerTotals:
     total: int  # sum over all balances: always 0
     unbalanced: int  # transfers whose postings do not sum to zero
     drifted: int  # accounts whose balance is not the sum of their postings
-    below_floor: int
+    below_floor: int  # accounts below their floor that no offline sale overdrew: always 0
+    overdrawn: int = 0  # accounts an offline sale took below their floor (the report's)

@@ -112,6 +112,8 @@ def wallet(guest: str, token: Desk, deps: Deps) -> dict[str, Any]:
             "balance": account.balance if account else 0,
             "currency": account.currency if account else deps.currency,
             "floor": account.floor if account else 0,
+            # How far offline sales took the account below its floor (the guest owes it).
+            "overdraft": account.overdraft if account else 0,
             "charging": _privilege_out(privilege) | {"spent_today": found.spent_today},
             "transactions": transactions,
         }
@@ -156,8 +158,11 @@ def set_charging(guest: str, body: ChargingIn, token: Desk, deps: Deps) -> dict[
 def set_pin(guest: str, body: PinIn, token: Desk, deps: Deps) -> dict[str, Any]:
     del token
     hashed = deps.core.pins.hash(guest, body.pin)  # slow by design: outside the transaction
+    offline = deps.core.offline_pin_check(body.pin)
     privilege = deps.store.run(
-        lambda books: operations.set_pin(books, guest_id=guest, pin_hash=hashed)
+        lambda books: operations.set_pin(
+            books, guest_id=guest, pin_hash=hashed, offline_check=offline
+        )
     )
     return {"guest": guest} | _privilege_out(privilege)
 
