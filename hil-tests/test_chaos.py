@@ -1,8 +1,9 @@
-"""The fault runs of `bandlink chaos`, as tests: several real-firmware gates tapping
+"""The fault runs of `bandlink chaos`, as tests: several real-firmware gates and a till tapping
 continuously while Mosquitto restarts, gateway processes are SIGKILLed (one with the other up,
 then all), a reader is SIGKILLed mid-tap and booted again, or a reader is cut off from the
 broker while it keeps deciding. After each, every light a guest saw is one record, none is
-recorded twice, and the reconciliation report lists exactly the offline exceptions.
+recorded twice, the reconciliation report lists exactly the offline exceptions, and the till's
+money adds up (no sale paid twice, the ledger at zero, overdrafts only where reported).
 
 Each fault runs on SQLite and on PostgreSQL, two faults at a time (four rigs at once, each its
 own broker, gateways and readers): most of a run is waiting, for its load and then for the
@@ -53,6 +54,11 @@ def _check(fault: str, store: str, report: ChaosReport) -> None:
     assert report.seen > 40, where  # the guests kept tapping throughout
     assert (report.lost, report.doubled) == (0, 0), where
     assert report.exceptions == report.exceptions_expected, where
+    # The till: sales went on, none paid twice, every green one paid or on the report, the
+    # ledger sums to zero, and every wallet below zero is a reported overdraft.
+    assert report.sales > 0, where
+    assert (report.paid_twice, report.unpaid_greens, report.ledger_total) == (0, 0, 0), where
+    assert report.overdrawn <= report.overdrafts_reported, where
     if fault == "reader-kill":
         assert report.reboots >= 1, where
     else:
