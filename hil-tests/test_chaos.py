@@ -21,6 +21,9 @@ from bandlink.tools.chaos import FAULTS, ChaosReport, run_chaos
 from bandlink.tools.postgres import PostgresCluster
 
 SECONDS = 6.0
+# The partition: a reader cut off for a minute while it keeps deciding (its journal
+# holds the minute's taps: a few hundred, of 1024). The other faults last half of SECONDS.
+OUTAGES = {"partition": 60.0}
 
 
 # Two faults at a time, each on both stores: four rigs at once, most of their time spent waiting.
@@ -68,4 +71,11 @@ def _check(fault: str, store: str, report: ChaosReport) -> None:
 
 def _run(fault: str, db_url: str, workdir: Path) -> ChaosReport:
     workdir.mkdir()
-    return run_chaos(fault, readers=3, seconds=SECONDS, db_url=db_url, workdir=workdir)
+    return run_chaos(
+        fault,
+        readers=3,
+        seconds=SECONDS,
+        outage_s=OUTAGES.get(fault),
+        db_url=db_url,
+        workdir=workdir,
+    )

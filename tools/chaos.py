@@ -387,16 +387,20 @@ def run_chaos(
     *,
     readers: int = 3,
     seconds: float = 20.0,
+    outage_s: float | None = None,
     db_url: str | None = None,
     workdir: Path | None = None,
 ) -> ChaosReport:
+    """Guests tap for ``seconds`` (a quarter before the fault, a quarter after), the fault
+    lasting ``outage_s`` between (by default the other half)."""
     if fault not in FAULTS:
         raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
+    outage_s = seconds / 2 if outage_s is None else outage_s
     with ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bl-chaos-")))
         db_url = db_url or f"sqlite:///{workdir / 'chaos.db'}"
-        bands_each = math.ceil(seconds / PACE_S) + 20
+        bands_each = math.ceil((seconds / 2 + outage_s) / PACE_S) + 20
         rig = _Rig(workdir, db_url, readers, bands_each)
         with rig.running():
             guests = [
@@ -412,7 +416,7 @@ def run_chaos(
             time.sleep(seconds / 4)
             rig.armed.clear()
             rig.armed.wait(5)  # into a sale the till shows: it may have to finish it alone
-            rig.fault(fault, outage_s=seconds / 2)
+            rig.fault(fault, outage_s=outage_s)
             time.sleep(seconds / 4)
             rig.stopping.set()
             for thread in [*guests, cashier]:

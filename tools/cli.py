@@ -95,7 +95,9 @@ def cmd_provision(args: argparse.Namespace) -> int:
 def cmd_chaos(args: argparse.Namespace) -> int:
     from .chaos import print_report, run_chaos
 
-    report = run_chaos(args.fault, readers=args.readers, seconds=args.seconds, db_url=args.db)
+    report = run_chaos(
+        args.fault, readers=args.readers, seconds=args.seconds, outage_s=args.outage, db_url=args.db
+    )
     print_report(report, args.json)
     return 0 if report.ok else 1
 
@@ -342,6 +344,9 @@ def _add_chaos(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     chaos.add_argument("--readers", type=int, default=3, help="gate readers (real firmware)")
     chaos.add_argument("--seconds", type=float, default=20.0, help="how long guests tap")
+    chaos.add_argument(
+        "--outage", type=float, help="how long the fault lasts (default: half of --seconds)"
+    )
     chaos.add_argument("--db", help="the gateways' store (default: a fresh SQLite file)")
     chaos.add_argument("--json", action="store_true", help="the report as JSON")
     chaos.set_defaults(run=cmd_chaos)
