@@ -40,6 +40,7 @@ _DISCONNECT = b"\xe0\x00"
 
 _HEAD = const(5)  # room before a packet's body for its fixed header: type + 1..4 length bytes
 _UNANSWERED = const(-2)  # _connack while a CONNECT we sent has had no answer at all
+_HUNG_UP = const(-3)  # _connack when the broker closed the link instead of answering
 _ANSWER_MS = const(5000)  # how long connect waits for CONNACK, and subscribe for SUBACK
 _WRITE_POLL_MS = const(10)  # only while the socket's send buffer is full
 _BACKOFF_MIN_MS = const(250)
@@ -133,18 +134,23 @@ class MQTTClient:
     async def connect(self, clean=True):
         # Open the link and log in. Raises OSError (no link, no answer) or MQTTError (refused).
         # After a timeout the half-open socket is left to the GC (ESP32 sockets have a finaliser).
+        # last_error keeps the previous attempt's reason until this one ends: a watcher never
+        # sees None while the reader is still failing to connect.
         self._close()
-        self.last_error = None
+        self._connack = -1  # no CONNECT sent yet
         try:
             await self._within(self._handshake(clean))
         except Exception as exc:
             self._close()  # never leave a reader task or a socket behind
-            if self.last_error is None:  # _handshake may have said it more precisely
+            if self._connack == _HUNG_UP:
+                self.last_error = "the broker closed the link before its CONNACK"
+            else:
                 self.last_error = _why(exc)
             raise
         except BaseException:  # cancelled
             self._close()
             raise
+        self.last_error = None
 
     async def publish(self, topic, payload, qos=0, retain=False):
         # One PUBLISH, one write; returns the packet id (0 for QoS 0). Raises OSError when the
@@ -213,10 +219,9 @@ class MQTTClient:
         await self._send(self._frame(_CONNECT, end), end)
         await self._answer.wait()
         if self._connack < 0:
-            self._connack = -1
             # How a strict broker refuses a CONNECT it will not parse (a password without a user
             # name, a bad will topic): it closes the link without a CONNACK.
-            self.last_error = "the broker closed the link before its CONNACK"
+            self._connack = _HUNG_UP
             raise OSError(ECONNRESET)
         if self._connack:
             raise MQTTError(self._connack)

@@ -203,9 +203,12 @@ async def test_a_connect_the_broker_closes_is_reported_not_swallowed():
 
 async def test_a_refused_connect_keeps_its_return_code_until_the_link_comes_up():
     refuse = [True]
+    answer = asyncio.Event()  # the second attempt's CONNACK waits for it
 
     async def script(peer):
         await peer.read()
+        if peer.connections >= 2:
+            await answer.wait()
         await peer.send(0x20, b"\x00\x05" if refuse[0] else b"\x00\x00")
         while not refuse[0]:
             await peer.read()  # serve the pings until the client goes
@@ -214,7 +217,10 @@ async def test_a_refused_connect_keeps_its_return_code_until_the_link_comes_up()
     c = ResilientClient("refused", HOST, peer.port, user="u", password="wrong")
     with Said() as said:
         task = asyncio.create_task(c.keep_connected())
-        await until(lambda: peer.connections >= 2)
+        await until(lambda: len(peer.packets) >= 2)  # the second CONNECT, not yet answered
+        assert c.last_error == "refused by the broker: 5 not authorized", c.last_error
+        answer.set()
+        await until(lambda: peer.connections >= 3)
         assert c.last_error == "refused by the broker: 5 not authorized", c.last_error
         assert not c.connected
         refuse[0] = False
