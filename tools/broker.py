@@ -27,6 +27,7 @@ import glob
 import json
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -87,12 +88,33 @@ def find_dynsec_plugin() -> str:
     return found[0]
 
 
+# Ports handed out for servers to bind later: below Linux's ephemeral range (32768-60999), so
+# no outgoing connection takes one as its source port between the probe and the bind (port 0
+# would do exactly that), and below the 20000 up that firmware/tests/mp_mqtt_peer.py picks from.
+_SERVER_PORTS = range(10_000, 20_000)
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_port() -> int:
-    """A TCP port on the loopback that nothing listens on right now."""
+    """A TCP port on the loopback that nothing listens on right now, and that this process has
+    not handed out before (rigs started at once in threads each get their own)."""
+    with _handed_out_lock:
+        for _ in range(200):
+            port = random.choice(_SERVER_PORTS)
+            if port not in _handed_out and _bindable(port):
+                _handed_out.add(port)
+                return port
+    raise BrokerError(f"no free port in {_SERVER_PORTS.start}..{_SERVER_PORTS.stop - 1}")
+
+
+def _bindable(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind((HOST, 0))
-        port: int = probe.getsockname()[1]
-        return port
+        try:
+            probe.bind((HOST, port))
+        except OSError:
+            return False
+        return True
 
 
 def _accepts(port: int) -> bool:

@@ -1,5 +1,5 @@
 """The private Mosquitto the tests, demo and benchmarks run: it starts, restarts on the same
-port, and leaves no process and no port behind."""
+port, and leaves no process and no port behind; the ports handed to servers stay theirs."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bandlink.tools.broker import MosquittoBroker
+from bandlink.tools.broker import MosquittoBroker, free_port
 from bandlink.tools.wire import connect
 
 
@@ -34,3 +34,15 @@ def test_broker_stop_frees_port_and_process(tmp_path: Path) -> None:
         socket.create_connection((broker.host, port), timeout=1)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_a_port_handed_to_a_server_is_not_one_an_outgoing_connection_can_take() -> None:
+    """CI: a rig's gateway could not bind the port it was given: the kernel had handed it, as a
+    source port, to one of the many connections four rigs open (a port-0 probe picks from the
+    same ephemeral range). Nor may two rigs starting at once be given the same port."""
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    ports = [free_port() for _ in range(300)]
+    assert not [port for port in ports if low <= port <= high]
+    assert len(set(ports)) == len(ports)
+    with socket.create_server(("127.0.0.1", ports[-1])):  # and it is free to bind
+        pass
