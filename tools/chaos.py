@@ -68,7 +68,14 @@ OFFLINE_FLOOR, OFFLINE_CAP = 2_000, 5_000  # the till's, in cents
 TOP_UP = 2_500  # each till guest's wallet, but every fourth guest's: empty
 _AMOUNTS = range(200, 1_600, 50)
 PACE_S = 0.1  # between one guest's light and the next guest's tap, at each reader
+_TILL_HOLD_MS = 300  # how long the till shows its light
+_FINDING_BAND_S = (0.2, 1.0)  # from the till showing a sale to the guest's tap
+# The shortest sale: the guest finds their band, the till holds its light, the next guest.
+_SALE_MIN_S = _FINDING_BAND_S[0] + _TILL_HOLD_MS / 1000 + PACE_S
 DRAIN_S = 60.0  # an unanswered tap waits out its 30 s resend window before it is uploaded
+# test_chaos starts four rigs at once on two cores, and a minute's partition needs a venue of
+# 2,000 guests: a gateway's first start (import, migrate, load) has taken over 30 s there.
+_GATEWAY_START_S = 120.0
 _GRANTED = ("green", "green-offline")
 _ROWS = (
     "seen",
@@ -134,9 +141,9 @@ def reader_ids(count: int) -> list[str]:
     return [f"chaos-{n}" for n in range(1, count + 1)]
 
 
-def make_venue(readers: int, bands_each: int) -> dict[str, object]:
-    """Guests with a ticket for today, each band for one reader (the till's last); entries and
-    exits in turn, and the till."""
+def make_venue(readers: int, bands_each: int, till_guests: int) -> dict[str, object]:
+    """Guests with a ticket for today, ``bands_each`` bands for each gate and ``till_guests``
+    for the till (the last); entries and exits in turn, and the till."""
     guests = [
         {
             "id": guest_id(n),
@@ -144,7 +151,7 @@ def make_venue(readers: int, bands_each: int) -> dict[str, object]:
             "bands": [band_uid(n, _BAND_KIND).hex()],
             "tickets": [{"id": f"t-c-{n:05d}", "valid_from": "today", "valid_until": "today"}],
         }
-        for n in range((readers + 1) * bands_each)
+        for n in range(readers * bands_each + till_guests)
     ]
     ids = reader_ids(readers)
     gates: list[dict[str, object]] = [
@@ -226,7 +233,7 @@ class _Cashier(threading.Thread):
                 return
             charge_id, amount = sale
             rig.armed.set()  # a fault may start now: the guest taps into it
-            time.sleep(random.uniform(0.2, 1.0))
+            time.sleep(random.uniform(*_FINDING_BAND_S))
             try:
                 pattern = rig.till.tap(band).pattern
             except ReaderError:
@@ -260,12 +267,14 @@ class _Cashier(threading.Thread):
 
 
 class _Rig:
-    def __init__(self, workdir: Path, db_url: str, readers: int, bands_each: int) -> None:
+    def __init__(self, workdir: Path, db_url: str, readers: int, guests: tuple[int, int]) -> None:
         self.workdir, self.db_url = workdir, db_url
+        self.bands_each, till_guests = guests
         self.stopping = threading.Event()
         self.broker = MosquittoBroker(workdir / "broker")
         self.venue = workdir / "venue.json"
-        self.venue.write_text(json.dumps(make_venue(readers, bands_each)))
+        self.venue.write_text(json.dumps(make_venue(readers, *guests)))
+        self.till_guests = range(readers * self.bands_each, readers * self.bands_each + till_guests)
         self.gateways: GatewayGroup | None = None
         self.readers: list[SimReader] = []
         self.partition: Partition | None = None
@@ -273,7 +282,6 @@ class _Rig:
         self.tapping = threading.Event()
         self.armed = threading.Event()  # the till shows a sale
         self.count = readers
-        self.bands_each = bands_each
         self.reboots = 0
         self.till: SimReader
         self.tills: list[ApiClient] = []  # the till's client, one per gateway process
@@ -294,7 +302,7 @@ class _Rig:
                 http=True,
             )
             stack.callback(self.gateways.stop)
-            self.gateways.start()
+            self.gateways.start(timeout=_GATEWAY_START_S)
             self.partition = Partition(self.broker.host, self.broker.port)
             stack.callback(self.partition.close)
             # The first gate and the till reach the broker through the partition's forwarder.
@@ -318,7 +326,7 @@ class _Rig:
                 pin_key=reader_pin_key(SECRET.encode(), TILL),
                 offline_pin_key=offline_pin_key(SECRET.encode()),
                 login=self.broker.reader_login(TILL),
-                hold_ms=300,
+                hold_ms=_TILL_HOLD_MS,
             )
             stack.callback(self.till.stop)
             self.till.start()
@@ -333,14 +341,11 @@ class _Rig:
         till_token = create_token(self.db_url, "till", "chaos-bar")[1]
         self.tills = [ApiClient(url, till_token, timeout=10) for url in self.gateways.http_urls]
         desk = ApiClient(self.gateways.http_urls[0], create_token(self.db_url, "desk", None)[1])
-        for n in self.till_guests():
+        for n in self.till_guests:
             if n % 4:
                 body = {"amount": TOP_UP, "currency": "EUR"}
                 reply = desk.move("POST", f"/v1/guests/{guest_id(n)}/topups", body)
                 assert reply.status == 201, reply
-
-    def till_guests(self) -> range:
-        return range(self.count * self.bands_each, (self.count + 1) * self.bands_each)
 
     def fault(self, kind: str, outage_s: float) -> None:
         assert self.gateways is not None and self.partition is not None
@@ -400,8 +405,11 @@ def run_chaos(
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bl-chaos-")))
         db_url = db_url or f"sqlite:///{workdir / 'chaos.db'}"
-        bands_each = math.ceil((seconds / 2 + outage_s) / PACE_S) + 20
-        rig = _Rig(workdir, db_url, readers, bands_each)
+        # Enough guests that no queue runs dry: a gate takes one at most every PACE_S, the
+        # till one every _SALE_MIN_S.
+        tapping_s = seconds / 2 + outage_s
+        bands_each = math.ceil(tapping_s / PACE_S) + 20
+        rig = _Rig(workdir, db_url, readers, (bands_each, math.ceil(tapping_s / _SALE_MIN_S) + 20))
         with rig.running():
             guests = [
                 _Guests(
@@ -409,7 +417,7 @@ def run_chaos(
                 )
                 for i in range(readers)
             ]
-            cashier = _Cashier(rig, [band_uid(n, _BAND_KIND) for n in rig.till_guests()])
+            cashier = _Cashier(rig, [band_uid(n, _BAND_KIND) for n in rig.till_guests])
             for queue in guests:
                 queue.start()
             cashier.start()
