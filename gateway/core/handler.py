@@ -95,7 +95,7 @@ BAND_BLOCKED = reasons.name(reasons.BAND_BLOCKED)
 STALE = reasons.name(reasons.STALE)
 WRONG_DIRECTION = reasons.name(reasons.WRONG_DIRECTION)
 UNKNOWN_READER = reasons.name(reasons.UNKNOWN_READER)
-# An offline tap of a role the gateway does not reconcile yet (a till's sale): on the report.
+# An offline tap the gateway does not reconcile (a photo point's): on the report, for staff.
 NOT_APPLIED = "not_applied"
 # What the reader's display says; the reason code travels beside it for logs and tests.
 _REFUSAL_TEXT = {
