@@ -103,6 +103,7 @@ class ChaosReport:
     fault: str
     readers: int
     seconds: float
+    outage_s: float
     seen: int = 0
     recorded: int = 0
     duplicates_dropped: int = 0
@@ -429,14 +430,11 @@ def run_chaos(
             rig.stopping.set()
             for thread in [*guests, cashier]:
                 thread.join(30)
-            return _count(rig, guests, cashier, fault, seconds)
+            return _count(rig, guests, cashier, ChaosReport(fault, readers, seconds, outage_s))
     raise AssertionError("unreachable")
 
 
-def _count(
-    rig: _Rig, guests: list[_Guests], cashier: _Cashier, fault: str, seconds: float
-) -> ChaosReport:
-    report = ChaosReport(fault, rig.count, seconds)
+def _count(rig: _Rig, guests: list[_Guests], cashier: _Cashier, report: ChaosReport) -> ChaosReport:
     seen: Counter[tuple[str, bytes]] = Counter()
     retried: set[tuple[str, bytes]] = set()
     cut: set[tuple[str, bytes]] = set()
@@ -532,7 +530,11 @@ def print_report(report: ChaosReport, as_json: bool) -> None:
         ("exceptions reported", f"{report.exceptions} (expected {report.exceptions_expected})")
     )
     rows.append(("lights shown", ", ".join(f"{k} {v}" for k, v in sorted(report.shown.items()))))
-    print(f"bandlink chaos --fault {report.fault}: {report.readers} readers, {report.seconds:g} s")
+    quarter = report.seconds / 4
+    print(
+        f"bandlink chaos --fault {report.fault}: {report.readers} readers, tapping {quarter:g} s "
+        f"before the fault, {report.outage_s:g} s through it, {quarter:g} s after"
+    )
     for name, value in rows:
         print(f"  {name:<22} {value}")
     print(
