@@ -56,6 +56,10 @@ ATTEMPTS = 5  # a transaction that loses this many races in a row gives up
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Any constant: the advisory lock two PostgreSQL gateways starting at once take to migrate.
 _MIGRATION_LOCK = 0x62616E646C696E6B
+# Alembic runs a migration through module-level proxies (alembic.context, alembic.op) that each
+# run sets and clears: two stores migrating at once in one process, even on two databases,
+# clear each other's. One at a time per process, then.
+_ALEMBIC = threading.Lock()
 
 
 class Transaction:
@@ -169,11 +173,12 @@ class Store:
 
     def migrate(self) -> None:
         """Bring the schema to the newest revision (Alembic ``upgrade head``); idempotent, and
-        safe when several gateways start at once (they take turns)."""
+        safe when several gateways start at once (they take turns), or several stores in one
+        process."""
         config = Config()
         # ConfigParser interpolation: a literal % in the path must be doubled.
         config.set_main_option("script_location", str(MIGRATIONS_DIR).replace("%", "%%"))
-        with self._write() as conn:
+        with _ALEMBIC, self._write() as conn:
             if self.dialect == "postgresql":
                 conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
             config.attributes["connection"] = conn

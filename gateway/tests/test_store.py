@@ -97,6 +97,30 @@ def _migrate(url: str) -> None:
     store.close()
 
 
+def test_stores_in_one_process_migrate_at_once(tmp_path: Path) -> None:
+    """The chaos rigs run in threads of one process and each made a till token (which
+    migrates) at the same moment: Alembic's module-level proxies, set and cleared by each run,
+    failed one with KeyError: 'script'. Eight fresh databases, migrated side by side."""
+    failures: list[BaseException] = []
+
+    def migrate(n: int) -> None:
+        store = Store(f"sqlite:///{tmp_path}/{n}.db")
+        try:
+            store.migrate()
+            assert store.plain_uid_bands() == 0  # the schema is there to query
+        except BaseException as exc:  # noqa: BLE001 - reported by the test's thread
+            failures.append(exc)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=migrate, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert failures == []
+
+
 def test_migration_0005_downgrades_keeping_the_bands_catalog_log_triggers(tmp_path: Path) -> None:
     """Review: on SQLite the downgrade's batch copies bands into a new table, which dropped the
     triggers that tell every gateway's view of band changes."""
