@@ -19,9 +19,10 @@ from alembic.migration import MigrationContext
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from bandlink.gateway.core.entry import Presence, Ticket
-from bandlink.gateway.core.handler import Frame
+from bandlink.gateway.core.handler import Core, Frame
 from bandlink.gateway.core.payments.ledger import wallet
 from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.core.records import TapRecord
@@ -32,9 +33,22 @@ from bandlink.protocol import IN, OUT, POS, Tap, reasons
 from bandlink.tools.sunband import development_bands
 
 from .pair import NOON_MS, TODAY, Pair, evt_frame, make_tap
-from .test_ledger import charge_at, topup
+from .test_journal import upload
+from .test_ledger import balance, charge_at, topup
+from .test_lists import pushed
+from .test_offline_sales import CHEN, EMIL, SECRET, offline_sale, till_birth, till_with_floor
 
 ADA = DEMO_BANDS["Ada"]
+SQLITE_0007_UPGRADE = (
+    "0007's batch copy of accounts (DROP TABLE, then RENAME) leaves every party and posting "
+    "that refers to an account counted as a deferred foreign-key violation, so on SQLite a "
+    "venue at 0006 with any party (the demo's has two) fails Store.migrate at the commit"
+)
+SQLITE_0007_DOWNGRADE_RETRY = (
+    "run by hand, env.py's own SQLite engine begins no transaction before DDL, so the refused "
+    "downgrade leaves _alembic_tmp_accounts behind and every later one fails: table already "
+    "exists"
+)
 
 
 def tap_record(mid: bytes, *, granted: bool = True, reason: str = "ok", at: int = 0) -> TapRecord:
@@ -121,30 +135,122 @@ def test_stores_in_one_process_migrate_at_once(tmp_path: Path) -> None:
     assert failures == []
 
 
-def test_migration_0005_downgrades_keeping_the_bands_catalog_log_triggers(tmp_path: Path) -> None:
-    """Review: on SQLite the downgrade's batch copies bands into a new table, which dropped the
-    triggers that tell every gateway's view of band changes."""
+def alembic_by_hand(url: str, revision: str, *, down: bool = False) -> None:
+    """``alembic upgrade|downgrade REV`` as an operator runs it with alembic.ini: env.py opens
+    its own engine (the gateway only ever upgrades, at its start: ``Store.migrate``)."""
     from alembic import command
     from alembic.config import Config
 
     from bandlink.gateway.store import MIGRATIONS_DIR
 
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("sqlalchemy.url", normalise_db_url(url).replace("%", "%%"))
+    (command.downgrade if down else command.upgrade)(config, revision)
+
+
+def revision_of(url: str) -> str | None:
+    engine = create_engine(normalise_db_url(url))
+    with engine.connect() as conn:
+        revision = MigrationContext.configure(conn).get_current_revision()
+    engine.dispose()
+    return revision
+
+
+def expect_sqlite_bug(
+    request: pytest.FixtureRequest, url: str, raises: type[Exception], reason: str
+) -> None:
+    """A product bug on SQLite only, left to fix: the PostgreSQL run must pass, the SQLite one
+    must fail with ``raises`` (strict: once fixed, the mark has to go)."""
+    if url.startswith("sqlite"):
+        mark = pytest.mark.xfail(strict=True, raises=raises, reason=f"product bug: {reason}")
+        request.applymarker(mark)
+
+
+def test_migration_0005_downgrades_keeping_the_bands_catalog_log_triggers(tmp_path: Path) -> None:
+    """Review: on SQLite the downgrade's batch copies bands into a new table, which dropped the
+    triggers that tell every gateway's view of band changes."""
     url = f"sqlite:///{tmp_path / 'gw.db'}"
     store = Store(url)
     store.migrate()
     store.load_venue(DEMO_VENUE, today=TODAY)
     store.close()
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    alembic_by_hand(url, "0004", down=True)
     engine = create_engine(url)
-    with engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, "0004")
     with engine.begin() as conn:
         head = conn.scalar(text("SELECT max(seq) FROM catalog_log"))
         conn.execute(text("UPDATE bands SET blocked = 1 WHERE uid = :uid"), {"uid": ADA})
         assert conn.scalar(text("SELECT max(seq) FROM catalog_log")) > head
     engine.dispose()
+
+
+def test_migration_0007_round_trip_keeps_the_venue_and_tills_follow_changes_after(
+    store: Store, db_url: str, request: pytest.FixtureRequest
+) -> None:
+    """Rolled back to 0006 by hand and forward again by the gateway's start (a release rolled
+    back, then re-installed): the taps, readers, privileges and money recorded before are all
+    there, and what 0007 logs still reaches a till as it happens: its offline floor (a new
+    Config), a guest's charging switched off and a band blocked (each a list delta)."""
+    gate_tap = make_tap(ADA)
+    Pair(store).results([evt_frame(gate_tap)])
+    store.run(lambda b: b.set_limits("g-ada", enabled=True, daily_limit=3000, pin_threshold=2000))
+    topup(store, "g-ada", 1200)
+    pos_before = store.reader("pos-1")
+    assert pos_before is not None
+    store.close()
+    alembic_by_hand(db_url, "0006", down=True)
+    assert revision_of(db_url) == "0006"
+    expect_sqlite_bug(request, db_url, IntegrityError, SQLITE_0007_UPGRADE)
+    again = Store(db_url)
+    try:
+        again.migrate()
+        kept = again.tap_by_mid(gate_tap.mid or b"")
+        assert kept is not None and (kept.granted, kept.guest_id) == (True, "g-ada")
+        assert again.reader("pos-1") == pos_before
+        ada = again.read(lambda books: books.privilege("g-ada"))
+        assert (ada.enabled, ada.daily_limit, ada.pin_threshold) == (True, 3000, 2000)
+        assert balance(again, "g-ada") == 1200
+        till_with_floor(again)
+        pos_after = again.reader("pos-1")
+        assert pos_after is not None and pos_after.config_version > pos_before.config_version
+        assert_tills_follow_charging_and_blocks(Pair(again, Core(secret_key=SECRET)))
+    finally:
+        again.close()
+
+
+def test_migration_0007_keeps_an_overdraft_from_a_downgrade_until_it_is_settled(
+    store: Store, db_url: str, request: pytest.FixtureRequest
+) -> None:
+    """0006 has no overdrawn wallet: rolling back while a guest owes an offline sale fails and
+    changes nothing (the sale and what is owed stay); once a top-up settles it, it goes."""
+    topped_up, sold = 100, 450
+    topup(store, "g-ada", topped_up)
+    assert upload(Pair(store), offline_sale(charge_at(store, "pos-1", sold))).granted
+    store.close()
+    with pytest.raises(IntegrityError, match="ck_accounts_floor"):
+        alembic_by_hand(db_url, "0006", down=True)
+    assert revision_of(db_url) == "0007"
+    owing = Store(db_url)
+    try:
+        assert balance(owing, "g-ada") == topped_up - sold
+        topup(owing, "g-ada", sold - topped_up)
+    finally:
+        owing.close()
+    expect_sqlite_bug(request, db_url, OperationalError, SQLITE_0007_DOWNGRADE_RETRY)
+    alembic_by_hand(db_url, "0006", down=True)
+    assert revision_of(db_url) == "0006"
+
+
+def assert_tills_follow_charging_and_blocks(till: Pair) -> None:
+    """Emil's charging switched off, then Chen's band blocked: each leaves pos-1's list."""
+    (snapshot,) = till_birth(till)
+    store = till.store
+    store.run(lambda b: b.set_limits("g-emil", enabled=False, daily_limit=None, pin_threshold=None))
+    (charging_off,) = pushed(till.core, store)
+    assert (charging_off.base_version, charging_off.remove) == (snapshot.list_version, [EMIL])
+    store.block_band(CHEN, reason="lost", now_ms=NOON_MS)
+    (blocked,) = pushed(till.core, store)
+    assert blocked.remove == [CHEN]
 
 
 # -- catalog --------------------------------------------------------------------------------
