@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from bandlink.gateway.core.handler import Core, Outgoing
+from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.http import auth
 from bandlink.gateway.http.app import create_app
 from bandlink.gateway.http.deps import Api
@@ -26,6 +27,8 @@ from bandlink.protocol import Command, decode, messages
 from bandlink.tools.api import ApiClient, Reply
 
 from .pair import NOON_MS, Pair
+from .test_journal import upload
+from .test_offline_sales import offline_sale
 
 SECRET = b"k" * 32  # the served gateway's secret key (PIN keys and hashes follow from it)
 
@@ -331,3 +334,83 @@ def test_the_reconciliation_report_lists_the_offline_exceptions(served: Served) 
     for who in ("cafe", "desk", ""):
         assert served.as_(who).call("GET", "/v1/reconciliation").status in (401, 403)
         assert served.as_(who).call("GET", "/v1/reconciliation.csv").status in (401, 403)
+
+
+# -- offline sales: the report and the wallet ---------------------------------------------------
+
+
+def till_charge(served: Served, reader: str, amount: int) -> Charge:
+    """A sale the cafe's till rings up over the API at ``reader`` (which then goes offline)."""
+    created = served.as_("cafe").move(
+        "POST", f"/v1/readers/{reader}/charges", {**SALE, "amount": amount}
+    )
+    assert created.status == 201, created
+    charge = served.store.read(lambda books: books.charge(bytes.fromhex(created.body["id"])))
+    assert charge is not None
+    return charge
+
+
+def top_up_at_the_desk(served: Served, guest: str, amount: int) -> None:
+    reply = served.as_("desk").move(
+        "POST", f"/v1/guests/{guest}/topups", {**TOPUP, "amount": amount}
+    )
+    assert reply.status == 201, reply
+
+
+def test_the_report_names_each_offline_sales_charge_amount_and_overdraft(served: Served) -> None:
+    """Two tills sold alone past what the wallets held (Ada's topped up too little, Bo's never):
+    the operator sees each sale under the charge id the till was given, with its amount, the
+    guest and how far it overdrew, and the overdrafts' total; a till or no token sees nothing."""
+    topped_up = 300
+    top_up_at_the_desk(served, "g-ada", topped_up)
+    coffee, ice_cream = till_charge(served, "pos-1", 450), till_charge(served, "pos-2", 200)
+    pair = Pair(served.store)
+    upload(pair, offline_sale(coffee))
+    upload(pair, offline_sale(ice_cream, DEMO_BANDS["Bo"]))
+    report = served.as_("ops").call("GET", "/v1/reconciliation")
+    assert report.status == 200, report
+    rows = {row["charge"]: row for row in report.body["exceptions"]}
+    owed = {coffee.id.hex(): coffee.amount - topped_up, ice_cream.id.hex(): ice_cream.amount}
+    assert {charge: row["overdraft"] for charge, row in rows.items()} == owed
+    for charge, guest in ((coffee, "g-ada"), (ice_cream, "g-bo")):
+        row = rows[charge.id.hex()]
+        assert (row["amount"], row["currency"], row["guest"]) == (charge.amount, "EUR", guest)
+        assert (row["shown"], row["exception"]) == ("green", "insufficient_funds")
+    assert report.body["overdrafts"] == sum(owed.values())
+    sheet = served.as_("ops").call("GET", "/v1/reconciliation.csv")
+    lines = list(csv.DictReader(io.StringIO(sheet.body)))
+    assert {line["charge"]: int(line["overdraft"]) for line in lines} == owed
+    problem(served.as_("").call("GET", "/v1/reconciliation"), 401, "unauthenticated")
+    problem(served.as_("cafe").call("GET", "/v1/reconciliation"), 403, "forbidden")
+
+
+def owed_and_balance(served: Served, guest: str) -> tuple[object, object]:
+    """What the desk's wallet page says the guest's party owes, and holds."""
+    reply = served.as_("desk").call("GET", f"/v1/guests/{guest}/wallet")
+    assert reply.status == 200, reply
+    return reply.body["overdraft"], reply.body["balance"]
+
+
+def test_the_wallet_shows_what_an_offline_sale_overdrew_until_it_is_topped_up(
+    served: Served,
+) -> None:
+    """The desk sees what the Okafors owe after a till sold alone past their wallet (on Ada's
+    page and Emil's: one wallet), nothing while sales stay within it or for another guest, and
+    nothing once a top-up covers it. A till may not look."""
+    topped_up = 500
+    top_up_at_the_desk(served, "g-ada", topped_up)
+    pair = Pair(served.store)
+    within = till_charge(served, "pos-1", 300)
+    upload(pair, offline_sale(within))
+    assert owed_and_balance(served, "g-ada") == (0, topped_up - within.amount)
+    past = till_charge(served, "pos-1", 450)
+    upload(pair, offline_sale(past))
+    owed = within.amount + past.amount - topped_up
+    assert owed_and_balance(served, "g-ada") == owed_and_balance(served, "g-emil") == (owed, -owed)
+    assert owed_and_balance(served, "g-chen")[0] == 0
+    check = ledger_check(served)
+    assert (check["ok"], check["overdrawn"]) == (True, 1)  # owed, not a broken book
+    top_up_at_the_desk(served, "g-ada", owed)
+    assert owed_and_balance(served, "g-ada") == (0, 0)
+    problem(served.as_("").call("GET", "/v1/guests/g-ada/wallet"), 401, "unauthenticated")
+    problem(served.as_("cafe").call("GET", "/v1/guests/g-ada/wallet"), 403, "forbidden")

@@ -9,10 +9,16 @@ payment. A sale the till refused moves nothing."""
 
 from __future__ import annotations
 
+import itertools
 import multiprocessing
 import os
-from dataclasses import replace
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
 from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bandlink.gateway.core.handler import Core, Frame
 from bandlink.gateway.core.payments import ledger
@@ -21,7 +27,7 @@ from bandlink.gateway.core.payments.pin import offline_pin_check, offline_pin_ke
 from bandlink.gateway.core.payments.records import Charge
 from bandlink.gateway.core.records import TapRecord
 from bandlink.gateway.store import Books, Store
-from bandlink.gateway.venue import DEMO_BANDS, SITE, UNKNOWN_BAND_UID
+from bandlink.gateway.venue import DEMO_BANDS, DEMO_VENUE, SITE, UNKNOWN_BAND_UID
 from bandlink.protocol import (
     POS,
     Birth,
@@ -41,6 +47,7 @@ from .pair import NOON_MS, TODAY, Pair, evt_frame
 from .test_journal import MINUTE_MS, upload
 from .test_ledger import balance, charge_at, topup
 from .test_lists import pushed
+from .test_payments import answer, pos_tap
 
 ADA, DARA, EMIL, CHEN = (DEMO_BANDS[name] for name in ("Ada", "Dara", "Emil", "Chen"))
 SECRET = b"s" * 32
@@ -137,8 +144,6 @@ def test_an_offline_sale_past_the_floor_is_an_overdraft_online_charges_are_not(
     assert (totals.total, totals.below_floor, totals.overdrawn) == (0, 0, 1)
     # Live, the floor holds: an overdrawn wallet pays nothing until it is topped up again.
     live = charge_at(store, "pos-2", 100)
-    from .test_payments import answer, pos_tap
-
     refused = answer(pair, pos_tap(live))
     assert (refused.granted, refused.reason) == (False, reasons.INSUFFICIENT_FUNDS)
     assert balance(store, "g-ada") == -150
@@ -196,8 +201,6 @@ def test_a_sale_with_nothing_to_post_against_or_paid_already_is_not_posted(
     """Unknown band, no such charge at this reader, paid already (the same band's live tap
     whose answer was lost), cancelled by staff: an exception each, and no money moves."""
     topup(store, "g-ada", 5000)
-    from .test_payments import answer, pos_tap
-
     live = charge_at(store, "pos-1", 400)
     assert answer(pair, pos_tap(live)).granted  # its answer never reached the till
     cancelled = charge_at(store, "pos-2", 300)
@@ -282,6 +285,116 @@ def test_one_journal_at_several_processes_posts_each_sale_once(store: Store, db_
     assert balance(store, "g-ada") == 700
     assert all(len(paid_transfers(store, charge)) == 1 for charge in charges)
     assert sum(1 for t in store.recent_taps(100) if t.offline) == 3
+
+
+# -- any sequence of offline sales ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sale:
+    """One sale a till decided alone, and what happened to it on its way to the ledger."""
+
+    amount: int
+    listed: bool  # False: a band no gateway knows (no guest, nothing to post it against)
+    uploads: str  # "once"; "twice" (the acknowledgement was lost); "both" (at two gateways)
+    paid_online: bool  # a live tap paid it first (if the wallet could), its answer lost
+
+
+SALES = st.lists(
+    st.builds(
+        Sale,
+        amount=st.integers(1, 2500),
+        listed=st.sampled_from((True, True, True, False)),  # one band in four unknown
+        uploads=st.sampled_from(("once", "twice", "both")),
+        paid_online=st.booleans(),
+    ),
+    min_size=1,
+    max_size=8,
+)
+_shoppers = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def two_gateways(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pair, Pair]]:
+    """Two gateway processes' cores and stores on one SQLite file: each has its own view of
+    the catalog and its own connection, as two processes would."""
+    url = f"sqlite:///{tmp_path_factory.mktemp('sales') / 'gw.db'}"
+    first = Store(url)
+    first.migrate()
+    first.load_venue(DEMO_VENUE, today=TODAY)
+    second = Store(url)
+    yield Pair(first), Pair(second)
+    second.close()
+    first.close()
+
+
+def new_shopper(store: Store, tills: int) -> tuple[str, bytes, list[str]]:
+    """A guest of their own (so their wallet starts empty) with a band, and ``tills`` fresh pos
+    readers, one per sale (a reader holds one open charge at a time)."""
+    n = next(_shoppers)
+    guest, uid = f"g-shopper-{n}", (0x06 << 48 | n).to_bytes(7, "big")
+    readers = [f"pos-s{n}-{i}" for i in range(tills)]
+    venue = {
+        "guests": [{"id": guest, "name": "S", "bands": [uid.hex()]}],
+        "readers": [{"id": r, "site": SITE, "role": "pos", "outlet": "cafe"} for r in readers],
+    }
+    store.load_venue(venue, today=TODAY)
+    return guest, uid, readers
+
+
+def sell(gateways: tuple[Pair, Pair], sale: Sale, charge: Charge, uid: bytes) -> tuple[Tap, bool]:
+    """The sale as it went: maybe a live tap first, then the till's journal uploaded as
+    ``sale.uploads`` says. The offline tap, and whether the live tap paid."""
+    first, second = gateways
+    band = uid if sale.listed else UNKNOWN_BAND_UID
+    paid_online = sale.paid_online and answer(first, pos_tap(charge, band)).granted
+    tap = offline_sale(charge, band, reading=None if sale.listed else {})
+    upload(first, tap)
+    if sale.uploads != "once":
+        upload(second if sale.uploads == "both" else first, tap)
+    return tap, paid_online
+
+
+@settings(max_examples=25, deadline=None)
+@given(wallet=st.integers(0, 3000), sales=SALES)
+def test_any_offline_sales_post_once_and_every_overdraft_is_reported(
+    two_gateways: tuple[Pair, Pair], wallet: int, sales: list[Sale]
+) -> None:
+    store = two_gateways[0].store
+    guest, uid, readers = new_shopper(store, len(sales))
+    if wallet:
+        topup(store, guest, wallet)
+    taps: list[tuple[Sale, Charge, Tap, bool]] = []
+    for sale, reader in zip(sales, readers, strict=True):
+        charge = charge_at(store, reader, sale.amount)
+        taps.append((sale, charge, *sell(two_gateways, sale, charge, uid)))
+    records = [only_record(store, tap) for _sale, _charge, tap, _paid in taps]
+    for (sale, charge, tap, paid_online), record in zip(taps, records, strict=True):
+        transfers = paid_transfers(store, charge)
+        assert len(transfers) == (1 if sale.listed else 0)  # posted once, or never
+        if paid_online:  # paid already: the sale is a second payment, never posted
+            assert record.exception == "charge_paid" and transfers[0].created_ms != tap.ts
+    assert balance(store, guest) == wallet - sum(s.amount for s in sales if s.listed)
+    assert_overdrafts_reported(store, guest, records)
+    totals = store.run(lambda books: books.totals())
+    assert (totals.total, totals.unbalanced, totals.drifted, totals.below_floor) == (0, 0, 0, 0)
+
+
+def only_record(store: Store, tap: Tap) -> TapRecord:
+    """The one record of ``tap`` among what its reader decided alone, however often uploaded."""
+    (found,) = store.offline_taps(reader=tap.reader)
+    assert found.mid == tap.mid
+    return found
+
+
+def assert_overdrafts_reported(store: Store, guest: str, records: list[TapRecord]) -> None:
+    """What the wallet owes is what the report's overdrafts add up to (it sums them over
+    exceptions: an overdraft is one, whatever else it is)."""
+    assert all(r.exception is not None for r in records if r.overdraft)
+    account = account_of(store, guest)
+    owed = account.overdraft if account else 0
+    assert owed == sum(r.overdraft or 0 for r in records)
+    assert (account is not None and account.overdrawn) == (owed > 0)
 
 
 # -- the tills' band lists ------------------------------------------------------------------

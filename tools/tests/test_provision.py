@@ -11,7 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from bandlink.gateway.core.payments.pin import open_pin_block, reader_pin_key, seal_pin_block
+from bandlink.gateway.core.handler import Core
+from bandlink.gateway.core.payments.pin import (
+    offline_pin_check,
+    offline_pin_key,
+    open_pin_block,
+    reader_pin_key,
+    seal_pin_block,
+)
 from bandlink.gateway.settings import load_settings
 from bandlink.tools.access import AccessError, BrokerAccess, Login
 from bandlink.tools.broker import MosquittoBroker
@@ -136,3 +143,41 @@ def test_a_pos_reader_gets_the_pin_key_the_gateway_derives_and_none_without_the_
         provision_reader(tmp_path / "b", "till-1", config)
     provision_reader(tmp_path / "b", "till-1", config, role="gate")
     assert "pin_key" not in json.loads(config.read_text())
+
+
+def test_a_pos_reader_gets_the_venues_offline_pin_key_a_gate_neither_key(tmp_path: Path) -> None:
+    """The till checks a PIN offline against the band list's check, which the gateway computed
+    under the venue's offline PIN key: provisioned, the till holds that key (hex, as
+    config.json carries it), the same for every till; a gate holds no PIN key at all."""
+    secret, broker_dir = "a-gateway-secret-key-of-32-chars-or-more", tmp_path / "b"
+    for till in ("pos-1", "pos-2"):
+        provision_reader(broker_dir, till, tmp_path / f"{till}.json", role="pos", secret_key=secret)
+    pos_1, pos_2 = (json.loads((tmp_path / f"{t}.json").read_text()) for t in ("pos-1", "pos-2"))
+    venue_key = offline_pin_key(secret.encode())
+    assert pos_1["offline_pin_key"] == pos_2["offline_pin_key"] == venue_key.hex()
+    assert pos_1["pin_key"] == reader_pin_key(secret.encode(), "pos-1").hex() != pos_2["pin_key"]
+    # The check the desk's PIN gets on the list is what the till computes from the typed PIN.
+    check, salt = Core(secret_key=secret.encode()).offline_pin_check("2468")
+    till_key = bytes.fromhex(pos_1["offline_pin_key"])
+    assert offline_pin_check(till_key, salt, "2468") == check
+    assert offline_pin_check(till_key, salt, "2469") != check
+    gate = tmp_path / "gate-1.json"
+    provision_reader(broker_dir, "gate-1", gate, role="gate", secret_key=secret)
+    assert {"pin_key", "offline_pin_key"}.isdisjoint(json.loads(gate.read_text()))
+    # A till re-provisioned as a gate loses both: a gate's flash should hold no key.
+    provision_reader(broker_dir, "pos-1", tmp_path / "pos-1.json", role="gate")
+    assert {"pin_key", "offline_pin_key"}.isdisjoint(
+        json.loads((tmp_path / "pos-1.json").read_text())
+    )
+
+
+def test_a_pos_reader_without_the_secret_key_is_refused_and_nothing_is_written(
+    tmp_path: Path,
+) -> None:
+    """No secret key, no till: a till without its keys could take no PIN, so provisioning
+    stops, saying where the key comes from, before any identity or file is made."""
+    config, broker_dir = tmp_path / "pos-1.json", tmp_path / "b"
+    for secret in (None, ""):
+        with pytest.raises(AccessError, match=SECRET_KEY_ENV):
+            provision_reader(broker_dir, "pos-1", config, role="pos", secret_key=secret)
+    assert not config.exists() and BrokerAccess(broker_dir).users() == []
